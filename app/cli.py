@@ -1,0 +1,180 @@
+"""`latchkey …`: run the processes, migrate, check flows, verify the audit trail, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from app.config import ConfigError, get_settings
+from app.flows.loader import FlowError
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _alembic_config(database_url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def migrate(database_url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(database_url), revision)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    migrate(get_settings().database_url)
+    print("database is at the latest migration")
+    return 0
+
+
+def cmd_flows_check(args: argparse.Namespace) -> int:
+    from app.flows.loader import load_flows
+
+    directory = Path(args.dir) if args.dir else get_settings().flows_dir
+    registry = load_flows(directory)
+    for loaded in registry:
+        flow = loaded.flow
+        print(
+            f"ok  {loaded.path}: {flow.name} ({len(flow.targets)} targets, channel {flow.approval_channel})"
+        )
+    return 0
+
+
+def cmd_web(_: argparse.Namespace) -> int:
+    from app.runtime import build_runtime
+
+    settings = get_settings()
+    rt = build_runtime(settings)  # fail closed before serving anything
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        from app.logs import configure_logging
+        from app.slack.app import create_app
+
+        configure_logging(settings.log_level)
+        assert settings.slack_app_token is not None
+        SocketModeHandler(
+            create_app(rt), settings.slack_app_token.get_secret_value(), web_client=rt.slack
+        ).start()
+        return 0
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    os.execvp(  # noqa: S606 — replaces this process with gunicorn, arguments are ours
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"0.0.0.0:{settings.port}",
+            "--workers",
+            workers,
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--access-logfile",
+            "-",
+            "app.web:wsgi()",
+        ],
+    )
+    return 0  # not reached
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.logs import configure_logging
+    from app.runtime import build_runtime
+    from app.worker.celery_app import create_celery
+
+    settings = get_settings()
+    build_runtime(settings)  # fail closed: an invalid flow or setting stops start-up here
+    configure_logging(settings.log_level)
+    create_celery(settings).worker_main(
+        [
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "--concurrency",
+            str(args.concurrency),
+            "-n",
+            args.name,
+        ]
+    )
+    return 0
+
+
+def cmd_beat(_: argparse.Namespace) -> int:
+    from app.logs import configure_logging
+    from app.worker.celery_app import create_celery
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    create_celery(settings).start(["beat", "--loglevel", settings.log_level])
+    return 0
+
+
+def cmd_audit_verify(_: argparse.Namespace) -> int:
+    from app.audit import AuditLog
+    from app.db import Database
+
+    settings = get_settings()
+    db = Database(settings.database_url)
+    with db.session() as session:
+        result = AuditLog(settings.require_audit_key()).verify(session)
+    print(("ok   " if result.ok else "FAIL ") + result.message)
+    return 0 if result.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    return run_demo(seconds=args.seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latchkey", description="Just-in-time access from Slack.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(
+        fn=cmd_migrate
+    )
+    flows = sub.add_parser("flows", help="work with flows").add_subparsers(
+        dest="flows_command", required=True
+    )
+    check = flows.add_parser("check", help="validate every flow in LATCHKEY_FLOWS")
+    check.add_argument("--dir", help="folder of flows (default: LATCHKEY_FLOWS)")
+    check.set_defaults(fn=cmd_flows_check)
+    sub.add_parser("web", help="serve Slack (HTTP on $PORT, or Socket Mode)").set_defaults(
+        fn=cmd_web
+    )
+    worker = sub.add_parser("worker", help="run the Celery worker (grants, revokes, messages)")
+    worker.add_argument("--concurrency", type=int, default=4)
+    worker.add_argument("--name", default="latchkey@%h")
+    worker.set_defaults(fn=cmd_worker)
+    sub.add_parser("beat", help="run the scheduler (exactly one)").set_defaults(fn=cmd_beat)
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit.add_parser("verify", help="check the hash chain").set_defaults(fn=cmd_audit_verify)
+    demo = sub.add_parser("demo", help="run everything locally with stand-ins for Slack and AWS")
+    demo.add_argument("--seconds", type=int, default=20, help="how long the demo grant lasts")
+    demo.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (ConfigError, FlowError) as exc:
+        print(f"latchkey: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Settings from the environment (and `.env` in development), validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """Configuration that cannot run; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    """Everything Latchkey reads from its environment. Secrets are SecretStr so they never print."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr = Field(default=SecretStr(""), alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr = Field(default=SecretStr(""), alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    database_url: str = Field(default="sqlite:///latchkey.db", alias="DATABASE_URL")
+    redis_url: str = Field(default="redis://localhost:6379/0", alias="REDIS_URL")
+    flows_dir: Path = Field(default=Path("./flows"), alias="LATCHKEY_FLOWS")
+    port: int = Field(default=3000, alias="PORT", ge=1, le=65535)
+    sweep_seconds: float = Field(default=30.0, alias="LATCHKEY_SWEEP_SECONDS", gt=0)
+    # Key for the audit hash chain (HMAC). Kept outside the DB so DB access alone cannot
+    # rewrite history. Required outside development; see README.
+    audit_key: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_AUDIT_KEY")
+    log_level: str = Field(default="INFO", alias="LATCHKEY_LOG_LEVEL")
+    beat_schedule_file: Path = Field(
+        default=Path("celerybeat-schedule"), alias="LATCHKEY_BEAT_SCHEDULE_FILE"
+    )
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_ends_in_slash(cls, value: str) -> str:
+        if not value.endswith("/"):
+            raise ValueError("SLACK_API_URL must end in '/' (e.g. https://slack.com/api/)")
+        return value
+
+    @field_validator("slack_app_token", mode="before")
+    @classmethod
+    def _empty_app_token_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _tokens_look_right(self) -> Settings:
+        bot = self.slack_bot_token.get_secret_value()
+        if bot and not bot.startswith("xoxb-"):
+            raise ValueError("SLACK_BOT_TOKEN must be a bot token starting with 'xoxb-'")
+        app = self.slack_app_token.get_secret_value() if self.slack_app_token else ""
+        if app and not app.startswith("xapp-"):
+            raise ValueError("SLACK_APP_TOKEN must be an app-level token starting with 'xapp-'")
+        return self
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def require_slack(self) -> None:
+        """Fail closed: the web and worker cannot talk to Slack without these settings."""
+        if not self.slack_bot_token.get_secret_value():
+            raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
+        if not self.socket_mode and not self.slack_signing_secret.get_secret_value():
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET is not set: the web process refuses to serve HTTP "
+                "without it (or set SLACK_APP_TOKEN to use Socket Mode)"
+            )
+
+    def require_audit_key(self) -> bytes:
+        key = self.audit_key.get_secret_value()
+        if len(key) < 16:
+            raise ConfigError(
+                "LATCHKEY_AUDIT_KEY must be set to a secret of at least 16 characters "
+                "(it keys the audit hash chain; generate one with `openssl rand -hex 32`)"
+            )
+        return key.encode()
+
+
+def load_settings() -> Settings:
+    """Read settings, turning pydantic's error into one that names the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,420 @@
+"""The state machine: every transition of an AccessRequest, each compare-and-set and audited.
+
+Functions take an explicit session and write the audit event in that same transaction;
+the caller's `db.session()` block commits both or neither.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from app.audit import AuditLog
+from app.db import utcnow
+from app.flows.policy import RequestInput, Verdict
+from app.flows.schema import Flow
+from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
+
+S = RequestStatus
+
+
+class EndCause(StrEnum):
+    EXPIRED = "expired"
+    RELEASED = "released"
+    REVOKED = "revoked"
+
+
+def transition(
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    *,
+    expected: RequestStatus,
+    new: RequestStatus,
+    event: str,
+    actor: str,
+    details: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+) -> AccessRequest | None:
+    """Move a request from `expected` to `new` if, and only if, it is still in `expected`.
+
+    Returns the updated request when this caller won, None when someone else moved it
+    first. The audit event is written only by the winner, in the same transaction.
+    """
+    result = session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id == request_id, AccessRequest.status == expected)  # type: ignore[arg-type]
+        .values(status=new, updated_at=utcnow(), **(values or {}))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    request = session.get(AccessRequest, request_id, populate_existing=True)
+    assert request is not None
+    audit.append(
+        session,
+        event=event,
+        actor=actor,
+        request_id=request.id,
+        flow=request.flow,
+        target=request.target,
+        subject=request.requester_id,
+        details={"from": expected.value, "to": new.value, **(details or {})},
+    )
+    return request
+
+
+def lock_request(session: Session, request_id: uuid.UUID) -> AccessRequest | None:
+    """Read a request holding its row lock, so deciders of one request go one at a time.
+
+    Quorum counting reads other approvals; without the lock two approvers on PostgreSQL
+    could each count only themselves. (SQLite transactions are already serialised.)
+    """
+    return session.execute(
+        select(AccessRequest).where(AccessRequest.id == request_id).with_for_update()  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+
+
+def submit(
+    *, session: Session, audit: AuditLog, flow: Flow, requester_id: str, ask: RequestInput
+) -> AccessRequest:
+    request = AccessRequest(
+        flow=flow.name,
+        target=ask.target,
+        requester_id=requester_id,
+        reason=ask.reason.strip(),
+        requested_seconds=int(ask.duration.total_seconds()),
+    )
+    session.add(request)
+    session.flush()
+    audit.append(
+        session,
+        event="requested",
+        actor=requester_id,
+        request_id=request.id,
+        flow=flow.name,
+        target=ask.target,
+        subject=requester_id,
+        details={"duration_seconds": request.requested_seconds, "reason": request.reason},
+    )
+    return request
+
+
+@dataclass(frozen=True)
+class DecisionOutcome:
+    """What a decider's click did: moved the request (won), or why it did nothing."""
+
+    request: AccessRequest | None
+    won: bool
+    refusal: str | None = None
+
+
+def _decide(
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    *,
+    decider_id: str,
+    verdict: Verdict,
+    decision: Decision,
+    reason: str,
+) -> DecisionOutcome:
+    request = lock_request(session, request_id)
+    if request is None:
+        return DecisionOutcome(None, False, "That request no longer exists.")
+    if not verdict:
+        # Refusals are part of the record: who tried to decide what they may not.
+        audit.append(
+            session,
+            event=f"{decision.value}_refused",
+            actor=decider_id,
+            request_id=request.id,
+            flow=request.flow,
+            target=request.target,
+            subject=request.requester_id,
+            details={"reason": verdict.reason},
+        )
+        return DecisionOutcome(request, False, verdict.reason)
+    if request.status != S.PENDING:
+        return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
+    session.add(
+        Approval(
+            request_id=request.id, approver_id=decider_id, decision=decision, reason=reason or None
+        )
+    )
+    session.flush()
+    new, event = (S.APPROVED, "approved") if decision is Decision.APPROVE else (S.DENIED, "denied")
+    details = {"why_decider": verdict.reason}
+    if reason:
+        details["reason"] = reason
+    moved = transition(
+        session,
+        audit,
+        request.id,
+        expected=S.PENDING,
+        new=new,
+        event=event,
+        actor=decider_id,
+        details=details,
+    )
+    return DecisionOutcome(moved or request, moved is not None)
+
+
+def approve(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, approver_id: str, verdict: Verdict
+) -> DecisionOutcome:
+    """Record an approval; a refused verdict is audited and changes nothing else."""
+    return _decide(
+        session,
+        audit,
+        request_id,
+        decider_id=approver_id,
+        verdict=verdict,
+        decision=Decision.APPROVE,
+        reason="",
+    )
+
+
+def deny(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    approver_id: str,
+    verdict: Verdict,
+    reason: str,
+) -> DecisionOutcome:
+    return _decide(
+        session,
+        audit,
+        request_id,
+        decider_id=approver_id,
+        verdict=verdict,
+        decision=Decision.DENY,
+        reason=reason.strip(),
+    )
+
+
+def activate(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    provider: str,
+    principal: str,
+    details: dict[str, Any],
+    now: datetime | None = None,
+) -> Grant | None:
+    """approved -> active, with the Grant row and its audit event in one transaction."""
+    now = now or utcnow()
+    request = session.get(AccessRequest, request_id)
+    if request is None:
+        return None
+    expires_at = now + request.duration
+    won = transition(
+        session,
+        audit,
+        request_id,
+        expected=S.APPROVED,
+        new=S.ACTIVE,
+        event="granted",
+        actor="latchkey",
+        details={
+            "principal": principal,
+            "provider": provider,
+            "expires_at": expires_at.isoformat(),
+            **details,
+        },
+    )
+    if won is None:
+        return None
+    grant = Grant(
+        request_id=request_id,
+        provider=provider,
+        target=request.target,
+        principal=principal,
+        granted_at=now,
+        expires_at=expires_at,
+        details=details,
+    )
+    session.add(grant)
+    session.flush()
+    return grant
+
+
+def fail(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, error: str
+) -> AccessRequest | None:
+    return transition(
+        session,
+        audit,
+        request_id,
+        expected=S.APPROVED,
+        new=S.FAILED,
+        event="grant_failed",
+        actor="latchkey",
+        details={"error": error},
+        values={"failure": error},
+    )
+
+
+def begin_revoke(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    cause: EndCause,
+    actor: str,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Grant | None:
+    """active -> revoking. An expiry that is not yet due is a no-op (the grant was extended)."""
+    now = now or utcnow()
+    grant = grant_of(session, request_id)
+    if grant is None:
+        return None
+    if cause is EndCause.EXPIRED and grant.expires_at > now:
+        return None
+    won = transition(
+        session,
+        audit,
+        request_id,
+        expected=S.ACTIVE,
+        new=S.REVOKING,
+        event="revoking",
+        actor=actor,
+        details={"cause": cause.value, "reason": reason},
+    )
+    if won is None:
+        return None
+    grant.end_cause, grant.ended_by, grant.end_reason = cause.value, actor, reason or None
+    session.add(grant)
+    return grant
+
+
+def retry_revoke(*, session: Session, audit: AuditLog, request_id: uuid.UUID) -> bool:
+    """revoke_failed -> revoking, for the sweep's next attempt."""
+    return (
+        transition(
+            session,
+            audit,
+            request_id,
+            expected=S.REVOKE_FAILED,
+            new=S.REVOKING,
+            event="revoke_retry",
+            actor="latchkey",
+        )
+        is not None
+    )
+
+
+def finish_revoke(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    details: dict[str, Any],
+    now: datetime | None = None,
+) -> Grant | None:
+    """revoking -> expired (ran out) or revoked (released or taken away)."""
+    grant = grant_of(session, request_id)
+    if grant is None:
+        return None
+    final = S.EXPIRED if grant.end_cause == EndCause.EXPIRED.value else S.REVOKED
+    won = transition(
+        session,
+        audit,
+        request_id,
+        expected=S.REVOKING,
+        new=final,
+        event=final.value,
+        actor=grant.ended_by or "latchkey",
+        details={"cause": grant.end_cause, "principal": grant.principal, **details},
+    )
+    if won is None:
+        return None
+    grant.ended_at = now or utcnow()
+    session.add(grant)
+    return grant
+
+
+def revoke_failed(*, session: Session, audit: AuditLog, request_id: uuid.UUID, error: str) -> bool:
+    return (
+        transition(
+            session,
+            audit,
+            request_id,
+            expected=S.REVOKING,
+            new=S.REVOKE_FAILED,
+            event="revoke_failed",
+            actor="latchkey",
+            details={"error": error},
+            values={"failure": error},
+        )
+        is not None
+    )
+
+
+def grant_of(session: Session, request_id: uuid.UUID) -> Grant | None:
+    return session.execute(
+        select(Grant).where(Grant.request_id == request_id)  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+
+
+def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant]:
+    """Other live grants giving the same principal the same target.
+
+    Ending one grant must not take away access another still covers.
+    """
+    rows = (
+        session.execute(
+            select(Grant)
+            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+            .where(
+                Grant.id != grant.id,  # type: ignore[arg-type]
+                Grant.provider == grant.provider,  # type: ignore[arg-type]
+                Grant.target == grant.target,  # type: ignore[arg-type]
+                Grant.principal == grant.principal,  # type: ignore[arg-type]
+                AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
+                Grant.expires_at > now,  # type: ignore[arg-type]
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return list(rows)
+
+
+def due_for_expiry(session: Session, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Active grants past their end, from the DB alone (whatever happened to the broker)."""
+    return list(
+        session.execute(
+            select(Grant.request_id)
+            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+            .where(AccessRequest.status == S.ACTIVE, Grant.expires_at <= now)  # type: ignore[arg-type]
+            .order_by(Grant.expires_at)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def stuck(
+    session: Session, status: RequestStatus, older_than: timedelta, now: datetime
+) -> list[uuid.UUID]:
+    """Requests left in a working state by a worker that died mid-task."""
+    return list(
+        session.execute(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.status == status,  # type: ignore[arg-type]
+                AccessRequest.updated_at <= now - older_than,  # type: ignore[arg-type]
+            )
+            .limit(500)
+        ).scalars()
+    )

@@ -1,0 +1,138 @@
+"""The domain's tables: AccessRequest, Approval, Grant, AuditEvent."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, utcnow
+
+
+class RequestStatus(StrEnum):
+    """One request's lifecycle; see the state diagram in DESIGN.md."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    ACTIVE = "active"
+    REVOKING = "revoking"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    REVOKE_FAILED = "revoke_failed"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        RequestStatus.EXPIRED,
+        RequestStatus.REVOKED,
+        RequestStatus.DENIED,
+        RequestStatus.CANCELLED,
+        RequestStatus.TIMED_OUT,
+        RequestStatus.FAILED,
+    }
+)
+# States in which the requester holds (or may still hold) access at the provider.
+HOLDING_STATUSES = frozenset(
+    {RequestStatus.ACTIVE, RequestStatus.REVOKING, RequestStatus.REVOKE_FAILED}
+)
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class AccessRequest(SQLModel, table=True):
+    """One person's ask for one target of one flow, for a bounded time."""
+
+    __tablename__ = "access_request"
+    __table_args__ = (Index("ix_access_request_status", "status"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    flow: str = Field(sa_type=String(100))
+    target: str = Field(sa_type=String(200))
+    requester_id: str = Field(sa_type=String(32), index=True)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    requested_seconds: int
+    # An approver may approve for less than was asked; never more.
+    approved_seconds: int | None = None
+    status: RequestStatus = Field(default=RequestStatus.PENDING, sa_type=String(20))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    approval_channel: str | None = Field(default=None, sa_type=String(32))
+    approval_message_ts: str | None = Field(default=None, sa_type=String(32))
+    failure: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(seconds=self.approved_seconds or self.requested_seconds)
+
+
+class Approval(SQLModel, table=True):
+    """One approver's decision on one request; at most one per approver."""
+
+    __tablename__ = "approval"
+    __table_args__ = (UniqueConstraint("request_id", "approver_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    request_id: uuid.UUID = Field(foreign_key="access_request.id", index=True)
+    approver_id: str = Field(sa_type=String(32))
+    decision: Decision = Field(sa_type=String(10))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Grant(SQLModel, table=True):
+    """What was applied at a provider for a request, and until when."""
+
+    __tablename__ = "grant"
+    __table_args__ = (Index("ix_grant_expires_at", "expires_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    request_id: uuid.UUID = Field(foreign_key="access_request.id", unique=True)
+    provider: str = Field(sa_type=String(50))
+    target: str = Field(sa_type=String(200))
+    # The cloud identity that holds the access (an IAM user name, a GCP member, …).
+    principal: str = Field(sa_type=String(320), index=True)
+    granted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Why access ended: expired, released (by the requester) or revoked (by someone).
+    end_cause: str | None = Field(default=None, sa_type=String(20))
+    ended_by: str | None = Field(default=None, sa_type=String(64))
+    end_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class AuditEvent(SQLModel, table=True):
+    """An append-only, hash-chained record of one thing that happened.
+
+    `seq` is assigned by the appender under a lock (not by the DB), so the chain is a
+    gapless sequence: a deleted event shows as a gap, an inserted one as a broken link.
+    """
+
+    __tablename__ = "audit_event"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    at: datetime = Field(sa_type=UTCDateTime)
+    event: str = Field(sa_type=String(50), index=True)
+    actor: str = Field(sa_type=String(64))
+    request_id: uuid.UUID | None = Field(default=None, index=True)
+    flow: str | None = Field(default=None, sa_type=String(100))
+    target: str | None = Field(default=None, sa_type=String(200))
+    subject: str | None = Field(default=None, sa_type=String(64))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(sa_type=String(64))
+    hash: str = Field(sa_type=String(64))

@@ -1,0 +1,72 @@
+"""Keep Slack true to the DB: post or update the approval card and DM the requester.
+
+Runs on the worker, after the transition committed, so a Slack outage delays messages
+but never a grant or a revoke.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from app.lifecycle import grant_of
+from app.models import AccessRequest, Approval
+from app.runtime import Runtime
+from app.slack.blocks.cards import CardContext, approval_card, fallback_text, requester_message
+
+log = logging.getLogger(__name__)
+
+# Moments the requester hears about; the others only update the card.
+_DM_MOMENTS = {"submitted", "granted", "denied", "ended", "failed", "revoke_failed"}
+
+
+def card_context(session: Session, request_id: uuid.UUID) -> CardContext | None:
+    request = session.get(AccessRequest, request_id)
+    if request is None:
+        return None
+    approvals = list(
+        session.execute(
+            select(Approval).where(Approval.request_id == request_id).order_by(Approval.created_at)  # type: ignore[arg-type]
+        ).scalars()
+    )
+    return CardContext(request=request, approvals=approvals, grant=grant_of(session, request_id))
+
+
+def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
+    with rt.db.session() as session:
+        ctx = card_context(session, request_id)
+    if ctx is None:
+        return
+    loaded = rt.flows.get(ctx.request.flow)
+    if ctx.request.approval_message_ts is None and loaded is not None:
+        _post_card(rt, ctx, loaded.flow.approval_channel)
+    elif ctx.request.approval_message_ts is not None:
+        rt.slack.chat_update(
+            channel=ctx.request.approval_channel,
+            ts=ctx.request.approval_message_ts,
+            text=fallback_text(ctx.request),
+            blocks=approval_card(ctx),
+        )
+    if what in _DM_MOMENTS:
+        tz = rt.directory.user(ctx.request.requester_id).tz
+        text, blocks = requester_message(ctx, what, tz)
+        rt.slack.chat_postMessage(channel=ctx.request.requester_id, text=text, blocks=blocks)
+
+
+def _post_card(rt: Runtime, ctx: CardContext, channel: str) -> None:
+    response = rt.slack.chat_postMessage(
+        channel=channel, text=fallback_text(ctx.request), blocks=approval_card(ctx)
+    )
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, ctx.request.id)
+        if request is not None and request.approval_message_ts is None:
+            request.approval_channel = response["channel"]
+            request.approval_message_ts = response["ts"]
+            session.add(request)
+    ctx.request.approval_channel, ctx.request.approval_message_ts = (
+        response["channel"],
+        response["ts"],
+    )

@@ -1,0 +1,82 @@
+"""AWS IAM group membership: the requester's IAM user joins the target group.
+
+IAM group membership has no native expiry, so this target relies on Latchkey's revoke
+(countdown task plus sweep). Targets with native expiry arrive with the role provider.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from app.flows.schema import AwsIamGroupTarget
+from app.providers.base import GrantSpec, ProviderError
+
+_TRANSIENT_CODES = {"Throttling", "ThrottlingException", "ServiceFailure", "RequestLimitExceeded"}
+
+
+def _error(exc: Exception, action: str) -> ProviderError:
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        transient = code in _TRANSIENT_CODES or status >= 500
+        return ProviderError(f"AWS IAM {action} failed: {code}: {message}", transient=transient)
+    # Connection trouble and other botocore errors: the endpoint may come back.
+    return ProviderError(f"AWS IAM {action} failed: {exc}", transient=True)
+
+
+class AwsIamGroupProvider:
+    name = "aws_iam_group"
+
+    def __init__(self, iam_client: Any) -> None:
+        self._iam = iam_client
+
+    def grant(self, spec: GrantSpec) -> dict[str, Any]:
+        target: AwsIamGroupTarget = spec.target
+        try:
+            # AddUserToGroup is idempotent: adding a member again succeeds.
+            self._iam.add_user_to_group(GroupName=target.group_name, UserName=spec.principal)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                raise ProviderError(
+                    f"IAM user {spec.principal!r} or group {target.group_name!r} does not exist",
+                    transient=False,
+                ) from None
+            raise _error(exc, "AddUserToGroup") from None
+        except (BotoCoreError, EndpointConnectionError) as exc:
+            raise _error(exc, "AddUserToGroup") from None
+        return {"group_name": target.group_name, "iam_user": spec.principal}
+
+    def revoke(self, spec: GrantSpec) -> dict[str, Any]:
+        target: AwsIamGroupTarget = spec.target
+        try:
+            self._iam.remove_user_from_group(GroupName=target.group_name, UserName=spec.principal)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+                raise _error(exc, "RemoveUserFromGroup") from None
+            # Not a member (or gone): the access is already absent, which is what we want.
+            return {
+                "group_name": target.group_name,
+                "iam_user": spec.principal,
+                "already_absent": True,
+            }
+        except (BotoCoreError, EndpointConnectionError) as exc:
+            raise _error(exc, "RemoveUserFromGroup") from None
+        return {"group_name": target.group_name, "iam_user": spec.principal}
+
+    def check(self, spec: GrantSpec) -> bool:
+        target: AwsIamGroupTarget = spec.target
+        try:
+            paginator = self._iam.get_paginator("list_groups_for_user")
+            for page in paginator.paginate(UserName=spec.principal):
+                if any(g["GroupName"] == target.group_name for g in page["Groups"]):
+                    return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                return False
+            raise _error(exc, "ListGroupsForUser") from None
+        except BotoCoreError as exc:
+            raise _error(exc, "ListGroupsForUser") from None
+        return False

@@ -1,0 +1,167 @@
+"""Messages: the approval card in the flow's channel and the requester's DMs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.flows.schema import format_duration
+from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
+from app.slack import ids
+from app.slack.blocks.text import escape, local_time, mrkdwn, plain, slack_date
+
+S = RequestStatus
+
+_STATUS_LINE = {
+    S.PENDING: ":hourglass_flowing_sand: Waiting for an approver",
+    S.APPROVED: ":arrows_counterclockwise: Approved, granting…",
+    S.ACTIVE: ":white_check_mark: Access granted",
+    S.REVOKING: ":arrows_counterclockwise: Ending access…",
+    S.EXPIRED: ":lock: Access expired",
+    S.REVOKED: ":lock: Access revoked",
+    S.REVOKE_FAILED: ":rotating_light: Revoking failed; retrying",
+    S.DENIED: ":no_entry: Denied",
+    S.CANCELLED: ":heavy_multiplication_x: Cancelled by the requester",
+    S.TIMED_OUT: ":alarm_clock: Timed out without a decision",
+    S.FAILED: ":x: Granting failed",
+}
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """Everything a card shows, read from the DB by the caller."""
+
+    request: AccessRequest
+    approvals: list[Approval]
+    grant: Grant | None
+
+
+def summary(request: AccessRequest) -> str:
+    return (
+        f"<@{request.requester_id}> asks for *{escape(request.target)}* "
+        f"({escape(request.flow)}) for *{format_duration(request.duration)}*"
+    )
+
+
+def fallback_text(request: AccessRequest) -> str:
+    """The notification text; mrkdwn too, so it escapes user text like the blocks do."""
+    status = _STATUS_LINE[request.status].split(" ", 1)[1]
+    return f"Access request from <@{request.requester_id}>: {escape(request.target)} — {status}"
+
+
+def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
+    request = ctx.request
+    fields = [
+        mrkdwn(f"*Requester*\n<@{request.requester_id}>"),
+        mrkdwn(f"*Flow*\n{escape(request.flow)}"),
+        mrkdwn(f"*Access to*\n{escape(request.target)}"),
+        mrkdwn(f"*Duration*\n{format_duration(request.duration)}"),
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": plain("Access request")},
+        {"type": "section", "fields": fields},
+        {
+            "type": "section",
+            "text": mrkdwn(f"*Reason*\n{escape(request.reason) or '_none given_'}"),
+        },
+        {"type": "context", "elements": [mrkdwn(f"Request `{request.id}`")]},
+    ]
+    blocks.append({"type": "section", "text": mrkdwn(f"*{_STATUS_LINE[request.status]}*")})
+    history = _history(ctx)
+    if history:
+        blocks.append({"type": "context", "elements": [mrkdwn(line) for line in history[:10]]})
+    if request.status == S.PENDING:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": ids.DECISION_BLOCK,
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ids.APPROVE_ACTION,
+                        "text": plain("Approve"),
+                        "style": "primary",
+                        "value": str(request.id),
+                    },
+                    {
+                        "type": "button",
+                        "action_id": ids.DENY_ACTION,
+                        "text": plain("Deny"),
+                        "style": "danger",
+                        "value": str(request.id),
+                    },
+                ],
+            }
+        )
+    return blocks
+
+
+def _history(ctx: CardContext) -> list[str]:
+    lines = []
+    for approval in ctx.approvals:
+        verb = "Approved" if approval.decision == Decision.APPROVE else "Denied"
+        line = f"{verb} by <@{approval.approver_id}> {slack_date(approval.created_at, _utc(approval.created_at))}"
+        if approval.reason:
+            line += f": {escape(approval.reason)}"
+        lines.append(line)
+    grant = ctx.grant
+    if grant is not None:
+        lines.append(
+            f"Granted to `{escape(grant.principal)}` until {slack_date(grant.expires_at, _utc(grant.expires_at))}"
+        )
+        if grant.ended_at is not None:
+            by = (
+                ""
+                if grant.end_cause == "expired"
+                else f" by <@{grant.ended_by}>"
+                if grant.ended_by and grant.ended_by.startswith(("U", "W"))
+                else ""
+            )
+            lines.append(
+                f"Ended ({grant.end_cause}){by} {slack_date(grant.ended_at, _utc(grant.ended_at))}"
+            )
+    if ctx.request.status in (S.FAILED, S.REVOKE_FAILED) and ctx.request.failure:
+        lines.append(f"Error: {escape(ctx.request.failure)}")
+    return lines
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def requester_message(
+    ctx: CardContext, what: str, tz: str, now: datetime | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The DM for one moment of the request's life, with times in the requester's timezone."""
+    request, grant = ctx.request, ctx.grant
+    target = f"*{escape(request.target)}* ({escape(request.flow)})"
+    if what == "submitted":
+        text = f"Your request for {target} for {format_duration(request.duration)} was sent for approval."
+    elif what == "granted" and grant is not None:
+        text = f":white_check_mark: You now have {target} until *{local_time(grant.expires_at, tz, now)}*."
+    elif what == "denied":
+        denial = next((a for a in ctx.approvals if a.decision == Decision.DENY), None)
+        text = f":no_entry: Your request for {target} was denied"
+        if denial is not None:
+            text += f" by <@{denial.approver_id}>"
+            if denial.reason:
+                text += f": {escape(denial.reason)}"
+        text += "."
+    elif what == "ended" and grant is not None:
+        how = {"expired": "expired", "released": "was released", "revoked": "was revoked"}.get(
+            grant.end_cause or "", "ended"
+        )
+        text = f":lock: Your access to {target} {how}"
+        if grant.ended_at is not None:
+            text += f" at {local_time(grant.ended_at, tz, now)}"
+        if grant.end_reason:
+            text += f": {escape(grant.end_reason)}"
+        text += "."
+    elif what == "failed":
+        text = f":x: Granting {target} failed: {escape(request.failure or 'unknown error')}. Nothing was granted."
+    elif what == "revoke_failed":
+        text = f":rotating_light: Removing your access to {target} failed; Latchkey keeps retrying."
+    else:
+        text = f"Your request for {target} is now {request.status.value}."
+    return text, [{"type": "section", "text": mrkdwn(text)}]

@@ -1,0 +1,133 @@
+"""Modals: the /access request form and the deny form. Pure functions returning dicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.flows.schema import Flow, format_duration
+from app.slack import ids
+from app.slack.blocks.text import escape, mrkdwn, plain
+
+
+def _option(text: str, value: str) -> dict[str, Any]:
+    return {"text": plain(text[:75]), "value": value}
+
+
+def request_modal(flows: list[Flow], selected: Flow | None = None) -> dict[str, Any]:
+    """The /access form for the flows this person may request.
+
+    Picking a flow re-renders the form (dispatch_action) with that flow's targets and
+    durations, so every choice shown is one the flow allows.
+    """
+    if not flows:
+        return {
+            "type": "modal",
+            "callback_id": ids.REQUEST_VIEW,
+            "title": plain("Request access"),
+            "close": plain("Close"),
+            "blocks": [
+                {"type": "section", "text": mrkdwn("There is nothing you may request yet.")}
+            ],
+        }
+    flow = selected or flows[0]
+    flow_options = [_option(f.name, f.name) for f in flows]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "input",
+            "block_id": ids.FLOW_BLOCK,
+            "dispatch_action": True,
+            "label": plain("Flow"),
+            "element": {
+                "type": "static_select",
+                "action_id": ids.FLOW_ACTION,
+                "options": flow_options,
+                "initial_option": _option(flow.name, flow.name),
+            },
+        },
+        {"type": "context", "elements": [mrkdwn(escape(flow.description))]},
+        {
+            "type": "input",
+            "block_id": ids.TARGET_BLOCK,
+            "label": plain("Access to"),
+            "element": {
+                "type": "static_select",
+                "action_id": ids.TARGET_ACTION,
+                "placeholder": plain("Choose what you need"),
+                "options": [_option(t.name, t.name) for t in flow.targets],
+                **(
+                    {"initial_option": _option(flow.targets[0].name, flow.targets[0].name)}
+                    if len(flow.targets) == 1
+                    else {}
+                ),
+            },
+        },
+        {
+            "type": "input",
+            "block_id": ids.DURATION_BLOCK,
+            "label": plain("For how long"),
+            "element": {
+                "type": "static_select",
+                "action_id": ids.DURATION_ACTION,
+                "options": [
+                    _option(format_duration(d), str(int(d.total_seconds()))) for d in flow.durations
+                ],
+                "initial_option": _option(
+                    format_duration(flow.durations[0]), str(int(flow.durations[0].total_seconds()))
+                ),
+            },
+        },
+        {
+            "type": "input",
+            "block_id": ids.REASON_BLOCK,
+            "optional": not flow.reason_required,
+            "label": plain("Why"),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": ids.REASON_ACTION,
+                "multiline": True,
+                "max_length": 2000,
+                "placeholder": plain("What will you do with this access?"),
+            },
+        },
+    ]
+    return {
+        "type": "modal",
+        "callback_id": ids.REQUEST_VIEW,
+        "private_metadata": json.dumps({"flow": flow.name}),
+        "title": plain("Request access"),
+        "submit": plain("Request"),
+        "close": plain("Cancel"),
+        "blocks": blocks,
+    }
+
+
+def deny_modal(
+    request_id: str, summary: str, channel: str | None, message_ts: str | None
+) -> dict[str, Any]:
+    """Asks the approver for an optional reason; the ids ride in private_metadata."""
+    return {
+        "type": "modal",
+        "callback_id": ids.DENY_VIEW,
+        "private_metadata": json.dumps(
+            {"request_id": request_id, "channel": channel, "ts": message_ts}
+        ),
+        "title": plain("Deny request"),
+        "submit": plain("Deny"),
+        "close": plain("Cancel"),
+        "blocks": [
+            {"type": "section", "text": mrkdwn(summary)},
+            {
+                "type": "input",
+                "block_id": ids.DENY_REASON_BLOCK,
+                "optional": True,
+                "label": plain("Reason (shown to the requester)"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ids.DENY_REASON_ACTION,
+                    "multiline": True,
+                    "max_length": 1000,
+                },
+            },
+        ],
+    }

@@ -1,0 +1,19 @@
+"""The wire contract with Slack: every callback_id, block_id and action_id in one place."""
+
+COMMAND = "/access"
+
+# The request modal.
+REQUEST_VIEW = "latchkey.request"
+FLOW_BLOCK, FLOW_ACTION = "flow", "flow_select"
+TARGET_BLOCK, TARGET_ACTION = "target", "target_select"
+DURATION_BLOCK, DURATION_ACTION = "duration", "duration_select"
+REASON_BLOCK, REASON_ACTION = "reason", "reason_input"
+
+# The approval card in the flow's channel.
+DECISION_BLOCK = "decision"
+APPROVE_ACTION = "latchkey.approve"
+DENY_ACTION = "latchkey.deny"
+
+# The deny modal.
+DENY_VIEW = "latchkey.deny"
+DENY_REASON_BLOCK, DENY_REASON_ACTION = "deny_reason", "deny_reason_input"

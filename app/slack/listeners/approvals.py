@@ -1,0 +1,121 @@
+"""Approve and Deny on the approval card; the approver is checked on the server, now."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from app import lifecycle
+from app.flows.policy import Verdict, may_decide, refuse
+from app.models import AccessRequest
+from app.runtime import Runtime
+from app.slack import ids
+from app.slack.blocks.cards import summary
+from app.slack.blocks.modals import deny_modal
+from app.slack.listeners.errors import Refusal
+
+
+def _request_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise Refusal("That button does not point at a request.") from None
+
+
+def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> Verdict:
+    """Who may decide is read from the flow and Slack at this moment, never from the message."""
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None:
+            raise Refusal("That request no longer exists.")
+        flow_name, requester_id = request.flow, request.requester_id
+    loaded = rt.flows.get(flow_name)
+    if loaded is None:
+        return refuse(f"The flow {flow_name!r} no longer exists.")
+    members = rt.directory.members_of(loaded.flow.approvers.usergroups)
+    return may_decide(
+        loaded.flow, requester_id=requester_id, approver_id=decider_id, usergroup_members=members
+    )
+
+
+def register(app: App, rt: Runtime) -> None:
+    @app.action(ids.APPROVE_ACTION)
+    def approve(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        approver_id = body["user"]["id"]
+        request_id = _request_id(body["actions"][0]["value"])
+        verdict = verdict_for(rt, request_id, approver_id)
+        with rt.db.session() as session:
+            outcome = lifecycle.approve(
+                session=session,
+                audit=rt.audit,
+                request_id=request_id,
+                approver_id=approver_id,
+                verdict=verdict,
+            )
+        if outcome.refusal:
+            raise Refusal(outcome.refusal)
+        if outcome.won:
+            rt.tasks.grant(request_id)
+            rt.tasks.notify(request_id, "approved")
+
+    @app.action(ids.DENY_ACTION)
+    def ask_deny_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        request_id = _request_id(body["actions"][0]["value"])
+        verdict = verdict_for(rt, request_id, body["user"]["id"])
+        if not verdict:
+            # Refused before the form opens; audited by the same path as a refused decision.
+            with rt.db.session() as session:
+                lifecycle.deny(
+                    session=session,
+                    audit=rt.audit,
+                    request_id=request_id,
+                    approver_id=body["user"]["id"],
+                    verdict=verdict,
+                    reason="",
+                )
+            raise Refusal(verdict.reason)
+        with rt.db.session() as session:
+            request = session.get(AccessRequest, request_id)
+            text = summary(request) if request else "This request"
+        channel = (body.get("channel") or {}).get("id")
+        message_ts = (body.get("message") or {}).get("ts")
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=deny_modal(str(request_id), text, channel, message_ts),
+        )
+
+    @app.view(ids.DENY_VIEW)
+    def deny(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = json.loads(view.get("private_metadata") or "{}")
+        request_id = _request_id(str(meta.get("request_id", "")))
+        approver_id = body["user"]["id"]
+        reason = (
+            view["state"]["values"]
+            .get(ids.DENY_REASON_BLOCK, {})
+            .get(ids.DENY_REASON_ACTION, {})
+            .get("value")
+            or ""
+        )
+        # Checked again at submission: membership may have changed since the click.
+        verdict = verdict_for(rt, request_id, approver_id)
+        with rt.db.session() as session:
+            outcome = lifecycle.deny(
+                session=session,
+                audit=rt.audit,
+                request_id=request_id,
+                approver_id=approver_id,
+                verdict=verdict,
+                reason=reason,
+            )
+        if outcome.refusal:
+            ack(response_action="errors", errors={ids.DENY_REASON_BLOCK: outcome.refusal})
+            return
+        ack()
+        if outcome.won:
+            rt.tasks.notify(request_id, "denied")

@@ -1,0 +1,37 @@
+"""The /access command: opens the request modal (other subcommands arrive with App Home)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from app.runtime import Runtime
+from app.slack import ids
+from app.slack.blocks.modals import request_modal
+
+HELP = (
+    "*/access* — request just-in-time access: pick a flow, what you need, for how long and why.\n"
+    "*/access help* — this message."
+)
+
+
+def register(app: App, rt: Runtime) -> None:
+    @app.command(ids.COMMAND)
+    def open_request_modal(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
+        text = (command.get("text") or "").strip().lower()
+        if text == "help":
+            ack(text=HELP)
+            return
+        if text:
+            ack(text=f"I don't know `/access {_inert(text)}`.\n{HELP}")
+            return
+        ack()
+        # views.open must run here, in the web process, inside the trigger_id's 3 seconds.
+        flows = [loaded.flow for loaded in rt.flows]
+        client.views_open(trigger_id=command["trigger_id"], view=request_modal(flows))
+
+
+def _inert(text: str) -> str:
+    return text.replace("`", "'")[:50]

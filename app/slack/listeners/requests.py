@@ -1,0 +1,83 @@
+"""The request modal: re-render on flow change, validate and store on submit."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from app import lifecycle
+from app.flows.policy import RequestInput, check_request
+from app.runtime import Runtime
+from app.slack import ids
+from app.slack.blocks.modals import request_modal
+
+_FIELD_BLOCKS = {
+    "target": ids.TARGET_BLOCK,
+    "duration": ids.DURATION_BLOCK,
+    "reason": ids.REASON_BLOCK,
+}
+
+
+def _selected(values: dict[str, Any], block: str, action: str) -> str:
+    element = values.get(block, {}).get(action, {})
+    option = element.get("selected_option") or {}
+    return str(option.get("value") or element.get("value") or "")
+
+
+def read_request(view: dict[str, Any]) -> RequestInput:
+    """What the person entered, as typed; check_request decides whether it is acceptable."""
+    values = view["state"]["values"]
+    flow = _selected(values, ids.FLOW_BLOCK, ids.FLOW_ACTION)
+    if not flow:
+        flow = json.loads(view.get("private_metadata") or "{}").get("flow", "")
+    seconds = _selected(values, ids.DURATION_BLOCK, ids.DURATION_ACTION)
+    duration = timedelta(seconds=int(seconds)) if seconds.isdigit() else timedelta(0)
+    return RequestInput(
+        flow=flow,
+        target=_selected(values, ids.TARGET_BLOCK, ids.TARGET_ACTION),
+        duration=duration,
+        reason=_selected(values, ids.REASON_BLOCK, ids.REASON_ACTION),
+    )
+
+
+def register(app: App, rt: Runtime) -> None:
+    @app.action(ids.FLOW_ACTION)
+    def switch_flow(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        chosen = rt.flows.get(body["actions"][0]["selected_option"]["value"])
+        if chosen is None:
+            return
+        view = body["view"]
+        client.views_update(
+            view_id=view["id"],
+            hash=view.get("hash"),
+            view=request_modal([loaded.flow for loaded in rt.flows], chosen.flow),
+        )
+
+    @app.view(ids.REQUEST_VIEW)
+    def submit_request(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ask = read_request(view)
+        loaded = rt.flows.get(ask.flow)
+        problems = check_request(loaded.flow if loaded else None, ask)
+        if problems:
+            ack(
+                response_action="errors",
+                errors={_FIELD_BLOCKS[f]: msg for f, msg in problems.items()},
+            )
+            return
+        assert loaded is not None
+        # Stored before the ack: once the modal closes, the request exists.
+        with rt.db.session() as session:
+            request = lifecycle.submit(
+                session=session,
+                audit=rt.audit,
+                flow=loaded.flow,
+                requester_id=body["user"]["id"],
+                ask=ask,
+            )
+        ack()
+        rt.tasks.notify(request.id, "submitted")

@@ -1,0 +1,32 @@
+"""The Celery app: broker, reliability settings and the beat schedule, from Settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+
+from app.config import Settings
+from app.worker.queue import SWEEP
+
+
+def create_celery(settings: Settings) -> Celery:
+    celery = Celery("latchkey", broker=settings.redis_url)
+    celery.conf.update(
+        task_ignore_result=True,  # state lives in the DB, not in a result backend
+        task_acks_late=True,  # a task taken by a worker that dies is delivered again
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        # ETA tasks longer than this are redelivered; harmless, as every task is idempotent.
+        broker_transport_options={"visibility_timeout": 3600},
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            "sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
+        },
+        beat_schedule_filename=str(settings.beat_schedule_file),
+        include=["app.worker.tasks"],
+    )
+    return celery
