@@ -128,7 +128,7 @@ def _decide(
     request = lock_request(session, request_id)
     if request is None:
         return DecisionOutcome(None, False, "That request no longer exists.")
-    if not verdict:
+    if not verdict.allowed:
         # Refusals are part of the record: who tried to decide what they may not.
         audit.append(
             session,

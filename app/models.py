@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
@@ -54,6 +55,15 @@ class Decision(StrEnum):
     DENY = "deny"
 
 
+def _enum_column(enum: type[StrEnum]) -> SAEnum:
+    # Stored as plain VARCHAR of the values (no PostgreSQL enum type, no CHECK), so adding
+    # a state later needs no schema change; read back as the Python enum.
+    return SAEnum(
+        enum, native_enum=False, create_constraint=False, length=20,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
 class AccessRequest(SQLModel, table=True):
     """One person's ask for one target of one flow, for a bounded time."""
 
@@ -68,7 +78,7 @@ class AccessRequest(SQLModel, table=True):
     requested_seconds: int
     # An approver may approve for less than was asked; never more.
     approved_seconds: int | None = None
-    status: RequestStatus = Field(default=RequestStatus.PENDING, sa_type=String(20))
+    status: RequestStatus = Field(default=RequestStatus.PENDING, sa_type=_enum_column(RequestStatus))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     approval_channel: str | None = Field(default=None, sa_type=String(32))
@@ -89,7 +99,7 @@ class Approval(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     request_id: uuid.UUID = Field(foreign_key="access_request.id", index=True)
     approver_id: str = Field(sa_type=String(32))
-    decision: Decision = Field(sa_type=String(10))
+    decision: Decision = Field(sa_type=_enum_column(Decision))
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -15,9 +15,7 @@ REASON_MAX_LENGTH = 2000
 class Verdict:
     allowed: bool
     reason: str
-
-    def __bool__(self) -> bool:
-        return self.allowed
+    # No __bool__ on purpose: `verdict or default` must never turn a refusal into a yes.
 
 
 def allow(reason: str) -> Verdict:

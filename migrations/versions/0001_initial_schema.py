@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 11:08:56.847960
+Create Date: 2026-11-21 11:10:04.742091
 """
 from typing import Sequence, Union
 
@@ -29,7 +29,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('requested_seconds', sa.Integer(), nullable=False),
     sa.Column('approved_seconds', sa.Integer(), nullable=True),
-    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'approved', 'active', 'revoking', 'expired', 'revoked', 'revoke_failed', 'denied', 'cancelled', 'timed_out', 'failed', name='requeststatus', native_enum=False, length=20), nullable=False),
     sa.Column('created_at', app.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', app.db.UTCDateTime(), nullable=False),
     sa.Column('approval_channel', sa.String(length=32), nullable=True),
@@ -63,7 +63,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('request_id', sa.Uuid(), nullable=False),
     sa.Column('approver_id', sa.String(length=32), nullable=False),
-    sa.Column('decision', sa.String(length=10), nullable=False),
+    sa.Column('decision', sa.Enum('approve', 'deny', name='decision', native_enum=False, length=20), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('created_at', app.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['request_id'], ['access_request.id'], ),

@@ -68,7 +68,7 @@ def register(app: App, rt: Runtime) -> None:
         ack()
         request_id = _request_id(body["actions"][0]["value"])
         verdict = verdict_for(rt, request_id, body["user"]["id"])
-        if not verdict:
+        if not verdict.allowed:
             # Refused before the form opens; audited by the same path as a refused decision.
             with rt.db.session() as session:
                 lifecycle.deny(

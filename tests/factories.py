@@ -1,0 +1,51 @@
+"""Builders for test state: flow files, people and requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from textwrap import dedent
+
+AUDIT_KEY = "test-audit-key-0123456789abcdef"
+REQUESTER = "U0REQUESTER"
+APPROVER = "U0APPROVER1"
+SECOND_APPROVER = "U0APPROVER2"
+GROUP_APPROVER = "U0GROUPLEAD"
+OUTSIDER = "U0OUTSIDER"
+APPROVER_GROUP = "S0LEADS"
+CHANNEL = "C0APPROVALS"
+GROUP_NAME = "latchkey-test-admins"
+IAM_USER = "requester@example.com"
+
+
+def write_flow(
+    directory: Path,
+    *,
+    name: str = "test-admin",
+    durations: str = "timedelta(seconds=4), timedelta(seconds=6), timedelta(hours=1)",
+    max_duration: str = "timedelta(hours=1)",
+    extra: str = "",
+    filename: str | None = None,
+) -> Path:
+    """Write a flow module the way an admin would, and return its path."""
+    path = directory / (filename or f"{name.replace('-', '_')}.py")
+    path.write_text(
+        dedent(
+            f'''
+            from datetime import timedelta
+
+            from app.flows.schema import Approvers, AwsIamGroupTarget, Flow
+
+            flow = Flow(
+                name="{name}",
+                description="Admin access for tests",
+                targets=(AwsIamGroupTarget(name="admins", group_name="{GROUP_NAME}"),),
+                approvers=Approvers(users=("{APPROVER}", "{SECOND_APPROVER}"), usergroups=("{APPROVER_GROUP}",)),
+                approval_channel="{CHANNEL}",
+                durations=({durations},),
+                max_duration={max_duration},
+                {extra}
+            )
+            '''
+        )
+    )
+    return path

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from app.cli import main
+from app.flows.loader import FlowError, load_flows
+from tests.factories import write_flow
+
+SHIPPED_FLOWS = Path(__file__).resolve().parents[2] / "flows"
+
+
+def test_shipped_example_flows_are_valid() -> None:
+    registry = load_flows(SHIPPED_FLOWS)
+    assert len(registry) >= 2
+
+
+def test_valid_flow_loads_with_sorted_durations(tmp_path: Path) -> None:
+    write_flow(tmp_path, durations="timedelta(hours=1), timedelta(seconds=4)")
+    flow = load_flows(tmp_path).get("test-admin").flow
+    assert flow.durations == (timedelta(seconds=4), timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"durations": "timedelta(hours=2)", "max_duration": "timedelta(hours=1)"}, "flow", "exceed max_duration"),
+        ({"durations": "timedelta(seconds=-1)"}, "durations", "longer than zero"),
+        ({"name": "Not A Slug"}, "name", "lowercase"),
+        ({"extra": 'approval_channel_typo="C1",'}, "approval_channel_typo", "Extra inputs"),
+    ],
+)
+def test_invalid_flow_names_file_and_field(tmp_path: Path, kwargs: dict, field: str, message: str) -> None:
+    path = write_flow(tmp_path, filename="broken.py", **kwargs)
+    with pytest.raises(FlowError) as caught:
+        load_flows(tmp_path)
+    text = str(caught.value)
+    assert str(path) in text and field in text and message in text
+
+
+def test_every_broken_file_is_reported_at_once(tmp_path: Path) -> None:
+    write_flow(tmp_path, name="one", filename="one.py", durations="timedelta(0)")
+    (tmp_path / "two.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(FlowError) as caught:
+        load_flows(tmp_path)
+    assert len(caught.value.problems) == 2
+    assert "two.py: raised RuntimeError while loading: boom" in str(caught.value)
+
+
+def test_two_flows_with_one_name_are_refused(tmp_path: Path) -> None:
+    write_flow(tmp_path, filename="a.py")
+    write_flow(tmp_path, filename="b.py")
+    with pytest.raises(FlowError, match="already used by"):
+        load_flows(tmp_path)
+
+
+def test_flows_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_flow(tmp_path)
+    assert main(["flows", "check", "--dir", str(tmp_path)]) == 0
+    assert "test-admin" in capsys.readouterr().out
+    write_flow(tmp_path, filename="bad.py", name="bad", extra='approvers_typo=1,')
+    assert main(["flows", "check", "--dir", str(tmp_path)]) == 2
+    assert "bad.py: approvers_typo" in capsys.readouterr().err

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "LATCHKEY_AUDIT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_http_mode_refuses_to_start_without_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        load_settings().require_slack()
+
+
+def test_socket_mode_needs_no_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1")
+    settings = load_settings()
+    settings.require_slack()
+    assert settings.socket_mode
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("SLACK_BOT_TOKEN", "xoxp-user-token", "SLACK_BOT_TOKEN"),
+        ("SLACK_APP_TOKEN", "xoxb-wrong", "SLACK_APP_TOKEN"),
+        ("SLACK_API_URL", "http://127.0.0.1:9/api", "SLACK_API_URL"),
+        ("LATCHKEY_SWEEP_SECONDS", "0", "LATCHKEY_SWEEP_SECONDS"),
+    ],
+)
+def test_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=named):
+        load_settings()
+
+
+def test_audit_key_is_required_and_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="LATCHKEY_AUDIT_KEY"):
+        load_settings().require_audit_key()
+    monkeypatch.setenv("LATCHKEY_AUDIT_KEY", "s3cret-key-0123456789")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-top-secret")
+    settings = load_settings()
+    assert settings.require_audit_key() == b"s3cret-key-0123456789"
+    assert "s3cret" not in repr(settings) and "top-secret" not in repr(settings)

@@ -1,0 +1,126 @@
+"""The state machine on each backend: compare-and-set, audit in the same transaction."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app import lifecycle
+from app.audit import AuditLog
+from app.db import Database, utcnow
+from app.flows.loader import FlowRegistry
+from app.flows.policy import RequestInput, allow, refuse
+from app.lifecycle import EndCause
+from app.models import AccessRequest, Approval, AuditEvent, Grant, RequestStatus
+from tests.factories import APPROVER, REQUESTER, SECOND_APPROVER
+
+S = RequestStatus
+
+
+def _submit(db: Database, audit: AuditLog, flows: FlowRegistry, seconds: int = 4) -> AccessRequest:
+    ask = RequestInput(flow="test-admin", target="admins", duration=timedelta(seconds=seconds), reason="fix prod")
+    with db.session() as session:
+        return lifecycle.submit(
+            session=session, audit=audit, flow=flows.get("test-admin").flow, requester_id=REQUESTER, ask=ask
+        )
+
+
+def _events(db: Database) -> list[str]:
+    with db.session() as session:
+        return list(session.execute(select(AuditEvent.event).order_by(AuditEvent.seq)).scalars())
+
+
+def _approve(db: Database, audit: AuditLog, request: AccessRequest, who: str = APPROVER, verdict=None):
+    with db.session() as session:
+        return lifecycle.approve(
+            session=session, audit=audit, request_id=request.id, approver_id=who, verdict=allow("ok") if verdict is None else verdict
+        )
+
+
+def test_approve_moves_pending_to_approved_once(database: Database, audit: AuditLog, flows: FlowRegistry) -> None:
+    request = _submit(database, audit, flows)
+    first = _approve(database, audit, request)
+    again = _approve(database, audit, request, who=SECOND_APPROVER)
+    assert first.won and first.request.status == S.APPROVED
+    assert not again.won and "already approved" in again.refusal
+    assert _events(database) == ["requested", "approved"]
+
+
+def test_refused_decision_is_audited_and_changes_nothing(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
+    request = _submit(database, audit, flows)
+    outcome = _approve(database, audit, request, who=REQUESTER, verdict=refuse("You can't approve your own request."))
+    assert not outcome.won and "own request" in outcome.refusal
+    with database.session() as session:
+        assert session.get(AccessRequest, request.id).status == S.PENDING
+        assert session.execute(select(func.count()).select_from(Approval)).scalar_one() == 0
+    assert _events(database) == ["requested", "approve_refused"]
+
+
+def test_concurrent_approvals_have_one_winner(database: Database, audit: AuditLog, flows: FlowRegistry) -> None:
+    request = _submit(database, audit, flows)
+    outcomes: list = []
+    barrier = threading.Barrier(6)
+
+    def click(who: str) -> None:
+        db = Database(database.url)
+        barrier.wait()
+        outcomes.append(_approve(db, audit, request, who=who))
+        db.dispose()
+
+    threads = [threading.Thread(target=click, args=(f"U0APPROVER{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(o.won for o in outcomes) == 1
+    assert _events(database).count("approved") == 1
+    with database.session() as session:
+        assert session.execute(select(func.count()).select_from(Approval)).scalar_one() == 1
+
+
+def test_grant_then_expire_with_timed_revoke_after_extension_a_noop(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
+    request = _submit(database, audit, flows, seconds=4)
+    _approve(database, audit, request)
+    now = utcnow()
+    with database.session() as session:
+        grant = lifecycle.activate(session=session, audit=audit, request_id=request.id, provider="aws_iam_group",
+                                   principal="p", details={}, now=now)
+    assert grant.expires_at == now + timedelta(seconds=4)
+    with database.session() as session:
+        early = lifecycle.begin_revoke(session=session, audit=audit, request_id=request.id,
+                                       cause=EndCause.EXPIRED, actor="latchkey", now=now + timedelta(seconds=1))
+    assert early is None  # not due yet: a stale timed revoke must not end access
+    later = now + timedelta(seconds=5)
+    with database.session() as session:
+        assert lifecycle.due_for_expiry(session, later) == [request.id]
+        assert lifecycle.begin_revoke(session=session, audit=audit, request_id=request.id,
+                                      cause=EndCause.EXPIRED, actor="latchkey", now=later) is not None
+    with database.session() as session:
+        lifecycle.finish_revoke(session=session, audit=audit, request_id=request.id, details={})
+        assert session.get(AccessRequest, request.id).status == S.EXPIRED
+        assert session.get(Grant, grant.id).ended_at is not None
+    assert _events(database) == ["requested", "approved", "granted", "revoking", "expired"]
+    with database.session() as session:
+        assert audit.verify(session).ok
+
+
+def test_overlapping_grant_covers_the_same_access(database: Database, audit: AuditLog, flows: FlowRegistry) -> None:
+    now = utcnow()
+    grants = []
+    for seconds in (4, 6):
+        request = _submit(database, audit, flows, seconds=seconds)
+        _approve(database, audit, request)
+        with database.session() as session:
+            grants.append(lifecycle.activate(session=session, audit=audit, request_id=request.id,
+                                             provider="aws_iam_group", principal="p", details={}, now=now))
+    with database.session() as session:
+        covering = lifecycle.covering_grants(session, grants[0], now + timedelta(seconds=5))
+    assert [g.id for g in covering] == [grants[1].id]
+    with database.session() as session:
+        assert lifecycle.covering_grants(session, grants[1], now + timedelta(seconds=5)) == []
