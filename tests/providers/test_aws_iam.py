@@ -1,0 +1,71 @@
+"""The IAM-group provider against a moto server, through real boto3 HTTP calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from app.db import utcnow
+from app.flows.schema import AwsIamGroupTarget
+from app.providers.aws_iam import AwsIamGroupProvider
+from app.providers.base import GrantSpec, ProviderError
+
+
+@pytest.fixture(scope="module")
+def iam() -> Iterator[Any]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    client = boto3.client(
+        "iam", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    client.create_group(GroupName="latchkey-admins")
+    client.create_user(UserName="ann@example.com")
+    yield client
+    server.stop()
+
+
+def _members(iam: Any) -> list[str]:
+    return [u["UserName"] for u in iam.get_group(GroupName="latchkey-admins")["Users"]]
+
+
+def _spec(user: str = "ann@example.com", group: str = "latchkey-admins") -> GrantSpec:
+    target = AwsIamGroupTarget(name="admins", group_name=group)
+    return GrantSpec(principal=user, target=target, expires_at=utcnow() + timedelta(minutes=5))
+
+
+def test_grant_and_revoke_are_idempotent(iam: Any) -> None:
+    provider = AwsIamGroupProvider(iam)
+    assert provider.grant(_spec()) == {"group_name": "latchkey-admins", "iam_user": "ann@example.com"}
+    provider.grant(_spec())  # granting what exists is success
+    assert _members(iam) == ["ann@example.com"]
+    assert provider.check(_spec()) is True
+    provider.revoke(_spec())
+    assert _members(iam) == []
+    assert provider.revoke(_spec())["already_absent"] is True  # revoking what is gone is success
+    assert provider.check(_spec()) is False
+
+
+@pytest.mark.parametrize(("user", "group"), [("nobody@example.com", "latchkey-admins"), ("ann@example.com", "nope")])
+def test_missing_user_or_group_is_a_permanent_error_that_names_it(iam: Any, user: str, group: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        AwsIamGroupProvider(iam).grant(_spec(user, group))
+    assert not caught.value.transient
+    assert "does not exist" in str(caught.value)
+
+
+def test_unreachable_endpoint_is_transient() -> None:
+    client = boto3.client(
+        "iam", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+        config=boto3.session.Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
+    with pytest.raises(ProviderError) as caught:
+        AwsIamGroupProvider(client).grant(_spec())
+    assert caught.value.transient
