@@ -59,7 +59,10 @@ def _enum_column(enum: type[StrEnum]) -> SAEnum:
     # Stored as plain VARCHAR of the values (no PostgreSQL enum type, no CHECK), so adding
     # a state later needs no schema change; read back as the Python enum.
     return SAEnum(
-        enum, native_enum=False, create_constraint=False, length=20,
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
         values_callable=lambda members: [m.value for m in members],
     )
 
@@ -78,7 +81,9 @@ class AccessRequest(SQLModel, table=True):
     requested_seconds: int
     # An approver may approve for less than was asked; never more.
     approved_seconds: int | None = None
-    status: RequestStatus = Field(default=RequestStatus.PENDING, sa_type=_enum_column(RequestStatus))
+    status: RequestStatus = Field(
+        default=RequestStatus.PENDING, sa_type=_enum_column(RequestStatus)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     approval_channel: str | None = Field(default=None, sa_type=String(32))

@@ -12,7 +12,9 @@ from tests.factories import AUDIT_KEY
 def _write(db: Database, audit: AuditLog, n: int) -> None:
     for i in range(n):
         with db.session() as session:
-            audit.append(session, event="requested", actor=f"U{i}", details={"reason": f"<!channel> {i}"})
+            audit.append(
+                session, event="requested", actor=f"U{i}", details={"reason": f"<!channel> {i}"}
+            )
 
 
 def test_intact_chain_verifies(database: Database, audit: AuditLog) -> None:
@@ -52,7 +54,9 @@ def test_rechaining_without_the_key_is_detected(database: Database, audit: Audit
 
 
 def test_concurrent_writers_leave_one_chain(database: Database, audit: AuditLog) -> None:
-    threads = [threading.Thread(target=_write, args=(Database(database.url), audit, 5)) for _ in range(8)]
+    threads = [
+        threading.Thread(target=_write, args=(Database(database.url), audit, 5)) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

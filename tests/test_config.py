@@ -7,7 +7,13 @@ from app.config import ConfigError, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "LATCHKEY_AUDIT_KEY"):
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "SLACK_API_URL",
+        "LATCHKEY_AUDIT_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
@@ -35,7 +41,9 @@ def test_socket_mode_needs_no_signing_secret(monkeypatch: pytest.MonkeyPatch) ->
         ("LATCHKEY_SWEEP_SECONDS", "0", "LATCHKEY_SWEEP_SECONDS"),
     ],
 )
-def test_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str) -> None:
+def test_bad_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=named):
         load_settings()

@@ -20,10 +20,16 @@ S = RequestStatus
 
 
 def _submit(db: Database, audit: AuditLog, flows: FlowRegistry, seconds: int = 4) -> AccessRequest:
-    ask = RequestInput(flow="test-admin", target="admins", duration=timedelta(seconds=seconds), reason="fix prod")
+    ask = RequestInput(
+        flow="test-admin", target="admins", duration=timedelta(seconds=seconds), reason="fix prod"
+    )
     with db.session() as session:
         return lifecycle.submit(
-            session=session, audit=audit, flow=flows.get("test-admin").flow, requester_id=REQUESTER, ask=ask
+            session=session,
+            audit=audit,
+            flow=flows.get("test-admin").flow,
+            requester_id=REQUESTER,
+            ask=ask,
         )
 
 
@@ -32,14 +38,22 @@ def _events(db: Database) -> list[str]:
         return list(session.execute(select(AuditEvent.event).order_by(AuditEvent.seq)).scalars())
 
 
-def _approve(db: Database, audit: AuditLog, request: AccessRequest, who: str = APPROVER, verdict=None):
+def _approve(
+    db: Database, audit: AuditLog, request: AccessRequest, who: str = APPROVER, verdict=None
+):
     with db.session() as session:
         return lifecycle.approve(
-            session=session, audit=audit, request_id=request.id, approver_id=who, verdict=allow("ok") if verdict is None else verdict
+            session=session,
+            audit=audit,
+            request_id=request.id,
+            approver_id=who,
+            verdict=allow("ok") if verdict is None else verdict,
         )
 
 
-def test_approve_moves_pending_to_approved_once(database: Database, audit: AuditLog, flows: FlowRegistry) -> None:
+def test_approve_moves_pending_to_approved_once(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
     request = _submit(database, audit, flows)
     first = _approve(database, audit, request)
     again = _approve(database, audit, request, who=SECOND_APPROVER)
@@ -52,7 +66,13 @@ def test_refused_decision_is_audited_and_changes_nothing(
     database: Database, audit: AuditLog, flows: FlowRegistry
 ) -> None:
     request = _submit(database, audit, flows)
-    outcome = _approve(database, audit, request, who=REQUESTER, verdict=refuse("You can't approve your own request."))
+    outcome = _approve(
+        database,
+        audit,
+        request,
+        who=REQUESTER,
+        verdict=refuse("You can't approve your own request."),
+    )
     assert not outcome.won and "own request" in outcome.refusal
     with database.session() as session:
         assert session.get(AccessRequest, request.id).status == S.PENDING
@@ -60,7 +80,9 @@ def test_refused_decision_is_audited_and_changes_nothing(
     assert _events(database) == ["requested", "approve_refused"]
 
 
-def test_concurrent_approvals_have_one_winner(database: Database, audit: AuditLog, flows: FlowRegistry) -> None:
+def test_concurrent_approvals_have_one_winner(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
     request = _submit(database, audit, flows)
     outcomes: list = []
     barrier = threading.Barrier(6)
@@ -89,18 +111,40 @@ def test_grant_then_expire_with_timed_revoke_after_extension_a_noop(
     _approve(database, audit, request)
     now = utcnow()
     with database.session() as session:
-        grant = lifecycle.activate(session=session, audit=audit, request_id=request.id, provider="aws_iam_group",
-                                   principal="p", details={}, now=now)
+        grant = lifecycle.activate(
+            session=session,
+            audit=audit,
+            request_id=request.id,
+            provider="aws_iam_group",
+            principal="p",
+            details={},
+            now=now,
+        )
     assert grant.expires_at == now + timedelta(seconds=4)
     with database.session() as session:
-        early = lifecycle.begin_revoke(session=session, audit=audit, request_id=request.id,
-                                       cause=EndCause.EXPIRED, actor="latchkey", now=now + timedelta(seconds=1))
+        early = lifecycle.begin_revoke(
+            session=session,
+            audit=audit,
+            request_id=request.id,
+            cause=EndCause.EXPIRED,
+            actor="latchkey",
+            now=now + timedelta(seconds=1),
+        )
     assert early is None  # not due yet: a stale timed revoke must not end access
     later = now + timedelta(seconds=5)
     with database.session() as session:
         assert lifecycle.due_for_expiry(session, later) == [request.id]
-        assert lifecycle.begin_revoke(session=session, audit=audit, request_id=request.id,
-                                      cause=EndCause.EXPIRED, actor="latchkey", now=later) is not None
+        assert (
+            lifecycle.begin_revoke(
+                session=session,
+                audit=audit,
+                request_id=request.id,
+                cause=EndCause.EXPIRED,
+                actor="latchkey",
+                now=later,
+            )
+            is not None
+        )
     with database.session() as session:
         lifecycle.finish_revoke(session=session, audit=audit, request_id=request.id, details={})
         assert session.get(AccessRequest, request.id).status == S.EXPIRED
@@ -110,15 +154,26 @@ def test_grant_then_expire_with_timed_revoke_after_extension_a_noop(
         assert audit.verify(session).ok
 
 
-def test_overlapping_grant_covers_the_same_access(database: Database, audit: AuditLog, flows: FlowRegistry) -> None:
+def test_overlapping_grant_covers_the_same_access(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
     now = utcnow()
     grants = []
     for seconds in (4, 6):
         request = _submit(database, audit, flows, seconds=seconds)
         _approve(database, audit, request)
         with database.session() as session:
-            grants.append(lifecycle.activate(session=session, audit=audit, request_id=request.id,
-                                             provider="aws_iam_group", principal="p", details={}, now=now))
+            grants.append(
+                lifecycle.activate(
+                    session=session,
+                    audit=audit,
+                    request_id=request.id,
+                    provider="aws_iam_group",
+                    principal="p",
+                    details={},
+                    now=now,
+                )
+            )
     with database.session() as session:
         covering = lifecycle.covering_grants(session, grants[0], now + timedelta(seconds=5))
     assert [g.id for g in covering] == [grants[1].id]

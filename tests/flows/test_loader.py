@@ -26,13 +26,19 @@ def test_valid_flow_loads_with_sorted_durations(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field", "message"),
     [
-        ({"durations": "timedelta(hours=2)", "max_duration": "timedelta(hours=1)"}, "flow", "exceed max_duration"),
+        (
+            {"durations": "timedelta(hours=2)", "max_duration": "timedelta(hours=1)"},
+            "flow",
+            "exceed max_duration",
+        ),
         ({"durations": "timedelta(seconds=-1)"}, "durations", "longer than zero"),
         ({"name": "Not A Slug"}, "name", "lowercase"),
         ({"extra": 'approval_channel_typo="C1",'}, "approval_channel_typo", "Extra inputs"),
     ],
 )
-def test_invalid_flow_names_file_and_field(tmp_path: Path, kwargs: dict, field: str, message: str) -> None:
+def test_invalid_flow_names_file_and_field(
+    tmp_path: Path, kwargs: dict, field: str, message: str
+) -> None:
     path = write_flow(tmp_path, filename="broken.py", **kwargs)
     with pytest.raises(FlowError) as caught:
         load_flows(tmp_path)
@@ -60,6 +66,6 @@ def test_flows_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
     write_flow(tmp_path)
     assert main(["flows", "check", "--dir", str(tmp_path)]) == 0
     assert "test-admin" in capsys.readouterr().out
-    write_flow(tmp_path, filename="bad.py", name="bad", extra='approvers_typo=1,')
+    write_flow(tmp_path, filename="bad.py", name="bad", extra="approvers_typo=1,")
     assert main(["flows", "check", "--dir", str(tmp_path)]) == 2
     assert "bad.py: approvers_typo" in capsys.readouterr().err

@@ -22,8 +22,11 @@ def iam() -> Iterator[Any]:
     server.start()
     host, port = server.get_host_and_port()
     client = boto3.client(
-        "iam", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "iam",
+        endpoint_url=f"http://{host}:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     client.create_group(GroupName="latchkey-admins")
     client.create_user(UserName="ann@example.com")
@@ -42,7 +45,10 @@ def _spec(user: str = "ann@example.com", group: str = "latchkey-admins") -> Gran
 
 def test_grant_and_revoke_are_idempotent(iam: Any) -> None:
     provider = AwsIamGroupProvider(iam)
-    assert provider.grant(_spec()) == {"group_name": "latchkey-admins", "iam_user": "ann@example.com"}
+    assert provider.grant(_spec()) == {
+        "group_name": "latchkey-admins",
+        "iam_user": "ann@example.com",
+    }
     provider.grant(_spec())  # granting what exists is success
     assert _members(iam) == ["ann@example.com"]
     assert provider.check(_spec()) is True
@@ -52,8 +58,12 @@ def test_grant_and_revoke_are_idempotent(iam: Any) -> None:
     assert provider.check(_spec()) is False
 
 
-@pytest.mark.parametrize(("user", "group"), [("nobody@example.com", "latchkey-admins"), ("ann@example.com", "nope")])
-def test_missing_user_or_group_is_a_permanent_error_that_names_it(iam: Any, user: str, group: str) -> None:
+@pytest.mark.parametrize(
+    ("user", "group"), [("nobody@example.com", "latchkey-admins"), ("ann@example.com", "nope")]
+)
+def test_missing_user_or_group_is_a_permanent_error_that_names_it(
+    iam: Any, user: str, group: str
+) -> None:
     with pytest.raises(ProviderError) as caught:
         AwsIamGroupProvider(iam).grant(_spec(user, group))
     assert not caught.value.transient
@@ -62,8 +72,11 @@ def test_missing_user_or_group_is_a_permanent_error_that_names_it(iam: Any, user
 
 def test_unreachable_endpoint_is_transient() -> None:
     client = boto3.client(
-        "iam", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "iam",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         config=boto3.session.Config(retries={"max_attempts": 1}, connect_timeout=1),
     )
     with pytest.raises(ProviderError) as caught:

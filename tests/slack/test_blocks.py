@@ -17,8 +17,15 @@ HOSTILE = "<!channel> <@U123> <https://x|y> & co"
 
 
 def _request(status: RequestStatus = RequestStatus.PENDING) -> AccessRequest:
-    return AccessRequest(id=uuid.uuid4(), flow="test-admin", target="admins", requester_id="U0REQ",
-                         reason=HOSTILE, requested_seconds=3600, status=status)
+    return AccessRequest(
+        id=uuid.uuid4(),
+        flow="test-admin",
+        target="admins",
+        requester_id="U0REQ",
+        reason=HOSTILE,
+        requested_seconds=3600,
+        status=status,
+    )
 
 
 def _all_text(blocks: list[dict]) -> str:
@@ -40,9 +47,20 @@ def test_card_escapes_user_text_and_offers_decisions_only_while_pending() -> Non
     assert {e["value"] for e in actions[0]["elements"]} == {str(request.id)}
 
     approved = _request(RequestStatus.ACTIVE)
-    decided = approval_card(CardContext(
-        approved, [Approval(request_id=approved.id, approver_id="U0APP", decision=Decision.APPROVE,
-                            created_at=datetime.now(UTC))], None))
+    decided = approval_card(
+        CardContext(
+            approved,
+            [
+                Approval(
+                    request_id=approved.id,
+                    approver_id="U0APP",
+                    decision=Decision.APPROVE,
+                    created_at=datetime.now(UTC),
+                )
+            ],
+            None,
+        )
+    )
     assert not [b for b in decided if b["type"] == "actions"]
     assert "Approved by <@U0APP>" in _all_text(decided)
 
@@ -56,8 +74,14 @@ def test_fallback_text_is_escaped_too() -> None:
 def test_granted_dm_uses_the_requesters_timezone() -> None:
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     request = _request(RequestStatus.ACTIVE)
-    grant = Grant(request_id=request.id, provider="aws_iam_group", target="admins", principal="p",
-                  granted_at=now, expires_at=now + timedelta(hours=1))
+    grant = Grant(
+        request_id=request.id,
+        provider="aws_iam_group",
+        target="admins",
+        principal="p",
+        granted_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
     text, _ = requester_message(CardContext(request, [], grant), "granted", "America/New_York", now)
     assert "until *08:00 America/New_York*" in text
     assert local_time(now, "Not/AZone", now) == "12:00 UTC"

@@ -1,0 +1,123 @@
+"""What people do in Slack, played against a LocalStack: shared by the e2e tests and the demo."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from app.slack import ids
+from app.testing.slack_driver import Response, plain_text_value, static_select_value
+from app.testing.slack_standin import RecordedCall
+from app.testing.stack import LocalStack
+
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Person:
+    user_id: str
+    email: str
+
+
+def new_person(
+    stack: LocalStack,
+    *,
+    tz: str = "America/New_York",
+    iam_user: bool = True,
+    name: str | None = None,
+) -> Person:
+    """A Slack user with a profile email, and (by default) an IAM user of that name."""
+    n = next(_counter)
+    user_id = f"U0P{uuid.uuid4().hex[:6].upper()}{n}"
+    email = f"{(name or 'person').lower()}{n}@example.com"
+    stack.slack.add_user(user_id, name=name or f"person{n}", email=email, tz=tz)
+    if iam_user:
+        stack.iam().create_user(UserName=email)
+    return Person(user_id, email)
+
+
+def open_request_modal(stack: LocalStack, person: Person) -> dict[str, Any]:
+    before = len(stack.slack.calls("views.open"))
+    response = stack.driver.slash_command(person.user_id)
+    assert response.status == 200, response.body
+    trigger = stack.driver.last_trigger_id
+    call = stack.slack.wait_for("views.open", lambda a: a.get("trigger_id") == trigger)
+    assert len(stack.slack.calls("views.open")) > before
+    return call.response["view"]
+
+
+def submit_request(
+    stack: LocalStack,
+    person: Person,
+    *,
+    flow: str,
+    target: str,
+    seconds: int,
+    reason: str,
+    view: dict[str, Any] | None = None,
+) -> Response:
+    view = view or open_request_modal(stack, person)
+    values = {
+        ids.FLOW_BLOCK: {ids.FLOW_ACTION: static_select_value(flow)},
+        ids.TARGET_BLOCK: {ids.TARGET_ACTION: static_select_value(target)},
+        ids.DURATION_BLOCK: {ids.DURATION_ACTION: static_select_value(str(seconds))},
+        ids.REASON_BLOCK: {ids.REASON_ACTION: plain_text_value(reason)},
+    }
+    return stack.driver.view_submission(person.user_id, view, values)
+
+
+def approval_card_for(stack: LocalStack, person: Person, timeout: float = 15) -> RecordedCall:
+    """The card the bot posted to the approval channel for this requester's latest request."""
+    return stack.slack.wait_for(
+        "chat.postMessage",
+        lambda a: (
+            a.get("channel", "").startswith("C") and f"<@{person.user_id}>" in a.get("text", "")
+        ),
+        timeout=timeout,
+    )
+
+
+def request_id_on(card: RecordedCall) -> str:
+    for block in card.args.get("blocks", []):
+        if block.get("type") == "actions":
+            return str(block["elements"][0]["value"])
+    raise AssertionError(f"no decision buttons on the card: {card.args}")
+
+
+def click(stack: LocalStack, user_id: str, action_id: str, card: RecordedCall) -> Response:
+    return stack.driver.block_action(
+        user_id,
+        action_id,
+        request_id_on(card),
+        block_id=ids.DECISION_BLOCK,
+        channel_id=card.response["channel"],
+        message_ts=card.response["ts"],
+    )
+
+
+def dm_to(stack: LocalStack, person: Person, contains: str, timeout: float = 15) -> RecordedCall:
+    return stack.slack.wait_for(
+        "chat.postMessage",
+        lambda a: a.get("channel") == person.user_id and contains in a.get("text", ""),
+        timeout=timeout,
+    )
+
+
+def card_update(
+    stack: LocalStack, card: RecordedCall, contains: str, timeout: float = 15
+) -> RecordedCall:
+    import json
+
+    return stack.slack.wait_for(
+        "chat.update",
+        lambda a: (
+            a.get("ts") == card.response["ts"] and contains in json.dumps(a.get("blocks", []))
+        ),
+        timeout=timeout,
+    )
+
+
+def group_members(stack: LocalStack, group: str) -> list[str]:
+    return [u["UserName"] for u in stack.iam().get_group(GroupName=group)["Users"]]

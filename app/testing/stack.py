@@ -1,0 +1,245 @@
+"""Run the real Latchkey processes locally against stand-ins for Slack and AWS.
+
+Used by the end-to-end tests and by `latchkey demo`: gunicorn serving /slack/events,
+a Celery worker and beat on real Redis, SQLite or PostgreSQL, a moto server for AWS and
+the Slack Web API stand-in. Each process logs to a file in the work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from app.testing.slack_driver import SlackDriver
+from app.testing.slack_standin import SlackStandIn
+
+SIGNING_SECRET = "local-signing-secret-0123456789abcdef"
+BOT_TOKEN = "xoxb-local-stand-in-token"
+AUDIT_KEY = "local-audit-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; TimeoutError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        flows_dir: Path,
+        redis_url: str,
+        database_url: str | None = None,
+        sweep_seconds: float = 1.0,
+        worker_concurrency: int = 4,
+    ) -> None:
+        self.workdir = workdir
+        self.flows_dir = flows_dir
+        self.redis_url = redis_url
+        self.database_url = database_url or f"sqlite:///{workdir / 'latchkey.db'}"
+        self.sweep_seconds = sweep_seconds
+        self.worker_concurrency = worker_concurrency
+        self.port = free_port()
+        self.slack = SlackStandIn(token=BOT_TOKEN)
+        self._moto: Any = None
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.driver = SlackDriver(f"http://127.0.0.1:{self.port}/slack/events", SIGNING_SECRET)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.slack.start()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        self._run(["migrate"], "migrate")
+        self.start_process("worker")
+        self.start_process("beat")
+        self.start_process("web")
+
+    def stop(self) -> None:
+        for name in list(self._processes):
+            self.stop_process(name)
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        self.slack.stop()
+
+    # -- environment -----------------------------------------------------------------------
+
+    @property
+    def aws_endpoint(self) -> str:
+        host, port = self._moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "LATCHKEY_", "AWS_"))
+        }
+        env.update(
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=self.slack.base_url,
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            LATCHKEY_FLOWS=str(self.flows_dir),
+            LATCHKEY_AUDIT_KEY=AUDIT_KEY,
+            LATCHKEY_SWEEP_SECONDS=str(self.sweep_seconds),
+            LATCHKEY_BEAT_SCHEDULE_FILE=str(self.workdir / "celerybeat-schedule"),
+            PORT=str(self.port),
+            WEB_CONCURRENCY="1",
+            AWS_ENDPOINT_URL=self.aws_endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def iam(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "iam",
+            endpoint_url=self.aws_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def database(self) -> Any:
+        from app.db import Database
+
+        return Database(self.database_url)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _command(self, name: str) -> list[str]:
+        base = [sys.executable, "-m", "app.cli"]
+        if name == "web":
+            return [*base, "web"]
+        if name == "beat":
+            return [*base, "beat"]
+        if name.startswith("worker"):
+            return [
+                *base,
+                "worker",
+                "--concurrency",
+                str(self.worker_concurrency),
+                "--name",
+                f"{name}@%h",
+            ]
+        raise ValueError(name)
+
+    def _run(self, args: list[str], name: str) -> None:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            done = subprocess.run(
+                [sys.executable, "-m", "app.cli", *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise RuntimeError(f"latchkey {' '.join(args)} failed:\n{self.log(name)}")
+
+    def start_process(self, name: str) -> None:
+        log = (self.workdir / f"{name}.log").open("ab")
+        self._processes[name] = subprocess.Popen(
+            self._command(name),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        if name == "web":
+            wait_until(self._healthy, 30, "the web process to answer /healthz")
+        elif name.startswith("worker"):
+            wait_until(
+                lambda: "ready." in self.log(name) or self._died(name), 60, f"{name} to be ready"
+            )
+        self._raise_if_died(name)
+
+    def _died(self, name: str) -> bool:
+        return self._processes[name].poll() is not None
+
+    def _raise_if_died(self, name: str) -> None:
+        if self._died(name):
+            raise RuntimeError(
+                f"{name} exited with {self._processes[name].returncode}:\n{self.log(name)}"
+            )
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        process = self._processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL, as when a machine dies: no clean shutdown, no acks."""
+        self.stop_process(name, signal.SIGKILL)
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def all_logs(self) -> str:
+        return "\n".join(
+            f"===== {p.name}\n{p.read_text(errors='replace')[-20000:]}"
+            for p in sorted(self.workdir.glob("*.log"))
+        )
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+            return json.loads(response.read())
+
+    def _healthy(self) -> bool:
+        self._raise_if_died("web")
+        try:
+            return self.health().get("status") == "ok"
+        except OSError:
+            return False

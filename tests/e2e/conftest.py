@@ -1,0 +1,79 @@
+"""One real stack (web, worker, beat, Redis, DB, moto, Slack stand-in) per module and backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.testing.stack import LocalStack
+from tests.conftest import BACKENDS, database_url_for
+from tests.factories import (
+    APPROVER,
+    APPROVER_GROUP,
+    GROUP_APPROVER,
+    GROUP_NAME,
+    OUTSIDER,
+    SECOND_APPROVER,
+    write_flow,
+)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[LocalStack]:
+    workdir = tmp_path_factory.mktemp("stack")
+    flows_dir = workdir / "flows"
+    flows_dir.mkdir()
+    write_flow(flows_dir)
+    redis.Redis.from_url(redis_url).flushdb()
+    for database_url in database_url_for(request.param, workdir):
+        local = LocalStack(
+            workdir=workdir, flows_dir=flows_dir, redis_url=redis_url, database_url=database_url
+        )
+        try:
+            local.start()
+            _people(local)
+            yield local
+        except BaseException:
+            print(local.all_logs())
+            raise
+        finally:
+            local.stop()
+            redis.Redis.from_url(redis_url).flushdb()
+
+
+def _people(stack: LocalStack) -> None:
+    for user_id, name in (
+        (APPROVER, "ann"),
+        (SECOND_APPROVER, "bo"),
+        (GROUP_APPROVER, "cy"),
+        (OUTSIDER, "dee"),
+    ):
+        stack.slack.add_user(user_id, name=name, email=f"{name}@example.com")
+    stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
+    stack.iam().create_group(GroupName=GROUP_NAME)
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and "stack" in request.fixturenames:
+        print(request.getfixturevalue("stack").all_logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "e2e":
+            item.add_marker(pytest.mark.e2e)
