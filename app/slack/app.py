@@ -7,7 +7,7 @@ import logging
 from slack_bolt import App
 
 from app.runtime import Runtime
-from app.slack.listeners import approvals, commands, errors, requests
+from app.slack.listeners import approvals, commands, errors, home, requests
 
 
 def create_app(rt: Runtime, *, token_verification: bool = True) -> App:
@@ -25,4 +25,5 @@ def create_app(rt: Runtime, *, token_verification: bool = True) -> App:
     commands.register(app, rt)
     requests.register(app, rt)
     approvals.register(app, rt)
+    home.register(app)
     return app

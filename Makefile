@@ -1,0 +1,54 @@
+# Developer entry points. Every target builds the virtualenv first when it is missing or
+# older than pyproject.toml. `make test` and `make demo` need Redis (see README).
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# A stamp, not $(PY) itself: .venv/bin/python is a symlink to the system interpreter, whose
+# old mtime would make Make reinstall on every run.
+VENV_STAMP := $(VENV)/.installed
+# bench/ may not exist yet in a fresh clone (git keeps no empty folders); ruff fails on a missing path.
+LINT_PATHS := $(wildcard app tests flows bench)
+
+.PHONY: venv demo test lint format migrate flows-check
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[dev]'
+	touch $@
+
+# Ping Redis; on failure print the exact error and how to start it.
+define REDIS_CHECK
+import sys, redis
+url = sys.argv[1]
+try:
+    redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+except Exception as exc:
+    sys.exit(
+        f"Redis is not reachable at {url}: {type(exc).__name__}: {exc}\n"
+        "Start it with: sudo apt-get install -y redis-server && redis-server --daemonize yes"
+    )
+endef
+export REDIS_CHECK
+
+demo: $(VENV_STAMP)
+	@$(PY) -c "$$REDIS_CHECK" "$${REDIS_URL:-redis://127.0.0.1:6379/0}"
+	$(VENV)/bin/latchkey demo $(DEMO_ARGS)
+
+# Pass pytest arguments with ARGS, e.g. `make test ARGS="-k approve -x"`.
+test:
+	scripts/test $(ARGS)
+
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+format: $(VENV_STAMP)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
+migrate: $(VENV_STAMP)
+	$(VENV)/bin/latchkey migrate
+
+flows-check: $(VENV_STAMP)
+	$(VENV)/bin/latchkey flows check
