@@ -88,7 +88,9 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         # moto keeps its accounts in process-wide state; start every stack from a clean AWS.
-        urllib.request.urlopen(urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST"), timeout=5).close()
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST"), timeout=5
+        ).close()
         self._run(["migrate"], "migrate")
         self.start_process("worker")
         self.start_process("beat")

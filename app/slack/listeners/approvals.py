@@ -16,7 +16,7 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import deny_modal
-from app.slack.listeners.errors import Refusal
+from app.slack.listeners.errors import Refusal, guarded
 
 
 def _request_id(raw: str) -> uuid.UUID:
@@ -44,7 +44,8 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> Verdict:
 
 def register(app: App, rt: Runtime) -> None:
     @app.action(ids.APPROVE_ACTION)
-    def approve(ack: Ack, body: dict[str, Any]) -> None:
+    @guarded
+    def approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         approver_id = body["user"]["id"]
         request_id = _request_id(body["actions"][0]["value"])
@@ -64,6 +65,7 @@ def register(app: App, rt: Runtime) -> None:
             rt.tasks.notify(request_id, "approved")
 
     @app.action(ids.DENY_ACTION)
+    @guarded
     def ask_deny_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         request_id = _request_id(body["actions"][0]["value"])
@@ -91,7 +93,9 @@ def register(app: App, rt: Runtime) -> None:
         )
 
     @app.view(ids.DENY_VIEW)
-    def deny(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    @guarded
+    def deny(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        view = body["view"]
         meta = json.loads(view.get("private_metadata") or "{}")
         request_id = _request_id(str(meta.get("request_id", "")))
         approver_id = body["user"]["id"]

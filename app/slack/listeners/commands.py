@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.modals import request_modal
+from app.slack.listeners.errors import guarded
 
 HELP = (
     "*/access* — request just-in-time access: pick a flow, what you need, for how long and why.\n"
@@ -19,7 +20,9 @@ HELP = (
 
 def register(app: App, rt: Runtime) -> None:
     @app.command(ids.COMMAND)
+    @guarded
     def open_request_modal(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
+        # For a slash command, the request body is the command payload.
         text = (command.get("text") or "").strip().lower()
         if text == "help":
             ack(text=HELP)

@@ -1,15 +1,23 @@
-"""One place that turns refusals and failures into words for the person who clicked."""
+"""One place that turns refusals and failures into words for the person who clicked.
+
+Listeners are wrapped by `guarded` rather than left to raise into Bolt: with
+process_before_response=False, Bolt resets the acknowledged response when a listener
+raises after ack(), so Slack would see a 404 for a click that was in fact handled.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
+
+Listener = Callable[[Ack, dict[str, Any], WebClient], None]
 
 
 class Refusal(Exception):
@@ -28,19 +36,39 @@ def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
         client.chat_postMessage(channel=user, text=text)
 
 
+def report(error: Exception, body: dict[str, Any], client: WebClient) -> None:
+    if isinstance(error, Refusal):
+        tell(client, body, f":no_entry: {error}")
+        return
+    reference = uuid.uuid4().hex[:8]
+    log.error("unhandled error (ref %s)", reference, exc_info=error)
+    try:
+        tell(
+            client,
+            body,
+            f":warning: Something went wrong on our side (ref {reference}). "
+            "Try again, or give your admins this reference.",
+        )
+    except Exception:
+        log.exception("could not tell the user about ref %s", reference)
+
+
+def guarded(listener: Listener) -> Listener:
+    """Run a listener; whatever it raises is reported to the actor, never to Bolt."""
+
+    def run(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        try:
+            listener(ack, body, client)
+        except Exception as error:
+            report(error, body, client)
+
+    run.__name__ = listener.__name__  # Bolt names listeners in its logs
+    run.__qualname__ = listener.__qualname__
+    return run
+
+
 def register(app: App) -> None:
     @app.error
     def handle_error(error: Exception, body: dict[str, Any], client: WebClient) -> None:
-        if isinstance(error, Refusal):
-            tell(client, body, f":no_entry: {error}")
-            return
-        reference = uuid.uuid4().hex[:8]
-        log.exception("unhandled error (ref %s)", reference, exc_info=error)
-        try:
-            tell(
-                client,
-                body,
-                f":warning: Something went wrong on our side (ref {reference}). Nothing was changed; try again or tell your admins.",
-            )
-        except Exception:
-            log.exception("could not tell the user about ref %s", reference)
+        # Errors raised outside a guarded listener (middleware, Bolt itself).
+        report(error, body, client)

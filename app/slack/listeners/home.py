@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app.slack.blocks.text import mrkdwn
+from app.slack.listeners.errors import guarded
 
 
 def home_view() -> dict[str, Any]:
@@ -28,6 +29,8 @@ def home_view() -> dict[str, Any]:
 
 def register(app: App) -> None:
     @app.event("app_home_opened")
-    def publish_home(event: dict[str, Any], client: WebClient) -> None:
+    @guarded
+    def publish_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        event = body["event"]
         if event.get("tab") == "home":
             client.views_publish(user_id=event["user"], view=home_view())

@@ -14,6 +14,7 @@ from app.flows.policy import RequestInput, check_request
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.modals import request_modal
+from app.slack.listeners.errors import guarded
 
 _FIELD_BLOCKS = {
     "target": ids.TARGET_BLOCK,
@@ -46,6 +47,7 @@ def read_request(view: dict[str, Any]) -> RequestInput:
 
 def register(app: App, rt: Runtime) -> None:
     @app.action(ids.FLOW_ACTION)
+    @guarded
     def switch_flow(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         chosen = rt.flows.get(body["actions"][0]["selected_option"]["value"])
@@ -59,7 +61,9 @@ def register(app: App, rt: Runtime) -> None:
         )
 
     @app.view(ids.REQUEST_VIEW)
-    def submit_request(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    @guarded
+    def submit_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        view = body["view"]
         ask = read_request(view)
         loaded = rt.flows.get(ask.flow)
         problems = check_request(loaded.flow if loaded else None, ask)
