@@ -115,16 +115,18 @@ class DecisionOutcome:
     refusal: str | None = None
 
 
-def _decide(
+def decide(
+    *,
     session: Session,
     audit: AuditLog,
     request_id: uuid.UUID,
-    *,
     decider_id: str,
     verdict: Verdict,
     decision: Decision,
-    reason: str,
+    reason: str = "",
 ) -> DecisionOutcome:
+    """Record one approver's approve or deny; a refused verdict is audited and changes nothing else."""
+    reason = reason.strip()
     request = lock_request(session, request_id)
     if request is None:
         return DecisionOutcome(None, False, "That request no longer exists.")
@@ -164,41 +166,6 @@ def _decide(
         details=details,
     )
     return DecisionOutcome(moved or request, moved is not None)
-
-
-def approve(
-    *, session: Session, audit: AuditLog, request_id: uuid.UUID, approver_id: str, verdict: Verdict
-) -> DecisionOutcome:
-    """Record an approval; a refused verdict is audited and changes nothing else."""
-    return _decide(
-        session,
-        audit,
-        request_id,
-        decider_id=approver_id,
-        verdict=verdict,
-        decision=Decision.APPROVE,
-        reason="",
-    )
-
-
-def deny(
-    *,
-    session: Session,
-    audit: AuditLog,
-    request_id: uuid.UUID,
-    approver_id: str,
-    verdict: Verdict,
-    reason: str,
-) -> DecisionOutcome:
-    return _decide(
-        session,
-        audit,
-        request_id,
-        decider_id=approver_id,
-        verdict=verdict,
-        decision=Decision.DENY,
-        reason=reason.strip(),
-    )
 
 
 def activate(

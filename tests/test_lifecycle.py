@@ -13,7 +13,7 @@ from app.db import Database, utcnow
 from app.flows.loader import FlowRegistry
 from app.flows.policy import RequestInput, allow, refuse
 from app.lifecycle import EndCause
-from app.models import AccessRequest, Approval, AuditEvent, Grant, RequestStatus
+from app.models import AccessRequest, Approval, AuditEvent, Decision, Grant, RequestStatus
 from tests.factories import APPROVER, REQUESTER, SECOND_APPROVER
 
 S = RequestStatus
@@ -42,12 +42,13 @@ def _approve(
     db: Database, audit: AuditLog, request: AccessRequest, who: str = APPROVER, verdict=None
 ):
     with db.session() as session:
-        return lifecycle.approve(
+        return lifecycle.decide(
             session=session,
             audit=audit,
             request_id=request.id,
-            approver_id=who,
+            decider_id=who,
             verdict=allow("ok") if verdict is None else verdict,
+            decision=Decision.APPROVE,
         )
 
 

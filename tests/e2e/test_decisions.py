@@ -27,7 +27,9 @@ from tests.factories import APPROVER, GROUP_APPROVER, GROUP_NAME, OUTSIDER, SECO
 
 def _pending(stack: LocalStack, seconds: int = 3600) -> tuple[Person, object, uuid.UUID]:
     person = new_person(stack)
-    submit_request(stack, person, flow="test-admin", target="admins", seconds=seconds, reason="on-call fix")
+    submit_request(
+        stack, person, flow="test-admin", target="admins", seconds=seconds, reason="on-call fix"
+    )
     card = approval_card_for(stack, person)
     return person, card, uuid.UUID(request_id_on(card))
 
@@ -35,7 +37,9 @@ def _pending(stack: LocalStack, seconds: int = 3600) -> tuple[Person, object, uu
 def _events(stack: LocalStack, request_id: uuid.UUID) -> list[tuple[str, str]]:
     with stack.database().session() as session:
         rows = session.execute(
-            select(AuditEvent.event, AuditEvent.actor).where(AuditEvent.request_id == request_id).order_by(AuditEvent.seq)
+            select(AuditEvent.event, AuditEvent.actor)
+            .where(AuditEvent.request_id == request_id)
+            .order_by(AuditEvent.seq)
         ).all()
     return [(e, a) for e, a in rows]
 
@@ -50,7 +54,8 @@ def test_outsider_and_requester_are_refused_and_audited(stack: LocalStack) -> No
     for who, words in ((OUTSIDER, "not an approver"), (person.user_id, "your own request")):
         assert click(stack, who, ids.APPROVE_ACTION, card).status == 200
         ephemeral = stack.slack.wait_for(
-            "chat.postEphemeral", lambda a, who=who: a.get("user") == who and words in a.get("text", "")
+            "chat.postEphemeral",
+            lambda a, who=who, words=words: a.get("user") == who and words in a.get("text", ""),
         )
         assert ephemeral.args["channel"] == card.response["channel"]
     assert _status(stack, request_id) == RequestStatus.PENDING
@@ -89,8 +94,12 @@ def test_double_click_and_two_approvers_at_once_give_one_grant(stack: LocalStack
     dm_to(stack, person, "You now have")
     card_update(stack, card, "Access granted")
     with stack.database().session() as session:
-        grants = session.execute(select(func.count()).select_from(Grant).where(Grant.request_id == request_id)).scalar_one()
-        approvals = session.execute(select(func.count()).select_from(Approval).where(Approval.request_id == request_id)).scalar_one()
+        grants = session.execute(
+            select(func.count()).select_from(Grant).where(Grant.request_id == request_id)
+        ).scalar_one()
+        approvals = session.execute(
+            select(func.count()).select_from(Approval).where(Approval.request_id == request_id)
+        ).scalar_one()
     assert grants == 1 and approvals == 1
     events = [e for e, _ in _events(stack, request_id)]
     assert events.count("approved") == 1 and events.count("granted") == 1
@@ -101,22 +110,37 @@ def test_double_click_and_two_approvers_at_once_give_one_grant(stack: LocalStack
 def test_deny_with_a_reason(stack: LocalStack) -> None:
     person, card, request_id = _pending(stack)
     click(stack, SECOND_APPROVER, ids.DENY_ACTION, card)
-    modal = stack.slack.wait_for("views.open", lambda a: a.get("view", {}).get("callback_id") == ids.DENY_VIEW)
-    values = {ids.DENY_REASON_BLOCK: {ids.DENY_REASON_ACTION: plain_text_value("use the <!here> runbook")}}
-    assert stack.driver.view_submission(SECOND_APPROVER, modal.response["view"], values).status == 200
+    modal = stack.slack.wait_for(
+        "views.open", lambda a: a.get("view", {}).get("callback_id") == ids.DENY_VIEW
+    )
+    values = {
+        ids.DENY_REASON_BLOCK: {ids.DENY_REASON_ACTION: plain_text_value("use the <!here> runbook")}
+    }
+    assert (
+        stack.driver.view_submission(SECOND_APPROVER, modal.response["view"], values).status == 200
+    )
     denied = dm_to(stack, person, "was denied")
-    assert "&lt;!here&gt; runbook" in denied.args["text"] and f"<@{SECOND_APPROVER}>" in denied.args["text"]
+    assert (
+        "&lt;!here&gt; runbook" in denied.args["text"]
+        and f"<@{SECOND_APPROVER}>" in denied.args["text"]
+    )
     card_update(stack, card, "Denied")
     assert _status(stack, request_id) == RequestStatus.DENIED
     # A later approval cannot resurrect a denied request.
     click(stack, APPROVER, ids.APPROVE_ACTION, card)
-    stack.slack.wait_for("chat.postEphemeral", lambda a: a.get("user") == APPROVER and "already denied" in a.get("text", ""))
+    stack.slack.wait_for(
+        "chat.postEphemeral",
+        lambda a: a.get("user") == APPROVER and "already denied" in a.get("text", ""),
+    )
     assert _status(stack, request_id) == RequestStatus.DENIED
 
 
 def test_outsider_cannot_deny_either(stack: LocalStack) -> None:
     _, card, request_id = _pending(stack)
     click(stack, OUTSIDER, ids.DENY_ACTION, card)
-    stack.slack.wait_for("chat.postEphemeral", lambda a: a.get("user") == OUTSIDER and "not an approver" in a.get("text", ""))
+    stack.slack.wait_for(
+        "chat.postEphemeral",
+        lambda a: a.get("user") == OUTSIDER and "not an approver" in a.get("text", ""),
+    )
     assert _status(stack, request_id) == RequestStatus.PENDING
     assert ("deny_refused", OUTSIDER) in _events(stack, request_id)

@@ -10,14 +10,24 @@ from sqlalchemy import select
 from app.lifecycle import grant_of
 from app.models import AccessRequest, AuditEvent, RequestStatus
 from app.slack import ids
-from app.testing.scenes import approval_card_for, click, dm_to, group_members, new_person, request_id_on, submit_request
+from app.testing.scenes import (
+    approval_card_for,
+    click,
+    dm_to,
+    group_members,
+    new_person,
+    request_id_on,
+    submit_request,
+)
 from app.testing.stack import LocalStack, wait_until
 from tests.factories import APPROVER, GROUP_NAME
 
 
 def test_sweep_revokes_when_the_countdown_task_is_lost(stack: LocalStack) -> None:
     person = new_person(stack)
-    submit_request(stack, person, flow="test-admin", target="admins", seconds=6, reason="lost task drill")
+    submit_request(
+        stack, person, flow="test-admin", target="admins", seconds=6, reason="lost task drill"
+    )
     card = approval_card_for(stack, person)
     request_id = uuid.UUID(request_id_on(card))
     click(stack, APPROVER, ids.APPROVE_ACTION, card)
@@ -38,5 +48,9 @@ def test_sweep_revokes_when_the_countdown_task_is_lost(stack: LocalStack) -> Non
     with stack.database().session() as session:
         grant = grant_of(session, request_id)
         assert grant.ended_at >= grant.expires_at
-        events = session.execute(select(AuditEvent.event).where(AuditEvent.request_id == request_id)).scalars().all()
+        events = (
+            session.execute(select(AuditEvent.event).where(AuditEvent.request_id == request_id))
+            .scalars()
+            .all()
+        )
     assert list(events).count("expired") == 1

@@ -22,8 +22,17 @@ def _counts(stack: LocalStack) -> tuple[int, int, int]:
 
 
 def _body(user_id: str) -> str:
-    return urlencode({"command": "/access", "text": "", "user_id": user_id, "trigger_id": "tr-forged",
-                      "team_id": "T0LATCHKEY", "channel_id": "C0REQUESTS", "response_url": "https://x"})
+    return urlencode(
+        {
+            "command": "/access",
+            "text": "",
+            "user_id": user_id,
+            "trigger_id": "tr-forged",
+            "team_id": "T0LATCHKEY",
+            "channel_id": "C0REQUESTS",
+            "response_url": "https://x",
+        }
+    )
 
 
 @pytest.mark.parametrize(

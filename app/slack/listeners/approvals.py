@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 
 from app import lifecycle
 from app.flows.policy import Verdict, may_decide, refuse
-from app.models import AccessRequest
+from app.models import AccessRequest, Decision
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
@@ -51,12 +51,13 @@ def register(app: App, rt: Runtime) -> None:
         request_id = _request_id(body["actions"][0]["value"])
         verdict = verdict_for(rt, request_id, approver_id)
         with rt.db.session() as session:
-            outcome = lifecycle.approve(
+            outcome = lifecycle.decide(
                 session=session,
                 audit=rt.audit,
                 request_id=request_id,
-                approver_id=approver_id,
+                decider_id=approver_id,
                 verdict=verdict,
+                decision=Decision.APPROVE,
             )
         if outcome.refusal:
             raise Refusal(outcome.refusal)
@@ -73,13 +74,13 @@ def register(app: App, rt: Runtime) -> None:
         if not verdict.allowed:
             # Refused before the form opens; audited by the same path as a refused decision.
             with rt.db.session() as session:
-                lifecycle.deny(
+                lifecycle.decide(
                     session=session,
                     audit=rt.audit,
                     request_id=request_id,
-                    approver_id=body["user"]["id"],
+                    decider_id=body["user"]["id"],
                     verdict=verdict,
-                    reason="",
+                    decision=Decision.DENY,
                 )
             raise Refusal(verdict.reason)
         with rt.db.session() as session:
@@ -109,12 +110,13 @@ def register(app: App, rt: Runtime) -> None:
         # Checked again at submission: membership may have changed since the click.
         verdict = verdict_for(rt, request_id, approver_id)
         with rt.db.session() as session:
-            outcome = lifecycle.deny(
+            outcome = lifecycle.decide(
                 session=session,
                 audit=rt.audit,
                 request_id=request_id,
-                approver_id=approver_id,
+                decider_id=approver_id,
                 verdict=verdict,
+                decision=Decision.DENY,
                 reason=reason,
             )
         if outcome.refusal:
