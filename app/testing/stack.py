@@ -8,6 +8,7 @@ the Slack Web API stand-in. Each process logs to a file in the work folder.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -84,6 +85,8 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # moto's werkzeug server logs every request; the process logs are what matter here.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.slack.start()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
