@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from app import lifecycle
 from app.db import utcnow
+from app.eligibility import requester_verdict
 from app.flows.policy import principal_for
 from app.lifecycle import EndCause
 from app.models import AccessRequest, RequestStatus
@@ -46,6 +47,9 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
             rt, request_id, f"flow {request.flow!r} or target {request.target!r} no longer exists"
         )
 
+    eligible = requester_verdict(rt, loaded.flow, requester_id)
+    if not eligible.allowed:
+        return _fail(rt, request_id, f"the requester may no longer request {loaded.flow.name}: {eligible.reason}")
     user = rt.directory.user(requester_id)
     principal = principal_for(loaded.flow, user_id=requester_id, email=user.email)
     if not principal:

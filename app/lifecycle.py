@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from app.audit import AuditLog
 from app.db import utcnow
-from app.flows.policy import RequestInput, Verdict
+from app.flows.policy import Quorum, RequestInput, Verdict, quorum
 from app.flows.schema import Flow
 from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
 
@@ -108,64 +108,137 @@ def submit(
 
 @dataclass(frozen=True)
 class DecisionOutcome:
-    """What a decider's click did: moved the request (won), or why it did nothing."""
+    """What a decider's click did: moved the request (won), recorded an approval toward the
+    quorum, or why it did nothing (refusal)."""
 
     request: AccessRequest | None
     won: bool
     refusal: str | None = None
+    quorum: Quorum | None = None
+
+    @property
+    def recorded(self) -> bool:
+        return self.refusal is None and not self.won
+
+
+def _audit_on(
+    session: Session,
+    audit: AuditLog,
+    request: AccessRequest,
+    event: str,
+    actor: str,
+    details: dict[str, Any],
+) -> None:
+    audit.append(
+        session,
+        event=event,
+        actor=actor,
+        request_id=request.id,
+        flow=request.flow,
+        target=request.target,
+        subject=request.requester_id,
+        details=details,
+    )
 
 
 def decide(
     *,
     session: Session,
     audit: AuditLog,
+    flow: Flow,
     request_id: uuid.UUID,
     decider_id: str,
     verdict: Verdict,
     decision: Decision,
     reason: str = "",
+    duration: timedelta | None = None,
 ) -> DecisionOutcome:
-    """Record one approver's approve or deny; a refused verdict is audited and changes nothing else."""
+    """Record one approver's approve or deny.
+
+    A refused verdict is audited and changes nothing else. One deny ends the request;
+    approvals accumulate until the flow's quorum of distinct approvers is reached. An
+    approver may shorten the duration (the shortest proposal wins), never lengthen it.
+    """
     reason = reason.strip()
     request = lock_request(session, request_id)
     if request is None:
         return DecisionOutcome(None, False, "That request no longer exists.")
     if not verdict.allowed:
         # Refusals are part of the record: who tried to decide what they may not.
-        audit.append(
+        _audit_on(
             session,
-            event=f"{decision.value}_refused",
-            actor=decider_id,
-            request_id=request.id,
-            flow=request.flow,
-            target=request.target,
-            subject=request.requester_id,
-            details={"reason": verdict.reason},
+            audit,
+            request,
+            f"{decision.value}_refused",
+            decider_id,
+            {"reason": verdict.reason},
         )
         return DecisionOutcome(request, False, verdict.reason)
     if request.status != S.PENDING:
         return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
+    earlier = approvals_of(session, request.id)
+    if any(a.approver_id == decider_id for a in earlier):
+        return DecisionOutcome(request, False, "You have already decided on this request.")
+    details: dict[str, Any] = {"why_decider": verdict.reason}
+    if reason:
+        details["reason"] = reason
+    if duration is not None:
+        if duration > timedelta(seconds=request.requested_seconds):
+            return DecisionOutcome(
+                request, False, "You can approve for less time than asked, never more."
+            )
+        if duration < request.duration:
+            request.approved_seconds = int(duration.total_seconds())
+            details["approved_seconds"] = request.approved_seconds
+            session.add(request)
     session.add(
         Approval(
             request_id=request.id, approver_id=decider_id, decision=decision, reason=reason or None
         )
     )
     session.flush()
-    new, event = (S.APPROVED, "approved") if decision is Decision.APPROVE else (S.DENIED, "denied")
-    details = {"why_decider": verdict.reason}
-    if reason:
-        details["reason"] = reason
+    if decision is Decision.DENY:
+        moved = transition(
+            session,
+            audit,
+            request.id,
+            expected=S.PENDING,
+            new=S.DENIED,
+            event="denied",
+            actor=decider_id,
+            details=details,
+        )
+        return DecisionOutcome(moved or request, moved is not None)
+
+    counted = quorum(
+        flow,
+        requester_id=request.requester_id,
+        approver_ids=[a.approver_id for a in earlier if a.decision == Decision.APPROVE]
+        + [decider_id],
+    )
+    details["quorum"] = counted.progress
+    if not counted.reached:
+        _audit_on(session, audit, request, "approval_recorded", decider_id, details)
+        return DecisionOutcome(request, False, None, counted)
     moved = transition(
         session,
         audit,
         request.id,
         expected=S.PENDING,
-        new=new,
-        event=event,
+        new=S.APPROVED,
+        event="approved",
         actor=decider_id,
         details=details,
     )
-    return DecisionOutcome(moved or request, moved is not None)
+    return DecisionOutcome(moved or request, moved is not None, None, counted)
+
+
+def approvals_of(session: Session, request_id: uuid.UUID) -> list[Approval]:
+    return list(
+        session.execute(
+            select(Approval).where(Approval.request_id == request_id).order_by(Approval.created_at)  # type: ignore[arg-type]
+        ).scalars()
+    )
 
 
 def activate(

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select
 from sqlmodel import Session
 
-from app.lifecycle import grant_of
-from app.models import AccessRequest, Approval
+from app.lifecycle import approvals_of, grant_of
+from app.models import AccessRequest
 from app.runtime import Runtime
 from app.slack.blocks.cards import CardContext, approval_card, fallback_text, requester_message
 
@@ -23,21 +22,24 @@ log = logging.getLogger(__name__)
 _DM_MOMENTS = {"submitted", "granted", "denied", "ended", "failed", "revoke_failed"}
 
 
-def card_context(session: Session, request_id: uuid.UUID) -> CardContext | None:
+def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardContext | None:
+    """Everything a card shows, from the DB at this moment (never from the old message)."""
     request = session.get(AccessRequest, request_id)
     if request is None:
         return None
-    approvals = list(
-        session.execute(
-            select(Approval).where(Approval.request_id == request_id).order_by(Approval.created_at)  # type: ignore[arg-type]
-        ).scalars()
+    loaded = rt.flows.get(request.flow)
+    return CardContext(
+        request=request,
+        approvals=approvals_of(session, request_id),
+        grant=grant_of(session, request_id),
+        approvals_required=loaded.flow.approvals_required if loaded else 1,
+        durations=loaded.flow.durations if loaded else (),
     )
-    return CardContext(request=request, approvals=approvals, grant=grant_of(session, request_id))
 
 
 def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
     with rt.db.session() as session:
-        ctx = card_context(session, request_id)
+        ctx = card_context(rt, session, request_id)
     if ctx is None:
         return
     loaded = rt.flows.get(ctx.request.flow)

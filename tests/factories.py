@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from textwrap import dedent
+
+from app.flows.schema import AwsIamGroupTarget, Flow, People
 
 AUDIT_KEY = "test-audit-key-0123456789abcdef"
 REQUESTER = "U0REQUESTER"
@@ -49,3 +52,18 @@ def write_flow(
         )
     )
     return path
+
+
+def make_flow(**overrides: object) -> Flow:
+    """The same flow as write_flow's, as an object, with fields overridden."""
+    fields: dict[str, object] = {
+        "name": "test-admin",
+        "description": "Admin access for tests",
+        "targets": (AwsIamGroupTarget(name="admins", group_name=GROUP_NAME),),
+        "approvers": People(users=(APPROVER, SECOND_APPROVER), usergroups=(APPROVER_GROUP,)),
+        "approval_channel": CHANNEL,
+        "durations": (timedelta(seconds=4), timedelta(seconds=6), timedelta(hours=1)),
+        "max_duration": timedelta(hours=1),
+    }
+    fields.update(overrides)
+    return Flow(**fields)  # type: ignore[arg-type]

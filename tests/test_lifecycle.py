@@ -14,7 +14,7 @@ from app.flows.loader import FlowRegistry
 from app.flows.policy import RequestInput, allow, refuse
 from app.lifecycle import EndCause
 from app.models import AccessRequest, Approval, AuditEvent, Decision, Grant, RequestStatus
-from tests.factories import APPROVER, REQUESTER, SECOND_APPROVER
+from tests.factories import APPROVER, REQUESTER, SECOND_APPROVER, make_flow
 
 S = RequestStatus
 
@@ -39,11 +39,19 @@ def _events(db: Database) -> list[str]:
 
 
 def _approve(
-    db: Database, audit: AuditLog, request: AccessRequest, who: str = APPROVER, verdict=None
+    db: Database,
+    audit: AuditLog,
+    request: AccessRequest,
+    who: str = APPROVER,
+    verdict=None,
+    flow=None,
+    duration=None,
 ):
     with db.session() as session:
         return lifecycle.decide(
             session=session,
+            flow=flow or make_flow(),
+            duration=duration,
             audit=audit,
             request_id=request.id,
             decider_id=who,
@@ -180,3 +188,68 @@ def test_overlapping_grant_covers_the_same_access(
     assert [g.id for g in covering] == [grants[1].id]
     with database.session() as session:
         assert lifecycle.covering_grants(session, grants[1], now + timedelta(seconds=5)) == []
+
+
+def test_quorum_of_two_needs_two_distinct_approvers(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
+    flow = make_flow(approvals_required=2)
+    request = _submit(database, audit, flows)
+    first = _approve(database, audit, request, flow=flow)
+    assert first.recorded and first.quorum.progress == f"1 of 2 approvals: <@{APPROVER}>"
+    again = _approve(database, audit, request, flow=flow)  # the same person cannot count twice
+    assert again.refusal == "You have already decided on this request."
+    second = _approve(database, audit, request, who=SECOND_APPROVER, flow=flow)
+    assert second.won and second.request.status == S.APPROVED
+    assert _events(database) == ["requested", "approval_recorded", "approved"]
+
+
+def test_self_approval_counts_only_when_the_flow_allows_it(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
+    request = _submit(database, audit, flows)
+    strict = make_flow(approvals_required=2)
+    lenient = make_flow(approvals_required=2, allow_self_approval=True)
+    # Even with an allowing verdict, the requester's approval does not count under `strict`.
+    assert _approve(database, audit, request, who=REQUESTER, flow=strict).quorum.approvers == ()
+    assert _approve(database, audit, request, who=APPROVER, flow=lenient).won
+
+
+def test_approver_may_shorten_never_lengthen(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
+    request = _submit(database, audit, flows, seconds=6)
+    longer = _approve(database, audit, request, duration=timedelta(hours=1))
+    assert longer.refusal == "You can approve for less time than asked, never more."
+    shorter = _approve(database, audit, request, duration=timedelta(seconds=4))
+    assert shorter.won and shorter.request.duration == timedelta(seconds=4)
+    with database.session() as session:
+        grant = lifecycle.activate(
+            session=session,
+            audit=audit,
+            request_id=request.id,
+            provider="aws_iam_group",
+            principal="p",
+            details={},
+            now=utcnow(),
+        )
+    assert grant.expires_at - grant.granted_at == timedelta(seconds=4)
+
+
+def test_one_deny_ends_a_quorum_request(
+    database: Database, audit: AuditLog, flows: FlowRegistry
+) -> None:
+    flow = make_flow(approvals_required=2)
+    request = _submit(database, audit, flows)
+    _approve(database, audit, request, flow=flow)
+    with database.session() as session:
+        denied = lifecycle.decide(
+            session=session,
+            audit=audit,
+            flow=flow,
+            request_id=request.id,
+            decider_id=SECOND_APPROVER,
+            verdict=allow("ok"),
+            decision=Decision.DENY,
+        )
+    assert denied.won and denied.request.status == S.DENIED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,12 +52,67 @@ def check_request(flow: Flow | None, ask: RequestInput) -> dict[str, str]:
         errors["duration"] = f"Pick one of the durations this flow allows: {allowed}."
     elif ask.duration > flow.max_duration:
         errors["duration"] = f"At most {format_duration(flow.max_duration)}."
-    reason = ask.reason.strip()
-    if flow.reason_required and not reason:
-        errors["reason"] = "Say why you need this access."
-    elif len(reason) > REASON_MAX_LENGTH:
-        errors["reason"] = f"Keep the reason under {REASON_MAX_LENGTH} characters."
+    problem = check_reason(flow, ask.reason)
+    if problem:
+        errors["reason"] = problem
     return errors
+
+
+def check_reason(flow: Flow, text: str) -> str | None:
+    """What is wrong with a justification under the flow's rules, if anything."""
+    reason = text.strip()
+    if not reason:
+        return "Say why you need this access." if flow.reason_required else None
+    if len(reason) > REASON_MAX_LENGTH:
+        return f"Keep the reason under {REASON_MAX_LENGTH} characters."
+    if len(reason) < flow.reason_min_length:
+        return f"Say a little more: at least {flow.reason_min_length} characters."
+    if flow.reason_pattern and not re.search(flow.reason_pattern, reason):
+        return f"The reason must include {flow.reason_hint}."
+    return None
+
+
+def may_request(
+    flow: Flow,
+    *,
+    user_id: str,
+    email: str | None,
+    group_members: Mapping[str, frozenset[str]],
+) -> Verdict:
+    """Decide whether this person may ask for access through this flow."""
+    if flow.requesters is None:
+        return allow("anyone in the workspace may request")
+    why = flow.requesters.includes(user_id, email, group_members)
+    if why is None:
+        return refuse(f"You are not among the people who may request {flow.name}.")
+    return allow(f"may request: {why}")
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """Where a request stands: distinct counted approvers against the flow's requirement."""
+
+    approvers: tuple[str, ...]
+    required: int
+
+    @property
+    def reached(self) -> bool:
+        return len(self.approvers) >= self.required
+
+    @property
+    def progress(self) -> str:
+        who = ", ".join(f"<@{a}>" for a in self.approvers)
+        return f"{len(self.approvers)} of {self.required} approvals" + (f": {who}" if who else "")
+
+
+def quorum(flow: Flow, *, requester_id: str, approver_ids: list[str]) -> Quorum:
+    """Count approvals: distinct people, the requester only where self-approval is allowed."""
+    counted: list[str] = []
+    for approver in approver_ids:
+        if approver in counted or (approver == requester_id and not flow.allow_self_approval):
+            continue
+        counted.append(approver)
+    return Quorum(tuple(counted), flow.approvals_required)
 
 
 def may_decide(
@@ -65,19 +121,22 @@ def may_decide(
     requester_id: str,
     approver_id: str,
     usergroup_members: Mapping[str, frozenset[str]],
+    extra_approvers: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Decide whether this person may approve or deny this request, and say why.
 
-    Approvers come from the flow only, never from who can see the channel; group
-    membership is what Slack says at the moment of the click.
+    Approvers come from the flow (and its get_approvers hook) only, never from who can
+    see the channel; group membership is what Slack says at the moment of the click.
     """
-    if approver_id == requester_id:
+    if approver_id == requester_id and not flow.allow_self_approval:
         return refuse("You can't approve or deny your own request.")
     if approver_id in flow.approvers.users:
         return allow(f"<@{approver_id}> is an approver of {flow.name}")
     for group in flow.approvers.usergroups:
         if approver_id in usergroup_members.get(group, frozenset()):
             return allow(f"<@{approver_id}> is in approver group <!subteam^{group}>")
+    if approver_id in extra_approvers:
+        return allow(f"<@{approver_id}> was named by the flow's get_approvers hook")
     return refuse(f"You are not an approver of the {flow.name} flow.")
 
 

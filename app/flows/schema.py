@@ -7,6 +7,7 @@ so a mistake is reported with the field at fault before any process starts.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ _SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 _SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 # IAM names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateGroup.html
 _IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$")
 
 
 class _Strict(BaseModel):
@@ -43,11 +45,39 @@ class AwsIamGroupTarget(_Strict):
 Target = Annotated[AwsIamGroupTarget, Field(discriminator="provider")]
 
 
-class Approvers(_Strict):
-    """Who may decide: Slack user ids and user-group ids, resolved at click time."""
+class People(_Strict):
+    """A set of people: Slack user ids, user-group ids (members resolved when a decision is
+    made) and, where it makes sense, email domains of Slack profiles."""
 
     users: tuple[str, ...] = ()
     usergroups: tuple[str, ...] = ()
+    email_domains: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.users or self.usergroups or self.email_domains)
+
+    def includes(
+        self, user_id: str, email: str | None, group_members: Mapping[str, frozenset[str]]
+    ) -> str | None:
+        """Why this person is in the set (None when they are not)."""
+        if user_id in self.users:
+            return f"<@{user_id}> is listed"
+        for group in self.usergroups:
+            if user_id in group_members.get(group, frozenset()):
+                return f"<@{user_id}> is in <!subteam^{group}>"
+        domain = (email or "").rpartition("@")[2].lower()
+        if domain and domain in self.email_domains:
+            return f"their email is in {domain}"
+        return None
+
+    @field_validator("email_domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in value:
+            if not _DOMAIN.match(domain):
+                raise ValueError(f"{domain!r} is not an email domain (like example.com)")
+        return tuple(d.lower() for d in value)
 
     @field_validator("users")
     @classmethod
@@ -66,6 +96,10 @@ class Approvers(_Strict):
         return value
 
 
+# Approvers are People too; the name stays for the admin's readability.
+Approvers = People
+
+
 class Identity(_Strict):
     """How a Slack user becomes a cloud principal: their profile email unless mapped."""
 
@@ -79,12 +113,39 @@ class Flow(_Strict):
     name: str
     description: str
     targets: tuple[Target, ...] = Field(min_length=1)
-    approvers: Approvers
+    approvers: People
     approval_channel: str
     durations: tuple[timedelta, ...] = Field(min_length=1)
     max_duration: timedelta
+    # Who may request; None means everyone in the workspace.
+    requesters: People | None = None
+    # N approvals from N distinct approvers; one deny ends the request.
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    # The requester may approve their own request (and counts toward the quorum) only
+    # when this says so; `latchkey flows check` warns about it.
+    allow_self_approval: bool = False
+    # People whose requests are approved without a human (declarative auto-approval).
+    auto_approve: People | None = None
+    # Requests with no decision in this time are timed out; approvers are reminded once
+    # halfway. None: they wait until someone decides or the requester cancels.
+    pending_timeout: timedelta | None = timedelta(hours=24)
     reason_required: bool = True
+    reason_min_length: int = Field(default=0, ge=0, le=500)
+    # A regular expression the reason must contain a match of (e.g. a ticket id), and the
+    # words that tell the requester what is expected when it does not.
+    reason_pattern: str | None = None
+    reason_hint: str = ""
     identity: Identity = Field(default_factory=Identity)
+
+    @field_validator("reason_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
     @field_validator("name")
     @classmethod
@@ -122,8 +183,14 @@ class Flow(_Strict):
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("two targets share a name; target names must be unique")
-        if not self.approvers.users and not self.approvers.usergroups:
-            raise ValueError("approvers: list at least one Slack user or user group")
+        if self.approvers.email_domains:
+            raise ValueError("approvers: email domains cannot approve; list users or user groups")
+        if self.pending_timeout is not None and self.pending_timeout <= timedelta(0):
+            raise ValueError("pending_timeout must be longer than zero (or None)")
+        if self.reason_pattern and not self.reason_hint:
+            raise ValueError(
+                "reason_hint: say what reason_pattern expects (e.g. 'a JIRA ticket like OPS-123')"
+            )
         return self
 
     def target(self, name: str) -> Target | None:

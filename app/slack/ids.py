@@ -12,6 +12,7 @@ REASON_BLOCK, REASON_ACTION = "reason", "reason_input"
 # The approval card in the flow's channel.
 DECISION_BLOCK = "decision"
 APPROVE_ACTION = "latchkey.approve"
+APPROVE_FOR_ACTION = "latchkey.approve_for"
 DENY_ACTION = "latchkey.deny"
 
 # The deny modal.

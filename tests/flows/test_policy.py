@@ -7,9 +7,25 @@ from datetime import timedelta
 import pytest
 
 from app.flows.loader import FlowRegistry
-from app.flows.policy import RequestInput, check_request, may_decide, principal_for
-from app.flows.schema import Flow, Identity
-from tests.factories import APPROVER, APPROVER_GROUP, GROUP_APPROVER, OUTSIDER, REQUESTER
+from app.flows.policy import (
+    RequestInput,
+    check_reason,
+    check_request,
+    may_decide,
+    may_request,
+    principal_for,
+    quorum,
+)
+from app.flows.schema import Flow, Identity, People
+from tests.factories import (
+    APPROVER,
+    APPROVER_GROUP,
+    GROUP_APPROVER,
+    OUTSIDER,
+    REQUESTER,
+    SECOND_APPROVER,
+    make_flow,
+)
 
 
 @pytest.fixture
@@ -83,3 +99,77 @@ def test_principal_mapping(flow: Flow) -> None:
     )
     assert principal_for(mapped, user_id=REQUESTER, email="a@example.com") == "alice"
     assert principal_for(mapped, user_id="U0OTHER", email="b@x.io") == "bob"
+
+
+@pytest.mark.parametrize(
+    ("requesters", "user", "email", "groups", "allowed"),
+    [
+        (None, OUTSIDER, None, {}, True),
+        (People(users=(REQUESTER,)), REQUESTER, None, {}, True),
+        (People(users=(REQUESTER,)), OUTSIDER, None, {}, False),
+        (People(usergroups=("S0ENG",)), OUTSIDER, None, {"S0ENG": frozenset({OUTSIDER})}, True),
+        (People(usergroups=("S0ENG",)), OUTSIDER, None, {"S0ENG": frozenset()}, False),
+        (People(email_domains=("example.com",)), OUTSIDER, "dee@Example.com", {}, True),
+        (People(email_domains=("example.com",)), OUTSIDER, "dee@evil.example.org", {}, False),
+        (People(email_domains=("example.com",)), OUTSIDER, None, {}, False),
+    ],
+)
+def test_may_request(requesters, user, email, groups, allowed) -> None:
+    flow = make_flow(requesters=requesters)
+    assert may_request(flow, user_id=user, email=email, group_members=groups).allowed is allowed
+
+
+@pytest.mark.parametrize(
+    ("required", "self_ok", "clicks", "counted", "reached"),
+    [
+        (1, False, [APPROVER], (APPROVER,), True),
+        (2, False, [APPROVER], (APPROVER,), False),
+        (2, False, [APPROVER, APPROVER], (APPROVER,), False),
+        (2, False, [REQUESTER, APPROVER], (APPROVER,), False),  # quorum with a self-approver
+        (2, True, [REQUESTER, APPROVER], (REQUESTER, APPROVER), True),
+        (2, False, [APPROVER, SECOND_APPROVER], (APPROVER, SECOND_APPROVER), True),
+    ],
+)
+def test_quorum(required, self_ok, clicks, counted, reached) -> None:
+    flow = make_flow(approvals_required=required, allow_self_approval=self_ok)
+    result = quorum(flow, requester_id=REQUESTER, approver_ids=clicks)
+    assert result.approvers == counted and result.reached is reached
+
+
+def test_self_approval_only_when_allowed() -> None:
+    verdict = may_decide(
+        make_flow(allow_self_approval=True, approvers=People(users=(REQUESTER,))),
+        requester_id=REQUESTER,
+        approver_id=REQUESTER,
+        usergroup_members={},
+    )
+    assert verdict.allowed
+
+
+@pytest.mark.parametrize(
+    ("rules", "reason", "problem"),
+    [
+        ({}, "fix", None),
+        ({"reason_min_length": 10}, "fix", "at least 10 characters"),
+        (
+            {"reason_pattern": r"\b[A-Z]+-\d+\b", "reason_hint": "a ticket id like OPS-123"},
+            "fix it",
+            "a ticket id like OPS-123",
+        ),
+        (
+            {"reason_pattern": r"\b[A-Z]+-\d+\b", "reason_hint": "a ticket id like OPS-123"},
+            "see OPS-42",
+            None,
+        ),
+        ({"reason_required": False}, "", None),
+        ({"reason_required": True}, " ", "Say why"),
+    ],
+)
+def test_justification_rules(rules, reason, problem) -> None:
+    result = check_reason(make_flow(**rules), reason)
+    assert (result is None) if problem is None else (problem in result)
+
+
+def test_pattern_without_hint_is_a_flow_error() -> None:
+    with pytest.raises(ValueError, match="reason_hint"):
+        make_flow(reason_pattern=r"OPS-\d+")

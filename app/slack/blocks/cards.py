@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.flows.schema import format_duration
@@ -35,6 +35,17 @@ class CardContext:
     request: AccessRequest
     approvals: list[Approval]
     grant: Grant | None
+    approvals_required: int = 1
+    # The flow's durations, for "Approve for less": only those shorter than asked are offered.
+    durations: tuple[timedelta, ...] = ()
+
+    @property
+    def progress(self) -> str:
+        approvers = [a.approver_id for a in self.approvals if a.decision == Decision.APPROVE]
+        who = ", ".join(f"<@{a}>" for a in approvers)
+        return f"{len(approvers)} of {self.approvals_required} approvals" + (
+            f": {who}" if who else ""
+        )
 
 
 def summary(request: AccessRequest) -> str:
@@ -42,6 +53,13 @@ def summary(request: AccessRequest) -> str:
         f"<@{request.requester_id}> asks for *{escape(request.target)}* "
         f"({escape(request.flow)}) for *{format_duration(request.duration)}*"
     )
+
+
+def _duration(request: AccessRequest) -> str:
+    if request.approved_seconds and request.approved_seconds < request.requested_seconds:
+        asked = format_duration(timedelta(seconds=request.requested_seconds))
+        return f"{format_duration(request.duration)} (asked {asked})"
+    return format_duration(request.duration)
 
 
 def fallback_text(request: AccessRequest) -> str:
@@ -56,7 +74,7 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
         mrkdwn(f"*Requester*\n<@{request.requester_id}>"),
         mrkdwn(f"*Flow*\n{escape(request.flow)}"),
         mrkdwn(f"*Access to*\n{escape(request.target)}"),
-        mrkdwn(f"*Duration*\n{format_duration(request.duration)}"),
+        mrkdwn(f"*Duration*\n{_duration(request)}"),
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": plain("Access request")},
@@ -67,7 +85,10 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
         },
         {"type": "context", "elements": [mrkdwn(f"Request `{request.id}`")]},
     ]
-    blocks.append({"type": "section", "text": mrkdwn(f"*{_STATUS_LINE[request.status]}*")})
+    status = f"*{_STATUS_LINE[request.status]}*"
+    if request.status == S.PENDING and ctx.approvals_required > 1:
+        status += f" — {ctx.progress}"
+    blocks.append({"type": "section", "text": mrkdwn(status)})
     history = _history(ctx)
     if history:
         blocks.append({"type": "context", "elements": [mrkdwn(line) for line in history[:10]]})
@@ -84,6 +105,7 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
                         "style": "primary",
                         "value": str(request.id),
                     },
+                    *_approve_for_less(ctx),
                     {
                         "type": "button",
                         "action_id": ids.DENY_ACTION,
@@ -95,6 +117,27 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
             }
         )
     return blocks
+
+
+def _approve_for_less(ctx: CardContext) -> list[dict[str, Any]]:
+    asked = timedelta(seconds=ctx.request.requested_seconds)
+    shorter = [d for d in ctx.durations if d < asked]
+    if not shorter:
+        return []
+    return [
+        {
+            "type": "static_select",
+            "action_id": ids.APPROVE_FOR_ACTION,
+            "placeholder": plain("Approve for less…"),
+            "options": [
+                {
+                    "text": plain(f"Approve for {format_duration(d)}"),
+                    "value": f"{ctx.request.id}|{int(d.total_seconds())}",
+                }
+                for d in shorter
+            ],
+        }
+    ]
 
 
 def _history(ctx: CardContext) -> list[str]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app import lifecycle
+from app.eligibility import requester_verdict
 from app.flows.policy import Verdict, may_decide, refuse
+from app.flows.schema import Flow
 from app.models import AccessRequest, Decision
 from app.runtime import Runtime
 from app.slack import ids
@@ -26,8 +29,12 @@ def _request_id(raw: str) -> uuid.UUID:
         raise Refusal("That button does not point at a request.") from None
 
 
-def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> Verdict:
-    """Who may decide is read from the flow and Slack at this moment, never from the message."""
+def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Flow | None, Verdict]:
+    """Who may decide is read from the flow and Slack at this moment, never from the message.
+
+    The requester's eligibility is checked again too: someone removed from the flow's
+    requesters since asking is not approved.
+    """
     with rt.db.session() as session:
         request = session.get(AccessRequest, request_id)
         if request is None:
@@ -35,11 +42,46 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> Verdict:
         flow_name, requester_id = request.flow, request.requester_id
     loaded = rt.flows.get(flow_name)
     if loaded is None:
-        return refuse(f"The flow {flow_name!r} no longer exists.")
-    members = rt.directory.members_of(loaded.flow.approvers.usergroups)
-    return may_decide(
-        loaded.flow, requester_id=requester_id, approver_id=decider_id, usergroup_members=members
+        return None, refuse(f"The flow {flow_name!r} no longer exists.")
+    flow = loaded.flow
+    members = rt.directory.members_of(flow.approvers.usergroups)
+    verdict = may_decide(
+        flow, requester_id=requester_id, approver_id=decider_id, usergroup_members=members
     )
+    if verdict.allowed:
+        eligible = requester_verdict(rt, flow, requester_id)
+        if not eligible.allowed:
+            return flow, refuse(
+                f"<@{requester_id}> may no longer request {flow.name}: {eligible.reason}"
+            )
+    return flow, verdict
+
+
+def _approve(
+    rt: Runtime, body: dict[str, Any], request_id: uuid.UUID, duration: timedelta | None
+) -> None:
+    approver_id = body["user"]["id"]
+    flow, verdict = verdict_for(rt, request_id, approver_id)
+    if flow is None:
+        raise Refusal(verdict.reason)
+    with rt.db.session() as session:
+        outcome = lifecycle.decide(
+            session=session,
+            audit=rt.audit,
+            flow=flow,
+            request_id=request_id,
+            decider_id=approver_id,
+            verdict=verdict,
+            decision=Decision.APPROVE,
+            duration=duration,
+        )
+    if outcome.refusal:
+        raise Refusal(outcome.refusal)
+    if outcome.won:
+        rt.tasks.grant(request_id)
+        rt.tasks.notify(request_id, "approved")
+    else:
+        rt.tasks.notify(request_id, "approval_recorded")
 
 
 def register(app: App, rt: Runtime) -> None:
@@ -47,35 +89,31 @@ def register(app: App, rt: Runtime) -> None:
     @guarded
     def approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        approver_id = body["user"]["id"]
-        request_id = _request_id(body["actions"][0]["value"])
-        verdict = verdict_for(rt, request_id, approver_id)
-        with rt.db.session() as session:
-            outcome = lifecycle.decide(
-                session=session,
-                audit=rt.audit,
-                request_id=request_id,
-                decider_id=approver_id,
-                verdict=verdict,
-                decision=Decision.APPROVE,
-            )
-        if outcome.refusal:
-            raise Refusal(outcome.refusal)
-        if outcome.won:
-            rt.tasks.grant(request_id)
-            rt.tasks.notify(request_id, "approved")
+        _approve(rt, body, _request_id(body["actions"][0]["value"]), None)
+
+    @app.action(ids.APPROVE_FOR_ACTION)
+    @guarded
+    def approve_for_less(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        raw_id, _, seconds = body["actions"][0]["selected_option"]["value"].partition("|")
+        if not seconds.isdigit():
+            raise Refusal("That choice does not name a duration.")
+        _approve(rt, body, _request_id(raw_id), timedelta(seconds=int(seconds)))
 
     @app.action(ids.DENY_ACTION)
     @guarded
     def ask_deny_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         request_id = _request_id(body["actions"][0]["value"])
-        verdict = verdict_for(rt, request_id, body["user"]["id"])
-        if not verdict.allowed:
+        flow, verdict = verdict_for(rt, request_id, body["user"]["id"])
+        if flow is None or not verdict.allowed:
             # Refused before the form opens; audited by the same path as a refused decision.
+            if flow is None:
+                raise Refusal(verdict.reason)
             with rt.db.session() as session:
                 lifecycle.decide(
                     session=session,
+                    flow=flow,
                     audit=rt.audit,
                     request_id=request_id,
                     decider_id=body["user"]["id"],
@@ -108,11 +146,15 @@ def register(app: App, rt: Runtime) -> None:
             or ""
         )
         # Checked again at submission: membership may have changed since the click.
-        verdict = verdict_for(rt, request_id, approver_id)
+        flow, verdict = verdict_for(rt, request_id, approver_id)
+        if flow is None:
+            ack(response_action="errors", errors={ids.DENY_REASON_BLOCK: verdict.reason})
+            return
         with rt.db.session() as session:
             outcome = lifecycle.decide(
                 session=session,
                 audit=rt.audit,
+                flow=flow,
                 request_id=request_id,
                 decider_id=approver_id,
                 verdict=verdict,

@@ -7,6 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from app.eligibility import requestable_flows
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.modals import request_modal
@@ -32,7 +33,7 @@ def register(app: App, rt: Runtime) -> None:
             return
         ack()
         # views.open must run here, in the web process, inside the trigger_id's 3 seconds.
-        flows = [loaded.flow for loaded in rt.flows]
+        flows = requestable_flows(rt, command["user_id"])
         client.views_open(trigger_id=command["trigger_id"], view=request_modal(flows))
 
 

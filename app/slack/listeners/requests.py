@@ -10,6 +10,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app import lifecycle
+from app.eligibility import requestable_flows, requester_verdict
 from app.flows.policy import RequestInput, check_request
 from app.runtime import Runtime
 from app.slack import ids
@@ -57,7 +58,7 @@ def register(app: App, rt: Runtime) -> None:
         client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),
-            view=request_modal([loaded.flow for loaded in rt.flows], chosen.flow),
+            view=request_modal(requestable_flows(rt, body["user"]["id"]), chosen.flow),
         )
 
     @app.view(ids.REQUEST_VIEW)
@@ -67,6 +68,10 @@ def register(app: App, rt: Runtime) -> None:
         ask = read_request(view)
         loaded = rt.flows.get(ask.flow)
         problems = check_request(loaded.flow if loaded else None, ask)
+        if loaded is not None and not problems:
+            eligible = requester_verdict(rt, loaded.flow, body["user"]["id"])
+            if not eligible.allowed:
+                problems = {"target": eligible.reason}
         if problems:
             ack(
                 response_action="errors",
