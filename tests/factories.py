@@ -36,7 +36,7 @@ def write_flow(
             f'''
             from datetime import timedelta
 
-            from app.flows.schema import Approvers, AwsIamGroupTarget, Flow
+            from app.flows.schema import Approvers, AwsIamGroupTarget, Flow, People
 
             flow = Flow(
                 name="{name}",
