@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from app import lifecycle
 from app.db import utcnow
@@ -49,7 +49,11 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
 
     eligible = requester_verdict(rt, loaded.flow, requester_id)
     if not eligible.allowed:
-        return _fail(rt, request_id, f"the requester may no longer request {loaded.flow.name}: {eligible.reason}")
+        return _fail(
+            rt,
+            request_id,
+            f"the requester may no longer request {loaded.flow.name}: {eligible.reason}",
+        )
     user = rt.directory.user(requester_id)
     principal = principal_for(loaded.flow, user_id=requester_id, email=user.email)
     if not principal:
@@ -184,6 +188,36 @@ def sweep(rt: Runtime) -> dict[str, int]:
             counts["revoke_retried"] += _guarded(revoke_access, rt, request_id, EndCause.EXPIRED)
     for request_id in stuck_approved:
         rt.tasks.grant(request_id)
+    counts.update(expire_pending(rt, now))
+    return counts
+
+
+def expire_pending(rt: Runtime, now: datetime) -> dict[str, int]:
+    """Time out requests nobody decided in the flow's time; remind approvers once halfway."""
+    counts = {"timed_out": 0, "reminded": 0}
+    with rt.db.session() as session:
+        waiting = [(r.id, r.flow, r.created_at, r.reminded_at) for r in lifecycle.pending(session)]
+    for request_id, flow_name, created_at, reminded_at in waiting:
+        loaded = rt.flows.get(flow_name)
+        timeout = loaded.flow.pending_timeout if loaded else None
+        if timeout is None:
+            continue
+        if created_at + timeout <= now:
+            with rt.db.session() as session:
+                moved = lifecycle.time_out(
+                    session=session, audit=rt.audit, request_id=request_id, after=timeout
+                )
+            if moved:
+                counts["timed_out"] += 1
+                rt.tasks.notify(request_id, "timed_out")
+        elif reminded_at is None and created_at + timeout / 2 <= now:
+            with rt.db.session() as session:
+                claimed = lifecycle.mark_reminded(
+                    session=session, audit=rt.audit, request_id=request_id, now=now
+                )
+            if claimed:
+                counts["reminded"] += 1
+                rt.tasks.notify(request_id, "remind")
     return counts
 
 

@@ -458,3 +458,76 @@ def stuck(
             .limit(500)
         ).scalars()
     )
+
+
+def cancel(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, actor: str
+) -> DecisionOutcome:
+    """The requester withdraws their own pending request."""
+    request = lock_request(session, request_id)
+    if request is None:
+        return DecisionOutcome(None, False, "That request no longer exists.")
+    if request.requester_id != actor:
+        _audit_on(session, audit, request, "cancel_refused", actor, {"reason": "not the requester"})
+        return DecisionOutcome(request, False, "Only the requester can cancel a request.")
+    moved = transition(
+        session,
+        audit,
+        request_id,
+        expected=S.PENDING,
+        new=S.CANCELLED,
+        event="cancelled",
+        actor=actor,
+    )
+    if moved is None:
+        return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
+    return DecisionOutcome(moved, True)
+
+
+def time_out(*, session: Session, audit: AuditLog, request_id: uuid.UUID, after: timedelta) -> bool:
+    return (
+        transition(
+            session,
+            audit,
+            request_id,
+            expected=S.PENDING,
+            new=S.TIMED_OUT,
+            event="timed_out",
+            actor="latchkey",
+            details={"pending_timeout_seconds": int(after.total_seconds())},
+        )
+        is not None
+    )
+
+
+def mark_reminded(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, now: datetime
+) -> bool:
+    """Claim the one reminder of a pending request (compare-and-set on reminded_at)."""
+    result = session.execute(
+        update(AccessRequest)
+        .where(
+            AccessRequest.id == request_id,  # type: ignore[arg-type]
+            AccessRequest.status == S.PENDING,  # type: ignore[arg-type]
+            AccessRequest.reminded_at.is_(None),  # type: ignore[union-attr]
+        )
+        .values(reminded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    request = session.get(AccessRequest, request_id, populate_existing=True)
+    assert request is not None
+    _audit_on(session, audit, request, "approvers_reminded", "latchkey", {})
+    return True
+
+
+def pending(session: Session, limit: int = 1000) -> list[AccessRequest]:
+    return list(
+        session.execute(
+            select(AccessRequest)
+            .where(AccessRequest.status == S.PENDING)
+            .order_by(AccessRequest.created_at)
+            .limit(limit)  # type: ignore[arg-type]
+        ).scalars()
+    )

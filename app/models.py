@@ -89,6 +89,8 @@ class AccessRequest(SQLModel, table=True):
     approval_channel: str | None = Field(default=None, sa_type=String(32))
     approval_message_ts: str | None = Field(default=None, sa_type=String(32))
     failure: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # When approvers were reminded of this pending request (at most once).
+    reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
     def duration(self) -> timedelta:

@@ -11,15 +11,32 @@ import uuid
 
 from sqlmodel import Session
 
+from app.flows.schema import Flow
 from app.lifecycle import approvals_of, grant_of
 from app.models import AccessRequest
 from app.runtime import Runtime
-from app.slack.blocks.cards import CardContext, approval_card, fallback_text, requester_message
+from app.slack.blocks.cards import (
+    CardContext,
+    approval_card,
+    fallback_text,
+    reminder_text,
+    requester_message,
+)
+from app.slack.blocks.text import slack_date
 
 log = logging.getLogger(__name__)
 
 # Moments the requester hears about; the others only update the card.
-_DM_MOMENTS = {"submitted", "granted", "denied", "ended", "failed", "revoke_failed"}
+_DM_MOMENTS = {
+    "submitted",
+    "granted",
+    "denied",
+    "ended",
+    "failed",
+    "revoke_failed",
+    "timed_out",
+    "cancelled",
+}
 
 
 def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardContext | None:
@@ -52,6 +69,8 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
             text=fallback_text(ctx.request),
             blocks=approval_card(ctx),
         )
+    if what == "remind" and loaded is not None and ctx.request.approval_message_ts:
+        _remind(rt, ctx, loaded.flow)
     if what in _DM_MOMENTS:
         tz = rt.directory.user(ctx.request.requester_id).tz
         text, blocks = requester_message(ctx, what, tz)
@@ -71,4 +90,21 @@ def _post_card(rt: Runtime, ctx: CardContext, channel: str) -> None:
     ctx.request.approval_channel, ctx.request.approval_message_ts = (
         response["channel"],
         response["ts"],
+    )
+
+
+def _remind(rt: Runtime, ctx: CardContext, flow: Flow) -> None:
+    """One nudge in the card's thread, naming the approvers (people and groups)."""
+    mentions = " ".join(
+        [f"<@{u}>" for u in flow.approvers.users]
+        + [f"<!subteam^{g}>" for g in flow.approvers.usergroups]
+    )
+    deadline = "soon"
+    if flow.pending_timeout is not None:
+        moment = ctx.request.created_at + flow.pending_timeout
+        deadline = slack_date(moment, moment.strftime("%Y-%m-%d %H:%M UTC"))
+    rt.slack.chat_postMessage(
+        channel=ctx.request.approval_channel,
+        thread_ts=ctx.request.approval_message_ts,
+        text=reminder_text(ctx.request, mentions or "Approvers", deadline),
     )

@@ -15,6 +15,9 @@ APPROVE_ACTION = "latchkey.approve"
 APPROVE_FOR_ACTION = "latchkey.approve_for"
 DENY_ACTION = "latchkey.deny"
 
+# The requester's DM.
+CANCEL_ACTION = "latchkey.cancel"
+
 # The deny modal.
 DENY_VIEW = "latchkey.deny"
 DENY_REASON_BLOCK, DENY_REASON_ACTION = "deny_reason", "deny_reason_input"

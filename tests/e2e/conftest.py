@@ -30,6 +30,7 @@ def stack(
     flows_dir.mkdir()
     write_flow(flows_dir)
     write_flow(flows_dir, name="two-person", extra="approvals_required=2,")
+    write_flow(flows_dir, name="short-fuse", extra="pending_timeout=timedelta(seconds=5),")
     write_flow(flows_dir, name="restricted", extra='requesters=People(users=("U0NOBODY",)),')
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):

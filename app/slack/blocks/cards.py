@@ -203,8 +203,34 @@ def requester_message(
         text += "."
     elif what == "failed":
         text = f":x: Granting {target} failed: {escape(request.failure or 'unknown error')}. Nothing was granted."
+    elif what == "timed_out":
+        text = f":alarm_clock: Your request for {target} timed out without a decision. Nothing was granted; ask again with `/access` if you still need it."
+    elif what == "cancelled":
+        text = f"You cancelled your request for {target}."
     elif what == "revoke_failed":
         text = f":rotating_light: Removing your access to {target} failed; Latchkey keeps retrying."
     else:
         text = f"Your request for {target} is now {request.status.value}."
-    return text, [{"type": "section", "text": mrkdwn(text)}]
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(text)}]
+    if what == "submitted":
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ids.CANCEL_ACTION,
+                        "text": plain("Cancel request"),
+                        "value": str(request.id),
+                    },
+                ],
+            }
+        )
+    return text, blocks
+
+
+def reminder_text(request: AccessRequest, approvers: str, deadline: str) -> str:
+    return (
+        f":bell: {approvers} — <@{request.requester_id}>'s request for *{escape(request.target)}* "
+        f"is still waiting for a decision; it times out {deadline}."
+    )

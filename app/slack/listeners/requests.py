@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from app.flows.policy import RequestInput, check_request
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.modals import request_modal
-from app.slack.listeners.errors import guarded
+from app.slack.listeners.errors import Refusal, guarded
 
 _FIELD_BLOCKS = {
     "target": ids.TARGET_BLOCK,
@@ -47,6 +48,8 @@ def read_request(view: dict[str, Any]) -> RequestInput:
 
 
 def register(app: App, rt: Runtime) -> None:
+    _register_cancel(app, rt)
+
     @app.action(ids.FLOW_ACTION)
     @guarded
     def switch_flow(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
@@ -90,3 +93,21 @@ def register(app: App, rt: Runtime) -> None:
             )
         ack()
         rt.tasks.notify(request.id, "submitted")
+
+
+def _register_cancel(app: App, rt: Runtime) -> None:
+    @app.action(ids.CANCEL_ACTION)
+    @guarded
+    def cancel_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        try:
+            request_id = uuid.UUID(body["actions"][0]["value"])
+        except ValueError:
+            raise Refusal("That button does not point at a request.") from None
+        with rt.db.session() as session:
+            outcome = lifecycle.cancel(
+                session=session, audit=rt.audit, request_id=request_id, actor=body["user"]["id"]
+            )
+        if outcome.refusal:
+            raise Refusal(outcome.refusal)
+        rt.tasks.notify(request_id, "cancelled")
