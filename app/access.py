@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from app import lifecycle
 from app.db import utcnow
 from app.eligibility import requester_verdict
-from app.flows.policy import principal_for
+from app.flows.hooks import HookRequest, call_hook
+from app.flows.policy import auto_decide, principal_for
 from app.lifecycle import EndCause
 from app.models import AccessRequest, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
@@ -228,3 +229,68 @@ def _guarded(fn, rt: Runtime, request_id: uuid.UUID, cause: EndCause) -> int:  #
     except Exception:
         log.exception("sweep could not revoke request=%s", request_id)
         return 0
+
+
+def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
+    """After a request is stored: let the flow's hook or auto_approve list decide, then
+    post the card and DM the requester."""
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None:
+            return
+        status, requester_id = request.status, request.requester_id
+        facts = (request.flow, request.target, request.reason, request.duration)
+    loaded = rt.flows.get(facts[0])
+    if status != S.PENDING or loaded is None:
+        rt.tasks.notify(request_id, "submitted")
+        return
+    flow = loaded.flow
+    user = rt.directory.user(requester_id)
+    hook = call_hook(
+        loaded,
+        "on_request",
+        HookRequest(
+            id=str(request_id),
+            flow=facts[0],
+            target=facts[1],
+            requester_id=requester_id,
+            requester_email=user.email,
+            reason=facts[2],
+            duration=facts[3],
+        ),
+    )
+    if hook.error is not None:
+        with rt.db.session() as session:
+            lifecycle.audit_hook_failure(
+                session=session,
+                audit=rt.audit,
+                request_id=request_id,
+                hook=hook.name,
+                error=hook.error,
+            )
+    groups = rt.directory.members_of(flow.auto_approve.usergroups) if flow.auto_approve else {}
+    decision = auto_decide(
+        flow,
+        requester_id=requester_id,
+        email=user.email,
+        group_members=groups,
+        hook_defined=hook.defined,
+        hook_value=hook.value,
+        hook_error=hook.error,
+    )
+    if decision.outcome == "human":
+        rt.tasks.notify(request_id, "submitted")
+        return
+    with rt.db.session() as session:
+        moved = lifecycle.auto_decide(
+            session=session,
+            audit=rt.audit,
+            request_id=request_id,
+            approve=decision.outcome == "approve",
+            reason=decision.reason,
+        )
+    if moved is not None and moved.status == S.APPROVED:
+        rt.tasks.grant(request_id)
+        rt.tasks.notify(request_id, "auto_approved")
+    else:
+        rt.tasks.notify(request_id, "denied")

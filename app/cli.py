@@ -35,16 +35,21 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_flows_check(args: argparse.Namespace) -> int:
+    from app.flows.lint import lint
     from app.flows.loader import load_flows
 
     directory = Path(args.dir) if args.dir else get_settings().flows_dir
     registry = load_flows(directory)
+    warned = 0
     for loaded in registry:
         flow = loaded.flow
         print(
-            f"ok  {loaded.path}: {flow.name} ({len(flow.targets)} targets, channel {flow.approval_channel})"
+            f"ok   {loaded.path}: {flow.name} ({len(flow.targets)} targets, channel {flow.approval_channel})"
         )
-    return 0
+        for warning in lint(loaded):
+            warned += 1
+            print(f"warn {loaded.path}: {warning}")
+    return 1 if warned and args.strict else 0
 
 
 def cmd_web(_: argparse.Namespace) -> int:
@@ -148,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = flows.add_parser("check", help="validate every flow in LATCHKEY_FLOWS")
     check.add_argument("--dir", help="folder of flows (default: LATCHKEY_FLOWS)")
+    check.add_argument("--strict", action="store_true", help="exit 1 when any flow has a warning")
     check.set_defaults(fn=cmd_flows_check)
     sub.add_parser("web", help="serve Slack (HTTP on $PORT, or Socket Mode)").set_defaults(
         fn=cmd_web

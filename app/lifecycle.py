@@ -531,3 +531,30 @@ def pending(session: Session, limit: int = 1000) -> list[AccessRequest]:
             .limit(limit)  # type: ignore[arg-type]
         ).scalars()
     )
+
+
+def auto_decide(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, approve: bool, reason: str
+) -> AccessRequest | None:
+    """pending -> approved/denied by a rule or hook, with the reason in the audit trail."""
+    new, event = (S.APPROVED, "auto_approved") if approve else (S.DENIED, "auto_denied")
+    return transition(
+        session,
+        audit,
+        request_id,
+        expected=S.PENDING,
+        new=new,
+        event=event,
+        actor="latchkey",
+        details={"reason": reason},
+    )
+
+
+def audit_hook_failure(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, hook: str, error: str
+) -> None:
+    request = session.get(AccessRequest, request_id)
+    if request is not None:
+        _audit_on(
+            session, audit, request, "hook_failed", "latchkey", {"hook": hook, "error": error}
+        )

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import uuid
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from app.flows.schema import Flow
 from app.lifecycle import approvals_of, grant_of
-from app.models import AccessRequest
+from app.models import AccessRequest, AuditEvent
 from app.runtime import Runtime
 from app.slack.blocks.cards import (
     CardContext,
@@ -51,24 +52,42 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         grant=grant_of(session, request_id),
         approvals_required=loaded.flow.approvals_required if loaded else 1,
         durations=loaded.flow.durations if loaded else (),
+        auto_reason=_auto_reason(session, request_id),
     )
 
 
+def _auto_reason(session: Session, request_id: uuid.UUID) -> str | None:
+    reason = session.execute(
+        select(AuditEvent.details)
+        .where(
+            AuditEvent.request_id == request_id,
+            AuditEvent.event.in_(("auto_approved", "auto_denied")),
+        )  # type: ignore[arg-type,attr-defined]
+        .limit(1)
+    ).scalar_one_or_none()
+    return reason.get("reason") if reason else None
+
+
 def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
-    with rt.db.session() as session:
-        ctx = card_context(rt, session, request_id)
-    if ctx is None:
-        return
-    loaded = rt.flows.get(ctx.request.flow)
-    if ctx.request.approval_message_ts is None and loaded is not None:
-        _post_card(rt, ctx, loaded.flow.approval_channel)
-    elif ctx.request.approval_message_ts is not None:
-        rt.slack.chat_update(
-            channel=ctx.request.approval_channel,
-            ts=ctx.request.approval_message_ts,
-            text=fallback_text(ctx.request),
-            blocks=approval_card(ctx),
-        )
+    # Messages for one request are rendered one at a time, each from the DB as it is when
+    # its turn comes: two tasks racing would otherwise post the card twice, or a slow
+    # one would overwrite a newer card with an older state. A Redis lock, not a DB lock,
+    # so a slow Slack never holds up a grant or a revoke.
+    with rt.redis.lock(f"latchkey:card:{request_id}", timeout=60, blocking_timeout=60):
+        with rt.db.session() as session:
+            ctx = card_context(rt, session, request_id)
+        if ctx is None:
+            return
+        loaded = rt.flows.get(ctx.request.flow)
+        if ctx.request.approval_message_ts is None and loaded is not None:
+            _post_card(rt, ctx, loaded.flow.approval_channel)
+        elif ctx.request.approval_message_ts is not None:
+            rt.slack.chat_update(
+                channel=ctx.request.approval_channel,
+                ts=ctx.request.approval_message_ts,
+                text=fallback_text(ctx.request),
+                blocks=approval_card(ctx),
+            )
     if what == "remind" and loaded is not None and ctx.request.approval_message_ts:
         _remind(rt, ctx, loaded.flow)
     if what in _DM_MOMENTS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from redis import Redis
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -48,6 +49,10 @@ class Runtime:
     @cached_property
     def directory(self) -> SlackDirectory:
         return SlackDirectory(self.slack)
+
+    @cached_property
+    def redis(self) -> Redis:
+        return Redis.from_url(self.settings.redis_url)
 
     @cached_property
     def tasks(self) -> TaskQueue:

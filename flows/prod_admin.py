@@ -1,4 +1,4 @@
-"""Administrator access to production AWS: short, approved by security."""
+"""Administrator access to production AWS: short, and a two-person rule."""
 
 from datetime import timedelta
 
@@ -9,8 +9,13 @@ flow = Flow(
     description="Administrator access to the production AWS account. Use sparingly.",
     targets=(AwsIamGroupTarget(name="prod-admin", group_name="latchkey-prod-admin"),),
     approvers=Approvers(usergroups=("S0SECURITY",)),
+    # Two different people from security must approve; the requester never counts.
+    approvals_required=2,
     approval_channel="C0SECURITYOPS",
     durations=(timedelta(minutes=15), timedelta(hours=1)),
     max_duration=timedelta(hours=1),
+    pending_timeout=timedelta(hours=2),
     reason_required=True,
+    reason_pattern=r"\b[A-Z][A-Z0-9]+-\d+\b",
+    reason_hint="a ticket id such as OPS-123",
 )

@@ -28,6 +28,7 @@ def write_flow(
     max_duration: str = "timedelta(hours=1)",
     extra: str = "",
     filename: str | None = None,
+    hooks: str = "",
 ) -> Path:
     """Write a flow module the way an admin would, and return its path."""
     path = directory / (filename or f"{name.replace('-', '_')}.py")
@@ -50,6 +51,7 @@ def write_flow(
             )
             '''
         )
+        + dedent(hooks)
     )
     return path
 

@@ -148,3 +148,41 @@ def principal_for(flow: Flow, *, user_id: str, email: str | None) -> str | None:
     if email and email in mapped:
         return mapped[email]
     return email or None
+
+
+@dataclass(frozen=True)
+class AutoDecision:
+    """approve, deny or human (needs an approver), and why."""
+
+    outcome: str
+    reason: str
+
+
+def auto_decide(
+    flow: Flow,
+    *,
+    requester_id: str,
+    email: str | None,
+    group_members: Mapping[str, frozenset[str]],
+    hook_defined: bool,
+    hook_value: object,
+    hook_error: str | None,
+) -> AutoDecision:
+    """Whether a request is decided without a human: the on_request hook first, then the
+    flow's auto_approve list. A hook error or an unexpected answer means a human decides."""
+    if hook_error is not None:
+        return AutoDecision("human", f"on_request hook failed ({hook_error}); needs human approval")
+    if hook_defined and hook_value is not None:
+        approve_ = getattr(hook_value, "approve", None)
+        reason = str(getattr(hook_value, "reason", "") or "").strip()
+        if not isinstance(approve_, bool) or not reason:
+            return AutoDecision(
+                "human",
+                "on_request hook returned neither approve(reason) nor deny(reason); needs human approval",
+            )
+        return AutoDecision("approve" if approve_ else "deny", f"on_request: {reason}")
+    if flow.auto_approve is not None:
+        why = flow.auto_approve.includes(requester_id, email, group_members)
+        if why is not None:
+            return AutoDecision("approve", f"auto_approve: {why}")
+    return AutoDecision("human", "needs human approval")

@@ -113,7 +113,8 @@ def card_update(
     return stack.slack.wait_for(
         "chat.update",
         lambda a: (
-            a.get("ts") == card.response["ts"] and contains in json.dumps(a.get("blocks", []))
+            a.get("ts") == card.response["ts"]
+            and contains in json.dumps(a.get("blocks", []), ensure_ascii=False)
         ),
         timeout=timeout,
     )

@@ -10,6 +10,7 @@ GRANT = "latchkey.grant_access"
 REVOKE = "latchkey.revoke_access"
 SWEEP = "latchkey.sweep"
 NOTIFY = "latchkey.notify"
+SUBMITTED = "latchkey.process_submission"
 
 
 class TaskQueue:
@@ -27,6 +28,9 @@ class TaskQueue:
 
     def revoke_now(self, request_id: uuid.UUID, cause: str, actor: str, reason: str = "") -> None:
         self._celery.send_task(REVOKE, args=[str(request_id), cause, actor, reason])
+
+    def process_submission(self, request_id: uuid.UUID) -> None:
+        self._celery.send_task(SUBMITTED, args=[str(request_id)])
 
     def notify(self, request_id: uuid.UUID, what: str) -> None:
         self._celery.send_task(NOTIFY, args=[str(request_id), what])

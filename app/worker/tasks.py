@@ -15,7 +15,7 @@ from app.config import get_settings
 from app.lifecycle import EndCause
 from app.providers.base import ProviderError
 from app.runtime import Runtime, build_runtime
-from app.worker.queue import GRANT, NOTIFY, REVOKE, SWEEP
+from app.worker.queue import GRANT, NOTIFY, REVOKE, SUBMITTED, SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +75,11 @@ def sweep() -> None:
 )
 def notify_request(request_id: str, what: str) -> None:
     notify.notify(runtime(), uuid.UUID(request_id), what)
+
+
+@shared_task(
+    name=SUBMITTED, autoretry_for=(SlackApiError, OSError), retry_backoff=2, max_retries=10
+)
+def process_submission(request_id: str) -> None:
+    # Hooks may call slow services (an on-call schedule), so they run here, not in the web.
+    access.process_submission(runtime(), uuid.UUID(request_id))

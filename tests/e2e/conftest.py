@@ -20,6 +20,26 @@ from tests.factories import (
     write_flow,
 )
 
+ONCALL_HOOK = """
+
+from app.flows.hooks import approve, deny
+
+
+def on_request(request):
+    # Stands in for an on-call lookup (PagerDuty etc.): any Python the admin writes.
+    if "PAGE-" in request.reason:
+        return approve(f"on call for {request.reason.split()[0]}")
+    if "weekend" in request.reason:
+        return deny("no weekend changes")
+    return None
+"""
+
+BROKEN_HOOK = """
+
+def on_request(request):
+    raise RuntimeError("pagerduty unreachable")
+"""
+
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(
@@ -31,6 +51,8 @@ def stack(
     write_flow(flows_dir)
     write_flow(flows_dir, name="two-person", extra="approvals_required=2,")
     write_flow(flows_dir, name="short-fuse", extra="pending_timeout=timedelta(seconds=5),")
+    write_flow(flows_dir, name="oncall", hooks=ONCALL_HOOK)
+    write_flow(flows_dir, name="broken-hook", hooks=BROKEN_HOOK)
     write_flow(flows_dir, name="restricted", extra='requesters=People(users=("U0NOBODY",)),')
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):

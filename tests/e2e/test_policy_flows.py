@@ -34,7 +34,7 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
     view = open_request_modal(stack, person)
     flow_block = next(b for b in view["blocks"] if b.get("block_id") == ids.FLOW_BLOCK)
     offered = {o["value"] for o in flow_block["element"]["options"]}
-    assert offered == {"test-admin", "two-person", "short-fuse"}
+    assert offered == {"test-admin", "two-person", "short-fuse", "oncall", "broken-hook"}
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(
         stack, person, flow="restricted", target="admins", seconds=4, reason="x", view=view
@@ -133,3 +133,63 @@ def test_approver_shortens_the_duration_and_the_grant_ends_then(stack: LocalStac
         grant = grant_of(session, uuid.UUID(four_seconds.split("|")[0]))
     assert grant.expires_at - grant.granted_at == timedelta(seconds=4)
     assert json.dumps(card.args).count("Approve for") >= 2
+
+
+def _events(stack: LocalStack, request_id: uuid.UUID) -> list[str]:
+    with stack.database().session() as session:
+        return list(
+            session.execute(
+                select(AuditEvent.event)
+                .where(AuditEvent.request_id == request_id)
+                .order_by(AuditEvent.seq)
+            ).scalars()
+        )
+
+
+def _card_of_any_status(stack: LocalStack, person) -> dict:  # type: ignore[no-untyped-def]
+    return stack.slack.wait_for(
+        "chat.postMessage",
+        lambda a: (
+            a.get("channel", "").startswith("C") and f"<@{person.user_id}>" in a.get("text", "")
+        ),
+    )
+
+
+def test_on_request_hook_auto_approves_with_its_reason(stack: LocalStack) -> None:
+    person = new_person(stack)
+    submit_request(
+        stack,
+        person,
+        flow="oncall",
+        target="admins",
+        seconds=3600,
+        reason="PAGE-77 checkout is down",
+    )
+    dm_to(stack, person, "You now have")
+    assert person.email in group_members(stack, GROUP_NAME)
+    card = _card_of_any_status(stack, person)
+    assert not [b for b in card.args["blocks"] if b["type"] == "actions"]
+    card_update(stack, card, "Approved automatically — on_request: on call for PAGE-77")
+
+
+def test_on_request_hook_can_deny(stack: LocalStack) -> None:
+    person = new_person(stack)
+    submit_request(
+        stack, person, flow="oncall", target="admins", seconds=3600, reason="weekend tinkering"
+    )
+    denied = dm_to(stack, person, "was denied automatically")
+    assert "no weekend changes" in denied.args["text"]
+    assert person.email not in group_members(stack, GROUP_NAME)
+
+
+def test_a_broken_hook_never_grants_and_is_audited(stack: LocalStack) -> None:
+    person = new_person(stack)
+    submit_request(
+        stack, person, flow="broken-hook", target="admins", seconds=3600, reason="PAGE-1"
+    )
+    card = approval_card_for(stack, person)
+    request_id = uuid.UUID(request_id_on(card))
+    assert _events(stack, request_id) == ["requested", "hook_failed"]
+    assert person.email not in group_members(stack, GROUP_NAME)
+    click(stack, APPROVER, ids.APPROVE_ACTION, card)  # a human can still decide
+    dm_to(stack, person, "You now have")

@@ -69,3 +69,34 @@ def test_flows_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
     write_flow(tmp_path, filename="bad.py", name="bad", extra="approvers_typo=1,")
     assert main(["flows", "check", "--dir", str(tmp_path)]) == 2
     assert "bad.py: approvers_typo" in capsys.readouterr().err
+
+
+def test_flows_check_warns_about_risky_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_flow(
+        tmp_path,
+        durations="timedelta(hours=1)",
+        max_duration="timedelta(days=2)",
+        extra="allow_self_approval=True, pending_timeout=None,",
+    )
+    assert main(["flows", "check", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "allow_self_approval: with approvals_required=1" in out
+    assert "max_duration: 2d is standing access" in out
+    assert "pending_timeout: None" in out
+    assert main(["flows", "check", "--strict", "--dir", str(tmp_path)]) == 1
+
+
+def test_flow_without_approvers_is_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_flow(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            'approvers=Approvers(users=("U0APPROVER1", "U0APPROVER2"), usergroups=("S0LEADS",)),',
+            "approvers=People(),",
+        )
+    )
+    main(["flows", "check", "--dir", str(tmp_path)])
+    assert "no request of this flow can ever be approved" in capsys.readouterr().out

@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from app.flows.hooks import approve, deny
 from app.flows.loader import FlowRegistry
 from app.flows.policy import (
     RequestInput,
+    auto_decide,
     check_reason,
     check_request,
     may_decide,
@@ -173,3 +175,55 @@ def test_justification_rules(rules, reason, problem) -> None:
 def test_pattern_without_hint_is_a_flow_error() -> None:
     with pytest.raises(ValueError, match="reason_hint"):
         make_flow(reason_pattern=r"OPS-\d+")
+
+
+@pytest.mark.parametrize(
+    ("auto", "defined", "value", "error", "outcome", "why"),
+    [
+        (None, False, None, None, "human", "needs human approval"),
+        (People(users=(REQUESTER,)), False, None, None, "approve", "auto_approve"),
+        (People(users=(OUTSIDER,)), False, None, None, "human", "needs human approval"),
+        (None, True, approve("on call in PagerDuty"), None, "approve", "on call in PagerDuty"),
+        (None, True, deny("outside business hours"), None, "deny", "outside business hours"),
+        (None, True, None, None, "human", "needs human approval"),  # the hook abstains
+        (
+            People(users=(REQUESTER,)),
+            True,
+            None,
+            "RuntimeError: boom",
+            "human",
+            "hook failed",
+        ),  # broken hook never grants
+        (None, True, "yes please", None, "human", "neither approve"),
+        (None, True, approve("   "), None, "human", "neither approve"),  # a decision needs a reason
+    ],
+)
+def test_auto_decide(auto, defined, value, error, outcome, why) -> None:
+    flow = make_flow(auto_approve=auto)
+    decision = auto_decide(
+        flow,
+        requester_id=REQUESTER,
+        email=None,
+        group_members={},
+        hook_defined=defined,
+        hook_value=value,
+        hook_error=error,
+    )
+    assert decision.outcome == outcome and why in decision.reason
+
+
+def test_a_raising_hook_is_caught_and_named(tmp_path) -> None:
+    from app.flows.hooks import HookRequest, call_hook
+    from app.flows.loader import load_flows
+    from tests.factories import write_flow
+
+    path = write_flow(tmp_path)
+    path.write_text(
+        path.read_text() + "\n\ndef on_request(request):\n    raise KeyError('pagerduty token')\n"
+    )
+    loaded = load_flows(tmp_path).get("test-admin")
+    result = call_hook(
+        loaded, "on_request", HookRequest("id", "f", "t", REQUESTER, None, "r", timedelta(1))
+    )
+    assert result.defined and result.value is None and result.error == "KeyError: 'pagerduty token'"
+    assert call_hook(loaded, "on_missing").defined is False

@@ -38,6 +38,8 @@ class CardContext:
     approvals_required: int = 1
     # The flow's durations, for "Approve for less": only those shorter than asked are offered.
     durations: tuple[timedelta, ...] = ()
+    # Why a rule or hook decided (auto_approved / auto_denied), from the audit trail.
+    auto_reason: str | None = None
 
     @property
     def progress(self) -> str:
@@ -142,6 +144,9 @@ def _approve_for_less(ctx: CardContext) -> list[dict[str, Any]]:
 
 def _history(ctx: CardContext) -> list[str]:
     lines = []
+    if ctx.auto_reason:
+        verb = "Denied" if ctx.request.status == S.DENIED else "Approved"
+        lines.append(f"{verb} automatically — {escape(ctx.auto_reason)}")
     for approval in ctx.approvals:
         verb = "Approved" if approval.decision == Decision.APPROVE else "Denied"
         line = f"{verb} by <@{approval.approver_id}> {slack_date(approval.created_at, _utc(approval.created_at))}"
@@ -186,7 +191,9 @@ def requester_message(
     elif what == "denied":
         denial = next((a for a in ctx.approvals if a.decision == Decision.DENY), None)
         text = f":no_entry: Your request for {target} was denied"
-        if denial is not None:
+        if ctx.auto_reason:
+            text += f" automatically — {escape(ctx.auto_reason)}"
+        elif denial is not None:
             text += f" by <@{denial.approver_id}>"
             if denial.reason:
                 text += f": {escape(denial.reason)}"

@@ -92,7 +92,7 @@ def register(app: App, rt: Runtime) -> None:
                 ask=ask,
             )
         ack()
-        rt.tasks.notify(request.id, "submitted")
+        rt.tasks.process_submission(request.id)
 
 
 def _register_cancel(app: App, rt: Runtime) -> None:
