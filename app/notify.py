@@ -19,6 +19,7 @@ from app.runtime import Runtime
 from app.slack.blocks.cards import (
     CardContext,
     approval_card,
+    approvers_line,
     fallback_text,
     reminder_text,
     requester_message,
@@ -53,6 +54,13 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         approvals_required=loaded.flow.approvals_required if loaded else 1,
         durations=loaded.flow.durations if loaded else (),
         auto_reason=_auto_reason(session, request_id),
+        approvers_line=approvers_line(
+            loaded.flow.approvers.users,
+            loaded.flow.approvers.usergroups,
+            loaded.flow.approvals_required,
+        )
+        if loaded
+        else "",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
@@ -22,7 +23,14 @@ from app.testing.scenes import (
 )
 from app.testing.slack_driver import plain_text_value
 from app.testing.stack import LocalStack
-from tests.factories import APPROVER, GROUP_APPROVER, GROUP_NAME, OUTSIDER, SECOND_APPROVER
+from tests.factories import (
+    APPROVER,
+    APPROVER_GROUP,
+    GROUP_APPROVER,
+    GROUP_NAME,
+    OUTSIDER,
+    SECOND_APPROVER,
+)
 
 
 def _pending(stack: LocalStack, seconds: int = 3600) -> tuple[Person, object, uuid.UUID]:
@@ -51,6 +59,11 @@ def _status(stack: LocalStack, request_id: uuid.UUID) -> RequestStatus:
 
 def test_outsider_and_requester_are_refused_and_audited(stack: LocalStack) -> None:
     person, card, request_id = _pending(stack)
+    shown = json.dumps(card.args["blocks"])
+    assert (
+        f"Approvers (listed in the flow): <@{APPROVER}>, <@{SECOND_APPROVER}>, <!subteam^{APPROVER_GROUP}>"
+        in shown
+    )
     for who, words in ((OUTSIDER, "not an approver"), (person.user_id, "your own request")):
         assert click(stack, who, ids.APPROVE_ACTION, card).status == 200
         ephemeral = stack.slack.wait_for(

@@ -40,6 +40,8 @@ class CardContext:
     durations: tuple[timedelta, ...] = ()
     # Why a rule or hook decided (auto_approved / auto_denied), from the audit trail.
     auto_reason: str | None = None
+    # Who may decide, and why they were chosen (shown while the request waits).
+    approvers_line: str = ""
 
     @property
     def progress(self) -> str:
@@ -87,6 +89,8 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
         },
         {"type": "context", "elements": [mrkdwn(f"Request `{request.id}`")]},
     ]
+    if request.status == S.PENDING and ctx.approvers_line:
+        blocks.append({"type": "context", "elements": [mrkdwn(ctx.approvers_line)]})
     status = f"*{_STATUS_LINE[request.status]}*"
     if request.status == S.PENDING and ctx.approvals_required > 1:
         status += f" — {ctx.progress}"
@@ -241,3 +245,16 @@ def reminder_text(request: AccessRequest, approvers: str, deadline: str) -> str:
         f":bell: {approvers} — <@{request.requester_id}>'s request for *{escape(request.target)}* "
         f"is still waiting for a decision; it times out {deadline}."
     )
+
+
+def approvers_line(users: tuple[str, ...], usergroups: tuple[str, ...], required: int) -> str:
+    """'Approvers (from the flow): @ann, @security — 2 approvals needed, the requester never counts'."""
+    who = (
+        ", ".join([f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in usergroups]) or "nobody"
+    )
+    needed = (
+        "1 approval needed"
+        if required == 1
+        else f"{required} approvals from different people needed"
+    )
+    return f"Approvers (listed in the flow): {who} — {needed}"
