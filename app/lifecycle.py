@@ -19,7 +19,7 @@ from app.audit import AuditLog
 from app.db import utcnow
 from app.flows.policy import Quorum, RequestInput, Verdict, quorum
 from app.flows.schema import Flow
-from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
+from app.models import AccessRequest, Approval, AuditEvent, Decision, Grant, RequestStatus
 
 S = RequestStatus
 
@@ -558,3 +558,58 @@ def audit_hook_failure(
         _audit_on(
             session, audit, request, "hook_failed", "latchkey", {"hook": hook, "error": error}
         )
+
+
+BREAK_GLASS_REVIEWS = ("break_glass_acknowledged", "break_glass_flagged")
+
+
+def break_glass(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, actor: str
+) -> AccessRequest | None:
+    """pending -> approved by the requester's own emergency activation, loudly recorded."""
+    return transition(
+        session,
+        audit,
+        request_id,
+        expected=S.PENDING,
+        new=S.APPROVED,
+        event="break_glass",
+        actor=actor,
+        details={"review": "required"},
+    )
+
+
+def events_of(session: Session, request_id: uuid.UUID, names: tuple[str, ...]) -> list[AuditEvent]:
+    return list(
+        session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.request_id == request_id, AuditEvent.event.in_(names))  # type: ignore[arg-type,attr-defined]
+            .order_by(AuditEvent.seq)
+        ).scalars()
+    )
+
+
+def review_break_glass(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    reviewer_id: str,
+    verdict: Verdict,
+    flagged: bool,
+) -> DecisionOutcome:
+    """An approver's after-the-fact review of a break-glass use: acknowledged or flagged, once."""
+    request = lock_request(session, request_id)
+    if request is None:
+        return DecisionOutcome(None, False, "That request no longer exists.")
+    if not events_of(session, request_id, ("break_glass",)):
+        return DecisionOutcome(request, False, "This request was not a break-glass activation.")
+    if not verdict.allowed:
+        _audit_on(
+            session, audit, request, "review_refused", reviewer_id, {"reason": verdict.reason}
+        )
+        return DecisionOutcome(request, False, verdict.reason)
+    if events_of(session, request_id, BREAK_GLASS_REVIEWS):
+        return DecisionOutcome(request, False, "This break-glass use was already reviewed.")
+    _audit_on(session, audit, request, BREAK_GLASS_REVIEWS[1 if flagged else 0], reviewer_id, {})
+    return DecisionOutcome(request, True)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from app.flows.schema import Flow
-from app.lifecycle import approvals_of, grant_of
+from app.lifecycle import BREAK_GLASS_REVIEWS, approvals_of, events_of, grant_of
 from app.models import AccessRequest, AuditEvent
 from app.runtime import Runtime
 from app.slack.blocks.cards import (
@@ -47,7 +47,10 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
     if request is None:
         return None
     loaded = rt.flows.get(request.flow)
+    reviews = events_of(session, request_id, BREAK_GLASS_REVIEWS)
     return CardContext(
+        break_glass=bool(events_of(session, request_id, ("break_glass",))),
+        review=(reviews[0].event, reviews[0].actor) if reviews else None,
         request=request,
         approvals=approvals_of(session, request_id),
         grant=grant_of(session, request_id),
@@ -93,7 +96,7 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
             rt.slack.chat_update(
                 channel=ctx.request.approval_channel,
                 ts=ctx.request.approval_message_ts,
-                text=fallback_text(ctx.request),
+                text=fallback_text(ctx.request, ctx.break_glass),
                 blocks=approval_card(ctx),
             )
     if what == "remind" and loaded is not None and ctx.request.approval_message_ts:
@@ -106,7 +109,7 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
 
 def _post_card(rt: Runtime, ctx: CardContext, channel: str) -> None:
     response = rt.slack.chat_postMessage(
-        channel=channel, text=fallback_text(ctx.request), blocks=approval_card(ctx)
+        channel=channel, text=fallback_text(ctx.request, ctx.break_glass), blocks=approval_card(ctx)
     )
     with rt.db.session() as session:
         request = session.get(AccessRequest, ctx.request.id)

@@ -37,4 +37,6 @@ def lint(loaded: LoadedFlow) -> list[str]:
         warnings.append(
             "requesters: anyone may request a flow that approves some requests automatically"
         )
+    if flow.break_glass and flow.approvers.is_empty:
+        warnings.append("break_glass: on, but no approvers to review break-glass use")
     return warnings

@@ -124,6 +124,9 @@ class Flow(_Strict):
     # The requester may approve their own request (and counts toward the quorum) only
     # when this says so; `latchkey flows check` warns about it.
     allow_self_approval: bool = False
+    # Break-glass: a requester may activate access at once (mandatory reason, a confirm
+    # step); the channel is alerted loudly and an approver reviews it afterwards.
+    break_glass: bool = False
     # People whose requests are approved without a human (declarative auto-approval).
     auto_approve: People | None = None
     # Requests with no decision in this time are timed out; approvers are reminded once

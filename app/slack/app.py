@@ -25,5 +25,6 @@ def create_app(rt: Runtime, *, token_verification: bool = True) -> App:
     commands.register(app, rt)
     requests.register(app, rt)
     approvals.register(app, rt)
+    approvals.register_reviews(app, rt)
     home.register(app)
     return app

@@ -21,3 +21,9 @@ CANCEL_ACTION = "latchkey.cancel"
 # The deny modal.
 DENY_VIEW = "latchkey.deny"
 DENY_REASON_BLOCK, DENY_REASON_ACTION = "deny_reason", "deny_reason_input"
+
+# Break-glass: the modal's checkbox, the confirm step, the review on the card.
+BREAK_GLASS_BLOCK, BREAK_GLASS_ACTION = "break_glass", "break_glass_check"
+BREAK_GLASS_VIEW = "latchkey.break_glass_confirm"
+REVIEW_ACK_ACTION = "latchkey.review_ack"
+REVIEW_FLAG_ACTION = "latchkey.review_flag"

@@ -53,6 +53,7 @@ def stack(
     write_flow(flows_dir, name="short-fuse", extra="pending_timeout=timedelta(seconds=5),")
     write_flow(flows_dir, name="oncall", hooks=ONCALL_HOOK)
     write_flow(flows_dir, name="broken-hook", hooks=BROKEN_HOOK)
+    write_flow(flows_dir, name="emergency", extra="break_glass=True,")
     write_flow(flows_dir, name="restricted", extra='requesters=People(users=("U0NOBODY",)),')
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):

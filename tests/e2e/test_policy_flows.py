@@ -34,7 +34,14 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
     view = open_request_modal(stack, person)
     flow_block = next(b for b in view["blocks"] if b.get("block_id") == ids.FLOW_BLOCK)
     offered = {o["value"] for o in flow_block["element"]["options"]}
-    assert offered == {"test-admin", "two-person", "short-fuse", "oncall", "broken-hook"}
+    assert offered == {
+        "test-admin",
+        "two-person",
+        "short-fuse",
+        "oncall",
+        "broken-hook",
+        "emergency",
+    }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(
         stack, person, flow="restricted", target="admins", seconds=4, reason="x", view=view

@@ -42,6 +42,9 @@ class CardContext:
     auto_reason: str | None = None
     # Who may decide, and why they were chosen (shown while the request waits).
     approvers_line: str = ""
+    break_glass: bool = False
+    # (event, reviewer) once an approver reviewed a break-glass use.
+    review: tuple[str, str] | None = None
 
     @property
     def progress(self) -> str:
@@ -66,9 +69,14 @@ def _duration(request: AccessRequest) -> str:
     return format_duration(request.duration)
 
 
-def fallback_text(request: AccessRequest) -> str:
-    """The notification text; mrkdwn too, so it escapes user text like the blocks do."""
+def fallback_text(request: AccessRequest, break_glass: bool = False) -> str:
+    """The notification text; mrkdwn too, so it escapes user text like the blocks do.
+
+    Break-glass is meant to be loud: it notifies everyone active in the channel.
+    """
     status = _STATUS_LINE[request.status].split(" ", 1)[1]
+    if break_glass:
+        return f"<!here> :rotating_light: BREAK-GLASS by <@{request.requester_id}>: {escape(request.target)} — {status}"
     return f"Access request from <@{request.requester_id}>: {escape(request.target)} — {status}"
 
 
@@ -81,7 +89,13 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
         mrkdwn(f"*Duration*\n{_duration(request)}"),
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": plain("Access request")},
+        {
+            "type": "header",
+            "text": plain(
+                ":rotating_light: BREAK-GLASS access" if ctx.break_glass else "Access request",
+                emoji=True,
+            ),
+        },
         {"type": "section", "fields": fields},
         {
             "type": "section",
@@ -98,6 +112,28 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
     history = _history(ctx)
     if history:
         blocks.append({"type": "context", "elements": [mrkdwn(line) for line in history[:10]]})
+    if ctx.break_glass and ctx.review is None:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": ids.DECISION_BLOCK,
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ids.REVIEW_ACK_ACTION,
+                        "text": plain("Acknowledge"),
+                        "value": str(request.id),
+                    },
+                    {
+                        "type": "button",
+                        "action_id": ids.REVIEW_FLAG_ACTION,
+                        "text": plain("Flag"),
+                        "style": "danger",
+                        "value": str(request.id),
+                    },
+                ],
+            }
+        )
     if request.status == S.PENDING:
         blocks.append(
             {
@@ -148,6 +184,18 @@ def _approve_for_less(ctx: CardContext) -> list[dict[str, Any]]:
 
 def _history(ctx: CardContext) -> list[str]:
     lines = []
+    if ctx.break_glass:
+        lines.append(
+            f"Activated by <@{ctx.request.requester_id}> without approval (break-glass); review required"
+        )
+    if ctx.review is not None:
+        event, reviewer = ctx.review
+        verb = (
+            ":triangular_flag_on_post: Flagged"
+            if event.endswith("flagged")
+            else "Reviewed and acknowledged"
+        )
+        lines.append(f"{verb} by <@{reviewer}>")
     if ctx.auto_reason:
         verb = "Denied" if ctx.request.status == S.DENIED else "Approved"
         lines.append(f"{verb} automatically — {escape(ctx.auto_reason)}")

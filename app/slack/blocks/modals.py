@@ -91,6 +91,28 @@ def request_modal(flows: list[Flow], selected: Flow | None = None) -> dict[str, 
             },
         },
     ]
+    if flow.break_glass:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": ids.BREAK_GLASS_BLOCK,
+                "optional": True,
+                "label": plain("Emergency"),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": ids.BREAK_GLASS_ACTION,
+                    "options": [
+                        {
+                            "text": plain("Break glass: activate now, without approval"),
+                            "description": plain(
+                                "The channel is alerted and an approver reviews it afterwards."
+                            ),
+                            "value": "break_glass",
+                        }
+                    ],
+                },
+            }
+        )
     return {
         "type": "modal",
         "callback_id": ids.REQUEST_VIEW,
@@ -130,4 +152,38 @@ def deny_modal(
                 },
             },
         ],
+    }
+
+
+def break_glass_confirm(
+    flow: str, target: str, seconds: int, reason: str, summary: str
+) -> dict[str, Any]:
+    """The confirm step: what the requester is about to do, said plainly."""
+    return {
+        "type": "modal",
+        "callback_id": ids.BREAK_GLASS_VIEW,
+        "private_metadata": json.dumps(
+            {"flow": flow, "target": target, "seconds": seconds, "reason": reason}
+        ),
+        "title": plain("Break glass?"),
+        "submit": plain("Activate now"),
+        "close": plain("Back"),
+        "blocks": [
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    f":rotating_light: {summary}\n\nAccess starts *now*, without approval. The approval "
+                    "channel is alerted and an approver reviews this use afterwards. Everything is audited."
+                ),
+            }
+        ],
+    }
+
+
+def problem_view(title: str, problem: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "title": plain(title[:24]),
+        "close": plain("Close"),
+        "blocks": [{"type": "section", "text": mrkdwn(f":no_entry: {escape(problem)}")}],
     }

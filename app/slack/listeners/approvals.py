@@ -167,3 +167,40 @@ def register(app: App, rt: Runtime) -> None:
         ack()
         if outcome.won:
             rt.tasks.notify(request_id, "denied")
+
+
+def register_reviews(app: App, rt: Runtime) -> None:
+    def review(body: dict[str, Any], flagged: bool) -> None:
+        reviewer_id = body["user"]["id"]
+        request_id = _request_id(body["actions"][0]["value"])
+        flow, verdict = verdict_for(rt, request_id, reviewer_id)
+        if flow is None:
+            raise Refusal(verdict.reason)
+        with rt.db.session() as session:
+            request = session.get(AccessRequest, request_id)
+            if request is not None and request.requester_id == reviewer_id:
+                # Reviewing your own emergency access would defeat the review.
+                verdict = refuse("You can't review your own break-glass use.")
+            outcome = lifecycle.review_break_glass(
+                session=session,
+                audit=rt.audit,
+                request_id=request_id,
+                reviewer_id=reviewer_id,
+                verdict=verdict,
+                flagged=flagged,
+            )
+        if outcome.refusal:
+            raise Refusal(outcome.refusal)
+        rt.tasks.notify(request_id, "reviewed")
+
+    @app.action(ids.REVIEW_ACK_ACTION)
+    @guarded
+    def acknowledge(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        review(body, flagged=False)
+
+    @app.action(ids.REVIEW_FLAG_ACTION)
+    @guarded
+    def flag(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        review(body, flagged=True)

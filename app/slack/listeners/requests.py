@@ -13,9 +13,11 @@ from slack_sdk import WebClient
 from app import lifecycle
 from app.eligibility import requestable_flows, requester_verdict
 from app.flows.policy import RequestInput, check_request
+from app.flows.schema import format_duration
 from app.runtime import Runtime
 from app.slack import ids
-from app.slack.blocks.modals import request_modal
+from app.slack.blocks.modals import break_glass_confirm, problem_view, request_modal
+from app.slack.blocks.text import escape
 from app.slack.listeners.errors import Refusal, guarded
 
 _FIELD_BLOCKS = {
@@ -49,6 +51,7 @@ def read_request(view: dict[str, Any]) -> RequestInput:
 
 def register(app: App, rt: Runtime) -> None:
     _register_cancel(app, rt)
+    _register_break_glass(app, rt)
 
     @app.action(ids.FLOW_ACTION)
     @guarded
@@ -82,6 +85,9 @@ def register(app: App, rt: Runtime) -> None:
             )
             return
         assert loaded is not None
+        if _break_glass_checked(view):
+            _ask_break_glass_confirmation(ack, loaded.flow.break_glass, ask)
+            return
         # Stored before the ack: once the modal closes, the request exists.
         with rt.db.session() as session:
             request = lifecycle.submit(
@@ -93,6 +99,78 @@ def register(app: App, rt: Runtime) -> None:
             )
         ack()
         rt.tasks.process_submission(request.id)
+
+
+def _ask_break_glass_confirmation(ack: Ack, allowed: bool, ask: RequestInput) -> None:
+    if not allowed:
+        ack(
+            response_action="errors",
+            errors={ids.BREAK_GLASS_BLOCK: "This flow has no break-glass."},
+        )
+    elif not ask.reason.strip():
+        ack(
+            response_action="errors",
+            errors={ids.REASON_BLOCK: "Break-glass always needs a reason."},
+        )
+    else:
+        summary = (
+            f"You are about to take *{escape(ask.target)}* ({escape(ask.flow)}) "
+            f"for {format_duration(ask.duration)}."
+        )
+        seconds = int(ask.duration.total_seconds())
+        ack(
+            response_action="push",
+            view=break_glass_confirm(ask.flow, ask.target, seconds, ask.reason, summary),
+        )
+
+
+def _break_glass_checked(view: dict[str, Any]) -> bool:
+    element = view["state"]["values"].get(ids.BREAK_GLASS_BLOCK, {}).get(ids.BREAK_GLASS_ACTION, {})
+    return any(o.get("value") == "break_glass" for o in element.get("selected_options") or [])
+
+
+def _register_break_glass(app: App, rt: Runtime) -> None:
+    @app.view(ids.BREAK_GLASS_VIEW)
+    @guarded
+    def confirm_break_glass(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        meta = json.loads(body["view"].get("private_metadata") or "{}")
+        ask = RequestInput(
+            flow=str(meta.get("flow", "")),
+            target=str(meta.get("target", "")),
+            duration=timedelta(seconds=int(meta.get("seconds", 0))),
+            reason=str(meta.get("reason", "")),
+        )
+        requester_id = body["user"]["id"]
+        # Everything is checked again: the confirm step must not be a way around the rules.
+        loaded = rt.flows.get(ask.flow)
+        problems = list(check_request(loaded.flow if loaded else None, ask).values())
+        if loaded is not None and not problems:
+            if not loaded.flow.break_glass or not ask.reason.strip():
+                problems.append("This flow has no break-glass, or no reason was given.")
+            eligible = requester_verdict(rt, loaded.flow, requester_id)
+            if not eligible.allowed:
+                problems.append(eligible.reason)
+        if problems:
+            ack(
+                response_action="update",
+                view=problem_view("Break glass refused", " ".join(problems)),
+            )
+            return
+        assert loaded is not None
+        with rt.db.session() as session:
+            request = lifecycle.submit(
+                session=session,
+                audit=rt.audit,
+                flow=loaded.flow,
+                requester_id=requester_id,
+                ask=ask,
+            )
+            lifecycle.break_glass(
+                session=session, audit=rt.audit, request_id=request.id, actor=requester_id
+            )
+        ack(response_action="clear")
+        rt.tasks.grant(request.id)
+        rt.tasks.notify(request.id, "break_glass")
 
 
 def _register_cancel(app: App, rt: Runtime) -> None:
