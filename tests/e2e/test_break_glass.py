@@ -69,8 +69,7 @@ def test_break_glass_grants_at_once_alerts_the_channel_and_is_reviewed(stack: Lo
         stack.slack.wait_for(
             "chat.postEphemeral",
             lambda a, who=who: (
-                (a.get("user") == who
-                and "review" in a.get("text", "").lower())
+                (a.get("user") == who and "review" in a.get("text", "").lower())
                 or (a.get("user") == who and "not an approver" in a.get("text", ""))
             ),
         )
