@@ -48,7 +48,7 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
             rt, request_id, f"flow {request.flow!r} or target {request.target!r} no longer exists"
         )
 
-    eligible = requester_verdict(rt, loaded.flow, requester_id)
+    eligible = requester_verdict(rt, loaded, requester_id)
     if not eligible.allowed:
         return _fail(
             rt,

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from app.flows.hooks import call_hook
+from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, may_request
 from app.flows.schema import Flow
 from app.runtime import Runtime
 
 
-def requester_verdict(rt: Runtime, flow: Flow, user_id: str) -> Verdict:
-    """Whether this person may request this flow now, per Slack's current profile and groups."""
+def requester_verdict(rt: Runtime, loaded: LoadedFlow, user_id: str) -> Verdict:
+    """Whether this person may request this flow now, per Slack's current profile and groups
+    and the flow's get_requesters hook (which, if it fails, adds nobody: fail closed)."""
+    flow = loaded.flow
     if flow.requesters is None:
         return may_request(flow, user_id=user_id, email=None, group_members={})
-    email = rt.directory.user(user_id).email if flow.requesters.email_domains else None
+    needs_email = bool(flow.requesters.email_domains) or "get_requesters" in loaded.hooks
+    email = rt.directory.user(user_id).email if needs_email else None
     members = rt.directory.members_of(flow.requesters.usergroups)
-    return may_request(flow, user_id=user_id, email=email, group_members=members)
+    extra: frozenset[str] = frozenset()
+    if "get_requesters" in loaded.hooks:
+        hook = call_hook(loaded, "get_requesters")
+        if hook.error is None:
+            try:
+                extra = frozenset(str(p) for p in hook.value or ())
+            except TypeError:
+                extra = frozenset()
+    return may_request(
+        flow, user_id=user_id, email=email, group_members=members, extra_requesters=extra
+    )
 
 
 def requestable_flows(rt: Runtime, user_id: str) -> list[Flow]:
     """The flows this person may request: the modal shows only these."""
-    return [
-        loaded.flow for loaded in rt.flows if requester_verdict(rt, loaded.flow, user_id).allowed
-    ]
+    return [loaded.flow for loaded in rt.flows if requester_verdict(rt, loaded, user_id).allowed]

@@ -78,10 +78,18 @@ def may_request(
     user_id: str,
     email: str | None,
     group_members: Mapping[str, frozenset[str]],
+    extra_requesters: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """Decide whether this person may ask for access through this flow."""
+    """Decide whether this person may ask for access through this flow.
+
+    `extra_requesters` are user ids or emails named by the flow's get_requesters hook.
+    """
     if flow.requesters is None:
         return allow("anyone in the workspace may request")
+    if user_id in extra_requesters or (
+        email and email.lower() in {e.lower() for e in extra_requesters}
+    ):
+        return allow("may request: named by the flow's get_requesters hook")
     why = flow.requesters.includes(user_id, email, group_members)
     if why is None:
         return refuse(f"You are not among the people who may request {flow.name}.")

@@ -34,6 +34,17 @@ def on_request(request):
     return None
 """
 
+NAMING_HOOKS = """
+
+def get_requesters():
+    return ["U0HOOKED"]
+
+
+def get_approvers(request):
+    # e.g. the owners of the service named in the request, from a service catalogue
+    return ["U0OUTSIDER"]
+"""
+
 BROKEN_HOOK = """
 
 def on_request(request):
@@ -53,6 +64,12 @@ def stack(
     write_flow(flows_dir, name="short-fuse", extra="pending_timeout=timedelta(seconds=5),")
     write_flow(flows_dir, name="oncall", hooks=ONCALL_HOOK)
     write_flow(flows_dir, name="broken-hook", hooks=BROKEN_HOOK)
+    write_flow(
+        flows_dir,
+        name="hooked",
+        extra='requesters=People(users=("U0NOBODY",)),',
+        hooks=NAMING_HOOKS,
+    )
     write_flow(flows_dir, name="emergency", extra="break_glass=True,")
     write_flow(flows_dir, name="restricted", extra='requesters=People(users=("U0NOBODY",)),')
     redis.Redis.from_url(redis_url).flushdb()

@@ -200,3 +200,30 @@ def test_a_broken_hook_never_grants_and_is_audited(stack: LocalStack) -> None:
     assert person.email not in group_members(stack, GROUP_NAME)
     click(stack, APPROVER, ids.APPROVE_ACTION, card)  # a human can still decide
     dm_to(stack, person, "You now have")
+
+
+def test_get_requesters_and_get_approvers_hooks(stack: LocalStack) -> None:
+    from app.testing.scenes import Person
+    from tests.factories import OUTSIDER
+
+    stack.slack.add_user("U0HOOKED", name="hooked", email="hooked@example.com")
+    stack.iam().create_user(UserName="hooked@example.com")
+    person = Person("U0HOOKED", "hooked@example.com")
+    view = open_request_modal(stack, person)
+    flow_block = next(b for b in view["blocks"] if b.get("block_id") == ids.FLOW_BLOCK)
+    assert "hooked" in {o["value"] for o in flow_block["element"]["options"]}
+    submit_request(
+        stack,
+        person,
+        flow="hooked",
+        target="admins",
+        seconds=3600,
+        reason="hook named me",
+        view=view,
+    )
+    card = approval_card_for(stack, person)
+    click(
+        stack, OUTSIDER, ids.APPROVE_ACTION, card
+    )  # named by get_approvers, not by the flow's lists
+    dm_to(stack, person, "You now have")
+    assert person.email in group_members(stack, GROUP_NAME)

@@ -227,3 +227,35 @@ def test_a_raising_hook_is_caught_and_named(tmp_path) -> None:
     )
     assert result.defined and result.value is None and result.error == "KeyError: 'pagerduty token'"
     assert call_hook(loaded, "on_missing").defined is False
+
+
+def test_get_requesters_names_extra_people_by_id_or_email() -> None:
+    flow = make_flow(requesters=People(users=(REQUESTER,)))
+    extra = frozenset({"U0HOOKED", "Vendor@Example.com"})
+    assert may_request(
+        flow, user_id="U0HOOKED", email=None, group_members={}, extra_requesters=extra
+    ).allowed
+    assert may_request(
+        flow, user_id="U0V", email="vendor@example.com", group_members={}, extra_requesters=extra
+    ).allowed
+    assert not may_request(
+        flow, user_id=OUTSIDER, email="o@example.com", group_members={}, extra_requesters=extra
+    ).allowed
+
+
+def test_get_approvers_adds_approvers_but_never_the_requester() -> None:
+    flow = make_flow()
+    assert may_decide(
+        flow,
+        requester_id=REQUESTER,
+        approver_id=OUTSIDER,
+        usergroup_members={},
+        extra_approvers=frozenset({OUTSIDER}),
+    ).allowed
+    assert not may_decide(
+        flow,
+        requester_id=REQUESTER,
+        approver_id=REQUESTER,
+        usergroup_members={},
+        extra_approvers=frozenset({REQUESTER}),
+    ).allowed

@@ -12,6 +12,8 @@ from slack_sdk import WebClient
 
 from app import lifecycle
 from app.eligibility import requester_verdict
+from app.flows.hooks import HookRequest, call_hook
+from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, may_decide, refuse
 from app.flows.schema import Flow
 from app.models import AccessRequest, Decision
@@ -40,21 +42,62 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
         if request is None:
             raise Refusal("That request no longer exists.")
         flow_name, requester_id = request.flow, request.requester_id
+        facts = (request.target, request.reason, request.duration)
     loaded = rt.flows.get(flow_name)
     if loaded is None:
         return None, refuse(f"The flow {flow_name!r} no longer exists.")
     flow = loaded.flow
     members = rt.directory.members_of(flow.approvers.usergroups)
     verdict = may_decide(
-        flow, requester_id=requester_id, approver_id=decider_id, usergroup_members=members
+        flow,
+        requester_id=requester_id,
+        approver_id=decider_id,
+        usergroup_members=members,
+        extra_approvers=_hook_approvers(rt, loaded, request_id, requester_id, facts),
     )
     if verdict.allowed:
-        eligible = requester_verdict(rt, flow, requester_id)
+        eligible = requester_verdict(rt, loaded, requester_id)
         if not eligible.allowed:
             return flow, refuse(
                 f"<@{requester_id}> may no longer request {flow.name}: {eligible.reason}"
             )
     return flow, verdict
+
+
+def _hook_approvers(
+    rt: Runtime, loaded: LoadedFlow, request_id: uuid.UUID, requester_id: str, facts: tuple
+) -> frozenset[str]:
+    """Approvers the flow's get_approvers hook names for this request; none if it fails."""
+    if "get_approvers" not in loaded.hooks:
+        return frozenset()
+    target, reason, duration = facts
+    hook = call_hook(
+        loaded,
+        "get_approvers",
+        HookRequest(
+            id=str(request_id),
+            flow=loaded.flow.name,
+            target=target,
+            requester_id=requester_id,
+            requester_email=rt.directory.user(requester_id).email,
+            reason=reason,
+            duration=duration,
+        ),
+    )
+    if hook.error is not None:
+        with rt.db.session() as session:
+            lifecycle.audit_hook_failure(
+                session=session,
+                audit=rt.audit,
+                request_id=request_id,
+                hook=hook.name,
+                error=hook.error,
+            )
+        return frozenset()
+    try:
+        return frozenset(str(u) for u in hook.value or ())
+    except TypeError:
+        return frozenset()
 
 
 def _approve(

@@ -75,7 +75,7 @@ def register(app: App, rt: Runtime) -> None:
         loaded = rt.flows.get(ask.flow)
         problems = check_request(loaded.flow if loaded else None, ask)
         if loaded is not None and not problems:
-            eligible = requester_verdict(rt, loaded.flow, body["user"]["id"])
+            eligible = requester_verdict(rt, loaded, body["user"]["id"])
             if not eligible.allowed:
                 problems = {"target": eligible.reason}
         if problems:
@@ -147,7 +147,7 @@ def _register_break_glass(app: App, rt: Runtime) -> None:
         if loaded is not None and not problems:
             if not loaded.flow.break_glass or not ask.reason.strip():
                 problems.append("This flow has no break-glass, or no reason was given.")
-            eligible = requester_verdict(rt, loaded.flow, requester_id)
+            eligible = requester_verdict(rt, loaded, requester_id)
             if not eligible.allowed:
                 problems.append(eligible.reason)
         if problems:
