@@ -277,6 +277,7 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
         hook_defined=hook.defined,
         hook_value=hook.value,
         hook_error=hook.error,
+        eligible=requester_verdict(rt, loaded, requester_id),
     )
     if decision.outcome == "human":
         rt.tasks.notify(request_id, "submitted")

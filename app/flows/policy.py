@@ -175,9 +175,13 @@ def auto_decide(
     hook_defined: bool,
     hook_value: object,
     hook_error: str | None,
+    eligible: Verdict | None = None,
 ) -> AutoDecision:
     """Whether a request is decided without a human: the on_request hook first, then the
-    flow's auto_approve list. A hook error or an unexpected answer means a human decides."""
+    flow's auto_approve list. A hook error or an unexpected answer means a human decides;
+    a requester who may not request this flow (any more) is never auto-approved."""
+    if eligible is not None and not eligible.allowed:
+        return AutoDecision("deny", f"not eligible: {eligible.reason}")
     if hook_error is not None:
         return AutoDecision("human", f"on_request hook failed ({hook_error}); needs human approval")
     if hook_defined and hook_value is not None:

@@ -259,3 +259,20 @@ def test_get_approvers_adds_approvers_but_never_the_requester() -> None:
         usergroup_members={},
         extra_approvers=frozenset({REQUESTER}),
     ).allowed
+
+
+def test_auto_approval_never_applies_to_an_ineligible_requester() -> None:
+    flow = make_flow(auto_approve=People(users=(REQUESTER,)), requesters=People(users=(APPROVER,)))
+    eligible = may_request(flow, user_id=REQUESTER, email=None, group_members={})
+    for value in (None, approve("on call")):
+        decision = auto_decide(
+            flow,
+            requester_id=REQUESTER,
+            email=None,
+            group_members={},
+            hook_defined=value is not None,
+            hook_value=value,
+            hook_error=None,
+            eligible=eligible,
+        )
+        assert decision.outcome == "deny" and "not eligible" in decision.reason
