@@ -295,7 +295,9 @@ def reminder_text(request: AccessRequest, approvers: str, deadline: str) -> str:
     )
 
 
-def approvers_line(users: tuple[str, ...], usergroups: tuple[str, ...], required: int) -> str:
+def approvers_line(
+    users: tuple[str, ...], usergroups: tuple[str, ...], required: int, hook: bool = False
+) -> str:
     """'Approvers (from the flow): @ann, @security — 2 approvals needed, the requester never counts'."""
     who = (
         ", ".join([f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in usergroups]) or "nobody"
@@ -305,4 +307,5 @@ def approvers_line(users: tuple[str, ...], usergroups: tuple[str, ...], required
         if required == 1
         else f"{required} approvals from different people needed"
     )
-    return f"Approvers (listed in the flow): {who} — {needed}"
+    named = " and anyone the flow's get_approvers hook names for this request" if hook else ""
+    return f"Approvers (listed in the flow): {who}{named} — {needed}"
