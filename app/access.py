@@ -10,7 +10,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from app import lifecycle
+from app import lifecycle, queries
 from app.db import utcnow
 from app.eligibility import requester_verdict
 from app.flows.hooks import HookRequest, call_hook
@@ -121,10 +121,10 @@ def revoke_access(
             request = session.get(AccessRequest, request_id)
             if request is None or request.status != S.REVOKING:
                 return False
-            grant = lifecycle.grant_of(session, request_id)
+            grant = queries.grant_of(session, request_id)
             if grant is None:
                 return False
-        covering = lifecycle.covering_grants(session, grant, utcnow())
+        covering = queries.covering_grants(session, grant, utcnow())
         request = session.get(AccessRequest, request_id)
         assert request is not None
         loaded = rt.flows.get(request.flow)
@@ -175,10 +175,10 @@ def sweep(rt: Runtime) -> dict[str, int]:
     """What the beat runs: act on whatever the DB says is due, whatever the broker lost."""
     now = utcnow()
     with rt.db.session() as session:
-        due = lifecycle.due_for_expiry(session, now)
-        stuck_approved = lifecycle.stuck(session, S.APPROVED, STUCK_APPROVED, now)
-        stuck_revoking = lifecycle.stuck(session, S.REVOKING, STUCK_REVOKING, now)
-        failed_revokes = lifecycle.stuck(session, S.REVOKE_FAILED, REVOKE_RETRY_AFTER, now)
+        due = queries.due_for_expiry(session, now)
+        stuck_approved = queries.stuck(session, S.APPROVED, STUCK_APPROVED, now)
+        stuck_revoking = queries.stuck(session, S.REVOKING, STUCK_REVOKING, now)
+        failed_revokes = queries.stuck(session, S.REVOKE_FAILED, REVOKE_RETRY_AFTER, now)
     counts = {"expired": 0, "regranted": len(stuck_approved), "revoke_retried": 0}
     for request_id in due + stuck_revoking:
         counts["expired"] += _guarded(revoke_access, rt, request_id, EndCause.EXPIRED)
@@ -197,7 +197,7 @@ def expire_pending(rt: Runtime, now: datetime) -> dict[str, int]:
     """Time out requests nobody decided in the flow's time; remind approvers once halfway."""
     counts = {"timed_out": 0, "reminded": 0}
     with rt.db.session() as session:
-        waiting = [(r.id, r.flow, r.created_at, r.reminded_at) for r in lifecycle.pending(session)]
+        waiting = [(r.id, r.flow, r.created_at, r.reminded_at) for r in queries.pending(session)]
     for request_id, flow_name, created_at, reminded_at in waiting:
         loaded = rt.flows.get(flow_name)
         timeout = loaded.flow.pending_timeout if loaded else None

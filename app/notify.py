@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from app.flows.schema import Flow
-from app.lifecycle import BREAK_GLASS_REVIEWS, approvals_of, events_of, grant_of
+from app.lifecycle import BREAK_GLASS_REVIEWS
 from app.models import AccessRequest, AuditEvent
+from app.queries import approvals_of, events_of, grant_of
 from app.runtime import Runtime
 from app.slack.blocks.cards import (
     CardContext,

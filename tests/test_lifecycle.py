@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from app import lifecycle
+from app import lifecycle, queries
 from app.audit import AuditLog
 from app.db import Database, utcnow
 from app.flows.loader import FlowRegistry
@@ -142,7 +142,7 @@ def test_grant_then_expire_with_timed_revoke_after_extension_a_noop(
     assert early is None  # not due yet: a stale timed revoke must not end access
     later = now + timedelta(seconds=5)
     with database.session() as session:
-        assert lifecycle.due_for_expiry(session, later) == [request.id]
+        assert queries.due_for_expiry(session, later) == [request.id]
         assert (
             lifecycle.begin_revoke(
                 session=session,
@@ -184,10 +184,10 @@ def test_overlapping_grant_covers_the_same_access(
                 )
             )
     with database.session() as session:
-        covering = lifecycle.covering_grants(session, grants[0], now + timedelta(seconds=5))
+        covering = queries.covering_grants(session, grants[0], now + timedelta(seconds=5))
     assert [g.id for g in covering] == [grants[1].id]
     with database.session() as session:
-        assert lifecycle.covering_grants(session, grants[1], now + timedelta(seconds=5)) == []
+        assert queries.covering_grants(session, grants[1], now + timedelta(seconds=5)) == []
 
 
 def test_quorum_of_two_needs_two_distinct_approvers(

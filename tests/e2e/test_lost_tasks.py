@@ -7,8 +7,8 @@ import uuid
 import redis
 from sqlalchemy import select
 
-from app.lifecycle import grant_of
 from app.models import AccessRequest, AuditEvent, RequestStatus
+from app.queries import grant_of
 from app.slack import ids
 from app.testing.scenes import (
     approval_card_for,

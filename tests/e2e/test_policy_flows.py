@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from app.lifecycle import grant_of
 from app.models import Approval, AuditEvent, Grant
+from app.queries import grant_of
 from app.slack import ids
 from app.testing.scenes import (
     approval_card_for,

@@ -1,0 +1,102 @@
+"""Read-only questions about requests and grants, asked by the state machine, the sweep
+and the messages. Nothing here changes state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from app.models import AccessRequest, Approval, AuditEvent, Grant, RequestStatus
+
+S = RequestStatus
+
+
+def grant_of(session: Session, request_id: uuid.UUID) -> Grant | None:
+    return session.execute(
+        select(Grant).where(Grant.request_id == request_id)  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+
+
+def approvals_of(session: Session, request_id: uuid.UUID) -> list[Approval]:
+    return list(
+        session.execute(
+            select(Approval).where(Approval.request_id == request_id).order_by(Approval.created_at)  # type: ignore[arg-type]
+        ).scalars()
+    )
+
+
+def events_of(session: Session, request_id: uuid.UUID, names: tuple[str, ...]) -> list[AuditEvent]:
+    return list(
+        session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.request_id == request_id, AuditEvent.event.in_(names))  # type: ignore[arg-type,attr-defined]
+            .order_by(AuditEvent.seq)
+        ).scalars()
+    )
+
+
+def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant]:
+    """Other live grants giving the same principal the same target.
+
+    Ending one grant must not take away access another still covers.
+    """
+    rows = (
+        session.execute(
+            select(Grant)
+            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+            .where(
+                Grant.id != grant.id,  # type: ignore[arg-type]
+                Grant.provider == grant.provider,  # type: ignore[arg-type]
+                Grant.target == grant.target,  # type: ignore[arg-type]
+                Grant.principal == grant.principal,  # type: ignore[arg-type]
+                AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
+                Grant.expires_at > now,  # type: ignore[arg-type]
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return list(rows)
+
+
+def due_for_expiry(session: Session, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Active grants past their end, from the DB alone (whatever happened to the broker)."""
+    return list(
+        session.execute(
+            select(Grant.request_id)
+            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+            .where(AccessRequest.status == S.ACTIVE, Grant.expires_at <= now)  # type: ignore[arg-type]
+            .order_by(Grant.expires_at)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def stuck(
+    session: Session, status: RequestStatus, older_than: timedelta, now: datetime
+) -> list[uuid.UUID]:
+    """Requests left in a working state by a worker that died mid-task."""
+    return list(
+        session.execute(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.status == status,  # type: ignore[arg-type]
+                AccessRequest.updated_at <= now - older_than,  # type: ignore[arg-type]
+            )
+            .limit(500)
+        ).scalars()
+    )
+
+
+def pending(session: Session, limit: int = 1000) -> list[AccessRequest]:
+    return list(
+        session.execute(
+            select(AccessRequest)
+            .where(AccessRequest.status == S.PENDING)
+            .order_by(AccessRequest.created_at)
+            .limit(limit)  # type: ignore[arg-type]
+        ).scalars()
+    )
