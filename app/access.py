@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from app import lifecycle, queries
 from app.db import utcnow
 from app.eligibility import requester_verdict
-from app.flows.hooks import HookRequest, call_hook
+from app.flows.hooks import HookRequest, HookResult, call_hook
+from app.flows.loader import LoadedFlow
 from app.flows.policy import auto_decide, principal_for
 from app.lifecycle import EndCause
 from app.models import AccessRequest, RequestStatus
@@ -236,38 +237,16 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
     post the card and DM the requester."""
     with rt.db.session() as session:
         request = session.get(AccessRequest, request_id)
-        if request is None:
-            return
-        status, requester_id = request.status, request.requester_id
-        facts = (request.flow, request.target, request.reason, request.duration)
-    loaded = rt.flows.get(facts[0])
-    if status != S.PENDING or loaded is None:
+    if request is None:
+        return
+    requester_id = request.requester_id
+    loaded = rt.flows.get(request.flow)
+    if request.status != S.PENDING or loaded is None:
         rt.tasks.notify(request_id, "submitted")
         return
     flow = loaded.flow
     user = rt.directory.user(requester_id)
-    hook = call_hook(
-        loaded,
-        "on_request",
-        HookRequest(
-            id=str(request_id),
-            flow=facts[0],
-            target=facts[1],
-            requester_id=requester_id,
-            requester_email=user.email,
-            reason=facts[2],
-            duration=facts[3],
-        ),
-    )
-    if hook.error is not None:
-        with rt.db.session() as session:
-            lifecycle.audit_hook_failure(
-                session=session,
-                audit=rt.audit,
-                request_id=request_id,
-                hook=hook.name,
-                error=hook.error,
-            )
+    hook = run_request_hook(rt, loaded, "on_request", request, user.email)
     groups = rt.directory.members_of(flow.auto_approve.usergroups) if flow.auto_approve else {}
     decision = auto_decide(
         flow,
@@ -295,3 +274,20 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
         rt.tasks.notify(request_id, "auto_approved")
     else:
         rt.tasks.notify(request_id, "denied")
+
+
+def run_request_hook(
+    rt: Runtime, loaded: LoadedFlow, name: str, request: AccessRequest, email: str | None
+) -> HookResult:
+    """Call one of the flow's hooks about a request; a failure is audited on that request."""
+    hook = call_hook(loaded, name, HookRequest.of(request, email))
+    if hook.error is not None:
+        with rt.db.session() as session:
+            lifecycle.audit_hook_failure(
+                session=session,
+                audit=rt.audit,
+                request_id=request.id,
+                hook=hook.name,
+                error=hook.error,
+            )
+    return hook

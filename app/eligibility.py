@@ -18,14 +18,11 @@ def requester_verdict(rt: Runtime, loaded: LoadedFlow, user_id: str) -> Verdict:
     needs_email = bool(flow.requesters.email_domains) or "get_requesters" in loaded.hooks
     email = rt.directory.user(user_id).email if needs_email else None
     members = rt.directory.members_of(flow.requesters.usergroups)
-    extra: frozenset[str] = frozenset()
-    if "get_requesters" in loaded.hooks:
-        hook = call_hook(loaded, "get_requesters")
-        if hook.error is None:
-            try:
-                extra = frozenset(str(p) for p in hook.value or ())
-            except TypeError:
-                extra = frozenset()
+    extra = (
+        call_hook(loaded, "get_requesters").names()
+        if "get_requesters" in loaded.hooks
+        else frozenset()
+    )
     return may_request(
         flow, user_id=user_id, email=email, group_members=members, extra_requesters=extra
     )

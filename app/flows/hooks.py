@@ -29,6 +29,19 @@ class HookRequest:
     reason: str
     duration: timedelta
 
+    @classmethod
+    def of(cls, request: Any, email: str | None) -> HookRequest:
+        """From an AccessRequest (typed loosely so flows never import our models)."""
+        return cls(
+            id=str(request.id),
+            flow=request.flow,
+            target=request.target,
+            requester_id=request.requester_id,
+            requester_email=email,
+            reason=request.reason,
+            duration=request.duration,
+        )
+
 
 @dataclass(frozen=True)
 class HookDecision:
@@ -52,6 +65,15 @@ class HookResult:
     defined: bool
     value: Any = None
     error: str | None = None
+
+    def names(self) -> frozenset[str]:
+        """A get_* hook's answer as a set of ids/emails; nobody when it failed or answered oddly."""
+        if self.error is not None:
+            return frozenset()
+        try:
+            return frozenset(str(item) for item in self.value or ())
+        except TypeError:
+            return frozenset()
 
 
 def call_hook(loaded: LoadedFlow, name: str, *args: Any) -> HookResult:

@@ -11,8 +11,8 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app import lifecycle
+from app.access import run_request_hook
 from app.eligibility import requester_verdict
-from app.flows.hooks import HookRequest, call_hook
 from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, may_decide, refuse
 from app.flows.schema import Flow
@@ -21,14 +21,7 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import deny_modal
-from app.slack.listeners.errors import Refusal, guarded
-
-
-def _request_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise Refusal("That button does not point at a request.") from None
+from app.slack.listeners.errors import Refusal, guarded, request_id_from
 
 
 def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Flow | None, Verdict]:
@@ -42,7 +35,6 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
         if request is None:
             raise Refusal("That request no longer exists.")
         flow_name, requester_id = request.flow, request.requester_id
-        facts = (request.target, request.reason, request.duration)
     loaded = rt.flows.get(flow_name)
     if loaded is None:
         return None, refuse(f"The flow {flow_name!r} no longer exists.")
@@ -53,7 +45,7 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
         requester_id=requester_id,
         approver_id=decider_id,
         usergroup_members=members,
-        extra_approvers=_hook_approvers(rt, loaded, request_id, requester_id, facts),
+        extra_approvers=_hook_approvers(rt, loaded, request),
     )
     if verdict.allowed:
         eligible = requester_verdict(rt, loaded, requester_id)
@@ -64,40 +56,12 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
     return flow, verdict
 
 
-def _hook_approvers(
-    rt: Runtime, loaded: LoadedFlow, request_id: uuid.UUID, requester_id: str, facts: tuple
-) -> frozenset[str]:
+def _hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> frozenset[str]:
     """Approvers the flow's get_approvers hook names for this request; none if it fails."""
     if "get_approvers" not in loaded.hooks:
         return frozenset()
-    target, reason, duration = facts
-    hook = call_hook(
-        loaded,
-        "get_approvers",
-        HookRequest(
-            id=str(request_id),
-            flow=loaded.flow.name,
-            target=target,
-            requester_id=requester_id,
-            requester_email=rt.directory.user(requester_id).email,
-            reason=reason,
-            duration=duration,
-        ),
-    )
-    if hook.error is not None:
-        with rt.db.session() as session:
-            lifecycle.audit_hook_failure(
-                session=session,
-                audit=rt.audit,
-                request_id=request_id,
-                hook=hook.name,
-                error=hook.error,
-            )
-        return frozenset()
-    try:
-        return frozenset(str(u) for u in hook.value or ())
-    except TypeError:
-        return frozenset()
+    email = rt.directory.user(request.requester_id).email
+    return run_request_hook(rt, loaded, "get_approvers", request, email).names()
 
 
 def _approve(
@@ -132,7 +96,7 @@ def register(app: App, rt: Runtime) -> None:
     @guarded
     def approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        _approve(rt, body, _request_id(body["actions"][0]["value"]), None)
+        _approve(rt, body, request_id_from(body["actions"][0]["value"]), None)
 
     @app.action(ids.APPROVE_FOR_ACTION)
     @guarded
@@ -141,13 +105,13 @@ def register(app: App, rt: Runtime) -> None:
         raw_id, _, seconds = body["actions"][0]["selected_option"]["value"].partition("|")
         if not seconds.isdigit():
             raise Refusal("That choice does not name a duration.")
-        _approve(rt, body, _request_id(raw_id), timedelta(seconds=int(seconds)))
+        _approve(rt, body, request_id_from(raw_id), timedelta(seconds=int(seconds)))
 
     @app.action(ids.DENY_ACTION)
     @guarded
     def ask_deny_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        request_id = _request_id(body["actions"][0]["value"])
+        request_id = request_id_from(body["actions"][0]["value"])
         flow, verdict = verdict_for(rt, request_id, body["user"]["id"])
         if flow is None or not verdict.allowed:
             # Refused before the form opens; audited by the same path as a refused decision.
@@ -179,7 +143,7 @@ def register(app: App, rt: Runtime) -> None:
     def deny(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         view = body["view"]
         meta = json.loads(view.get("private_metadata") or "{}")
-        request_id = _request_id(str(meta.get("request_id", "")))
+        request_id = request_id_from(str(meta.get("request_id", "")))
         approver_id = body["user"]["id"]
         reason = (
             view["state"]["values"]
@@ -215,7 +179,7 @@ def register(app: App, rt: Runtime) -> None:
 def register_reviews(app: App, rt: Runtime) -> None:
     def review(body: dict[str, Any], flagged: bool) -> None:
         reviewer_id = body["user"]["id"]
-        request_id = _request_id(body["actions"][0]["value"])
+        request_id = request_id_from(body["actions"][0]["value"])
         flow, verdict = verdict_for(rt, request_id, reviewer_id)
         if flow is None:
             raise Refusal(verdict.reason)

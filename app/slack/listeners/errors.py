@@ -24,6 +24,14 @@ class Refusal(Exception):
     """Something a person may not do, or cannot do now; the message is shown to them."""
 
 
+def request_id_from(raw: str) -> uuid.UUID:
+    """The request id a button or menu carries; anything else is refused, not crashed on."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise Refusal("That button does not point at a request.") from None
+
+
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
     """Say something only the actor sees: ephemeral in the channel, else a DM."""
     user = (body.get("user") or {}).get("id") or body.get("user_id")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.modals import break_glass_confirm, problem_view, request_modal
 from app.slack.blocks.text import escape
-from app.slack.listeners.errors import Refusal, guarded
+from app.slack.listeners.errors import Refusal, guarded, request_id_from
 
 _FIELD_BLOCKS = {
     "target": ids.TARGET_BLOCK,
@@ -178,10 +177,7 @@ def _register_cancel(app: App, rt: Runtime) -> None:
     @guarded
     def cancel_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        try:
-            request_id = uuid.UUID(body["actions"][0]["value"])
-        except ValueError:
-            raise Refusal("That button does not point at a request.") from None
+        request_id = request_id_from(body["actions"][0]["value"])
         with rt.db.session() as session:
             outcome = lifecycle.cancel(
                 session=session, audit=rt.audit, request_id=request_id, actor=body["user"]["id"]
