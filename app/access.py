@@ -8,27 +8,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from typing import Any
 
-from app import lifecycle, queries
-from app.db import utcnow
+from app import extensions, lifecycle, queries
+from app.db import lock_holding, utcnow
 from app.eligibility import requester_verdict
 from app.flows.hooks import HookRequest, HookResult, call_hook
 from app.flows.loader import LoadedFlow
-from app.flows.policy import auto_decide, principal_for
+from app.flows.policy import AutoDecision, auto_decide, principal_for
+from app.flows.schema import Target
 from app.lifecycle import EndCause
-from app.models import AccessRequest, RequestStatus
+from app.models import AccessRequest, Grant, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 S = RequestStatus
-
-# A request approved this long ago but not yet active lost its grant task: run it again.
-STUCK_APPROVED = timedelta(seconds=60)
-# A revoke started this long ago and not finished lost its worker mid-call.
-STUCK_REVOKING = timedelta(seconds=120)
-REVOKE_RETRY_AFTER = timedelta(seconds=60)
 
 
 def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
@@ -42,6 +37,8 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
         if request is None or request.status != S.APPROVED:
             return False  # already granted, failed or gone: nothing to do
         duration, requester_id = request.duration, request.requester_id
+        if request.extends_id is not None:
+            return extend_access(rt, request_id)
         loaded = rt.flows.get(request.flow)
         target = loaded.flow.target(request.target) if loaded else None
     if loaded is None or target is None:
@@ -110,7 +107,13 @@ def revoke_access(
     end time), and a revoke already under way is carried on (a retry after a crash).
     """
     with rt.db.session() as session:
-        grant = lifecycle.begin_revoke(
+        grant = queries.grant_of(session, request_id)
+        if grant is None:
+            return False
+        # Taken before deciding whether another grant covers this one, so two grants of
+        # the same access ending together cannot each leave it to the other.
+        lock_holding(session, holding_key(grant))
+        began = lifecycle.begin_revoke(
             session=session,
             audit=rt.audit,
             request_id=request_id,
@@ -118,21 +121,16 @@ def revoke_access(
             actor=actor,
             reason=reason,
         )
-        if grant is None:
-            request = session.get(AccessRequest, request_id)
-            if request is None or request.status != S.REVOKING:
-                return False
-            grant = queries.grant_of(session, request_id)
-            if grant is None:
-                return False
+        request = session.get(AccessRequest, request_id, populate_existing=True)
+        if request is None or (began is None and request.status != S.REVOKING):
+            return False
+        session.refresh(grant)
         covering = queries.covering_grants(session, grant, utcnow())
-        request = session.get(AccessRequest, request_id)
-        assert request is not None
         loaded = rt.flows.get(request.flow)
         target = loaded.flow.target(request.target) if loaded else None
 
     if covering:
-        details = {
+        details: dict[str, Any] = {
             "provider_untouched": True,
             "still_covered_by": [str(g.request_id) for g in covering],
         }
@@ -150,11 +148,22 @@ def revoke_access(
             return False
 
     with rt.db.session() as session:
+        lock_holding(session, holding_key(grant))
         ended = lifecycle.finish_revoke(
             session=session, audit=rt.audit, request_id=request_id, details=details
         )
+        voided = extensions.void_pending_extensions(
+            session=session, audit=rt.audit, request_id=request_id
+        )
+        # A grant of the same access that became active while our provider call ran
+        # would have lost its access to that call: put it back.
+        covering_now = [] if covering else queries.covering_grants(session, grant, utcnow())
     if ended is None:
         return False
+    if covering_now:
+        reapply(rt, covering_now[0], why=f"an overlapping grant ({request_id}) ended")
+    for extension_id in voided:
+        rt.tasks.notify(extension_id, "void")
     rt.tasks.notify(request_id, "ended")
     log.info(
         "revoked request=%s cause=%s principal=%s", request_id, ended.end_cause, ended.principal
@@ -162,74 +171,108 @@ def revoke_access(
     return True
 
 
+def holding_key(grant: Grant) -> str:
+    return f"{grant.provider}|{grant.target}|{grant.principal}"
+
+
+def target_of(rt: Runtime, flow_name: str, target_name: str) -> Target | None:
+    loaded = rt.flows.get(flow_name)
+    return loaded.flow.target(target_name) if loaded else None
+
+
+def reapply(rt: Runtime, grant: Grant, *, why: str) -> bool:
+    """Apply a live grant at its provider again (drift, or an overlap's revoke); audited."""
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, grant.request_id)
+        if request is None or request.status != S.ACTIVE:
+            return False
+        target = target_of(rt, request.flow, request.target)
+    if target is None:
+        return False
+    spec = GrantSpec(principal=grant.principal, target=target, expires_at=grant.expires_at)
+    try:
+        details = rt.providers.get(grant.provider).grant(spec)
+    except ProviderError as exc:
+        log.error("re-applying request=%s failed: %s", grant.request_id, exc)
+        return False
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, grant.request_id)
+        assert request is not None
+        lifecycle.record(
+            session, rt.audit, request, "access_reapplied", "latchkey", {"why": why, **details}
+        )
+    return True
+
+
+def extend_access(rt: Runtime, extension_id: uuid.UUID) -> bool:
+    """Add an approved extension's time to its grant; update native expiry where there is one."""
+    with rt.db.session() as session:
+        extension = session.get(AccessRequest, extension_id)
+        loaded = rt.flows.get(extension.flow) if extension else None
+        if extension is None or loaded is None:
+            return False
+        applied = extensions.apply_extension(
+            session=session,
+            audit=rt.audit,
+            flow=loaded.flow,
+            extension_id=extension_id,
+            now=utcnow(),
+        )
+    if applied.problem:
+        rt.tasks.notify(extension_id, "failed")
+        return False
+    grant = applied.grant
+    if grant is None:
+        return False
+    provider = rt.providers.get(grant.provider)
+    target = loaded.flow.target(grant.target)
+    if getattr(provider, "native_expiry", False) and target is not None:
+        # Granting again with the later end rewrites the provider's own expiry. Should it
+        # fail, reconciliation re-applies the grant with its DB end time.
+        try:
+            provider.grant(GrantSpec(grant.principal, target, grant.expires_at))
+        except ProviderError as exc:
+            log.error("native expiry not moved for request=%s: %s", grant.request_id, exc)
+    rt.tasks.revoke_at(grant.request_id, grant.expires_at)
+    rt.tasks.notify(extension_id, "applied")
+    rt.tasks.notify(grant.request_id, "extended")
+    log.info("extended request=%s until=%s", grant.request_id, grant.expires_at)
+    return True
+
+
+def end_grant(
+    rt: Runtime, request_id: uuid.UUID, *, cause: EndCause, actor: str, reason: str = ""
+) -> str | None:
+    """Release or revoke a live grant now, from Slack: claim it here (so a second click
+    is told it already ended), then let the worker take it at the provider."""
+    with rt.db.session() as session:
+        started = lifecycle.begin_revoke(
+            session=session,
+            audit=rt.audit,
+            request_id=request_id,
+            cause=cause,
+            actor=actor,
+            reason=reason,
+        )
+        request = session.get(AccessRequest, request_id)
+    if started is None:
+        state = request.status.value if request else "gone"
+        return f"This access is not active (it is {state})."
+    rt.tasks.revoke_now(request_id, cause.value, actor, reason)
+    rt.tasks.notify(request_id, "ending")
+    return None
+
+
 def _revoke_failed(rt: Runtime, request_id: uuid.UUID, error: str) -> None:
     with rt.db.session() as session:
         moved = lifecycle.revoke_failed(
             session=session, audit=rt.audit, request_id=request_id, error=error
         )
+        failures = len(queries.events_of(session, request_id, ("revoke_failed",)))
     if moved:
-        rt.tasks.notify(request_id, "revoke_failed")
+        # The first failure is told to the channel and the holder; retries update the card.
+        rt.tasks.notify(request_id, "revoke_failed" if failures <= 1 else "revoke_failed_again")
     log.error("revoke failed request=%s error=%s", request_id, error)
-
-
-def sweep(rt: Runtime) -> dict[str, int]:
-    """What the beat runs: act on whatever the DB says is due, whatever the broker lost."""
-    now = utcnow()
-    with rt.db.session() as session:
-        due = queries.due_for_expiry(session, now)
-        stuck_approved = queries.stuck(session, S.APPROVED, STUCK_APPROVED, now)
-        stuck_revoking = queries.stuck(session, S.REVOKING, STUCK_REVOKING, now)
-        failed_revokes = queries.stuck(session, S.REVOKE_FAILED, REVOKE_RETRY_AFTER, now)
-    counts = {"expired": 0, "regranted": len(stuck_approved), "revoke_retried": 0}
-    for request_id in due + stuck_revoking:
-        counts["expired"] += _guarded(revoke_access, rt, request_id, EndCause.EXPIRED)
-    for request_id in failed_revokes:
-        with rt.db.session() as session:
-            retried = lifecycle.retry_revoke(session=session, audit=rt.audit, request_id=request_id)
-        if retried:
-            counts["revoke_retried"] += _guarded(revoke_access, rt, request_id, EndCause.EXPIRED)
-    for request_id in stuck_approved:
-        rt.tasks.grant(request_id)
-    counts.update(expire_pending(rt, now))
-    return counts
-
-
-def expire_pending(rt: Runtime, now: datetime) -> dict[str, int]:
-    """Time out requests nobody decided in the flow's time; remind approvers once halfway."""
-    counts = {"timed_out": 0, "reminded": 0}
-    with rt.db.session() as session:
-        waiting = [(r.id, r.flow, r.created_at, r.reminded_at) for r in queries.pending(session)]
-    for request_id, flow_name, created_at, reminded_at in waiting:
-        loaded = rt.flows.get(flow_name)
-        timeout = loaded.flow.pending_timeout if loaded else None
-        if timeout is None:
-            continue
-        if created_at + timeout <= now:
-            with rt.db.session() as session:
-                moved = lifecycle.time_out(
-                    session=session, audit=rt.audit, request_id=request_id, after=timeout
-                )
-            if moved:
-                counts["timed_out"] += 1
-                rt.tasks.notify(request_id, "timed_out")
-        elif reminded_at is None and created_at + timeout / 2 <= now:
-            with rt.db.session() as session:
-                claimed = lifecycle.mark_reminded(
-                    session=session, audit=rt.audit, request_id=request_id, now=now
-                )
-            if claimed:
-                counts["reminded"] += 1
-                rt.tasks.notify(request_id, "remind")
-    return counts
-
-
-def _guarded(fn, rt: Runtime, request_id: uuid.UUID, cause: EndCause) -> int:  # type: ignore[no-untyped-def]
-    # One grant's trouble must not stop the sweep from ending the others.
-    try:
-        return int(fn(rt, request_id, cause))
-    except Exception:
-        log.exception("sweep could not revoke request=%s", request_id)
-        return 0
 
 
 def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
@@ -246,18 +289,28 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
         return
     flow = loaded.flow
     user = rt.directory.user(requester_id)
-    hook = run_request_hook(rt, loaded, "on_request", request, user.email)
-    groups = rt.directory.members_of(flow.auto_approve.usergroups) if flow.auto_approve else {}
-    decision = auto_decide(
-        flow,
-        requester_id=requester_id,
-        email=user.email,
-        group_members=groups,
-        hook_defined=hook.defined,
-        hook_value=hook.value,
-        hook_error=hook.error,
-        eligible=requester_verdict(rt, loaded, requester_id),
-    )
+    eligible = requester_verdict(rt, loaded, requester_id)
+    if request.extends_id is not None and not flow.extension_needs_approval:
+        # The flow lets its limits (checked when the extension was asked for, and again
+        # when it is applied) decide; eligibility is checked as for any request.
+        decision = (
+            AutoDecision("approve", "extension within the flow's limits")
+            if eligible.allowed
+            else AutoDecision("deny", eligible.reason)
+        )
+    else:
+        hook = run_request_hook(rt, loaded, "on_request", request, user.email)
+        groups = rt.directory.members_of(flow.auto_approve.usergroups) if flow.auto_approve else {}
+        decision = auto_decide(
+            flow,
+            requester_id=requester_id,
+            email=user.email,
+            group_members=groups,
+            hook_defined=hook.defined,
+            hook_value=hook.value,
+            hook_error=hook.error,
+            eligible=eligible,
+        )
     if decision.outcome == "human":
         rt.tasks.notify(request_id, "submitted")
         return

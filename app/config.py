@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     # rewrite history. Required outside development; see README.
     audit_key: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_AUDIT_KEY")
     log_level: str = Field(default="INFO", alias="LATCHKEY_LOG_LEVEL")
+    # How often every active grant is checked at its provider (drift repaired, reported).
+    reconcile_seconds: float = Field(default=300.0, alias="LATCHKEY_RECONCILE_SECONDS", gt=0)
+    # A failed revoke is retried after this, doubling each time up to an hour.
+    revoke_retry_seconds: float = Field(default=60.0, alias="LATCHKEY_REVOKE_RETRY_SECONDS", gt=0)
+    # Slack user ids (U…) and user-group ids (S…), comma-separated, who may revoke any
+    # grant with `/access revoke`. Flow approvers may revoke their flows' grants anyway.
+    admins: str = Field(default="", alias="LATCHKEY_ADMINS")
     beat_schedule_file: Path = Field(
         default=Path("celerybeat-schedule"), alias="LATCHKEY_BEAT_SCHEDULE_FILE"
     )
@@ -41,6 +48,24 @@ class Settings(BaseSettings):
         if not value.endswith("/"):
             raise ValueError("SLACK_API_URL must end in '/' (e.g. https://slack.com/api/)")
         return value
+
+    @field_validator("admins")
+    @classmethod
+    def _admin_ids(cls, value: str) -> str:
+        for item in _split(value):
+            if not (item[:1] in ("U", "W", "S") and item.isalnum() and item.isupper()):
+                raise ValueError(
+                    f"LATCHKEY_ADMINS: {item!r} is not a Slack user id (U…) or user-group id (S…)"
+                )
+        return value
+
+    @property
+    def admin_users(self) -> frozenset[str]:
+        return frozenset(i for i in _split(self.admins) if not i.startswith("S"))
+
+    @property
+    def admin_groups(self) -> tuple[str, ...]:
+        return tuple(i for i in _split(self.admins) if i.startswith("S"))
 
     @field_validator("slack_app_token", mode="before")
     @classmethod
@@ -79,6 +104,10 @@ class Settings(BaseSettings):
                 "(it keys the audit hash chain; generate one with `openssl rand -hex 32`)"
             )
         return key.encode()
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def load_settings() -> Settings:

@@ -7,10 +7,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
+
+# Advisory-lock key space for holdings (the audit chain uses the one-key form).
+_HOLDING_LOCK_SPACE = 7411
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -92,3 +95,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def lock_holding(session: Session, key: str) -> None:
+    """Serialise decisions about one person's hold on one target (provider, target, principal).
+
+    Two grants of the same access ending at once must not each see the other as still
+    covering it and both leave the access in place. SQLite transactions are already
+    serialised (BEGIN IMMEDIATE); PostgreSQL takes a transaction-scoped advisory lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+            {"space": _HOLDING_LOCK_SPACE, "key": key},
+        )

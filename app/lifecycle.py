@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlmodel import Session
 
 from app.audit import AuditLog
@@ -122,7 +122,7 @@ class DecisionOutcome:
         return self.refusal is None and not self.won
 
 
-def _audit_on(
+def record(
     session: Session,
     audit: AuditLog,
     request: AccessRequest,
@@ -166,7 +166,7 @@ def decide(
         return DecisionOutcome(None, False, "That request no longer exists.")
     if not verdict.allowed:
         # Refusals are part of the record: who tried to decide what they may not.
-        _audit_on(
+        record(
             session,
             audit,
             request,
@@ -219,7 +219,7 @@ def decide(
     )
     details["quorum"] = counted.progress
     if not counted.reached:
-        _audit_on(session, audit, request, "approval_recorded", decider_id, details)
+        record(session, audit, request, "approval_recorded", decider_id, details)
         return DecisionOutcome(request, False, None, counted)
     moved = transition(
         session,
@@ -402,7 +402,7 @@ def cancel(
     if request is None:
         return DecisionOutcome(None, False, "That request no longer exists.")
     if request.requester_id != actor:
-        _audit_on(session, audit, request, "cancel_refused", actor, {"reason": "not the requester"})
+        record(session, audit, request, "cancel_refused", actor, {"reason": "not the requester"})
         return DecisionOutcome(request, False, "Only the requester can cancel a request.")
     moved = transition(
         session,
@@ -434,6 +434,34 @@ def time_out(*, session: Session, audit: AuditLog, request_id: uuid.UUID, after:
     )
 
 
+def mark_noticed(*, session: Session, audit: AuditLog, grant: Grant, lead: timedelta) -> bool:
+    """Claim the expiry notice for the grant's current end (once per end time: an
+    extension moves the end, and the holder is warned again before the new one)."""
+    result = session.execute(
+        update(Grant)
+        .where(
+            Grant.id == grant.id,  # type: ignore[arg-type]
+            Grant.expires_at == grant.expires_at,  # type: ignore[arg-type]
+            or_(Grant.notice_sent_for.is_(None), Grant.notice_sent_for != grant.expires_at),  # type: ignore[union-attr]
+        )
+        .values(notice_sent_for=grant.expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    request = session.get(AccessRequest, grant.request_id)
+    assert request is not None
+    record(
+        session,
+        audit,
+        request,
+        "expiry_notice_sent",
+        "latchkey",
+        {"expires_at": grant.expires_at.isoformat(), "lead_seconds": int(lead.total_seconds())},
+    )
+    return True
+
+
 def mark_reminded(
     *, session: Session, audit: AuditLog, request_id: uuid.UUID, now: datetime
 ) -> bool:
@@ -452,7 +480,7 @@ def mark_reminded(
         return False
     request = session.get(AccessRequest, request_id, populate_existing=True)
     assert request is not None
-    _audit_on(session, audit, request, "approvers_reminded", "latchkey", {})
+    record(session, audit, request, "approvers_reminded", "latchkey", {})
     return True
 
 
@@ -478,9 +506,7 @@ def audit_hook_failure(
 ) -> None:
     request = session.get(AccessRequest, request_id)
     if request is not None:
-        _audit_on(
-            session, audit, request, "hook_failed", "latchkey", {"hook": hook, "error": error}
-        )
+        record(session, audit, request, "hook_failed", "latchkey", {"hook": hook, "error": error})
 
 
 BREAK_GLASS_REVIEWS = ("break_glass_acknowledged", "break_glass_flagged")
@@ -518,11 +544,9 @@ def review_break_glass(
     if not events_of(session, request_id, ("break_glass",)):
         return DecisionOutcome(request, False, "This request was not a break-glass activation.")
     if not verdict.allowed:
-        _audit_on(
-            session, audit, request, "review_refused", reviewer_id, {"reason": verdict.reason}
-        )
+        record(session, audit, request, "review_refused", reviewer_id, {"reason": verdict.reason})
         return DecisionOutcome(request, False, verdict.reason)
     if events_of(session, request_id, BREAK_GLASS_REVIEWS):
         return DecisionOutcome(request, False, "This break-glass use was already reviewed.")
-    _audit_on(session, audit, request, BREAK_GLASS_REVIEWS[1 if flagged else 0], reviewer_id, {})
+    record(session, audit, request, BREAK_GLASS_REVIEWS[1 if flagged else 0], reviewer_id, {})
     return DecisionOutcome(request, True)

@@ -28,6 +28,8 @@ class RequestStatus(StrEnum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     FAILED = "failed"
+    # An extension request whose time was added to the grant it extends.
+    EXTENDED = "extended"
 
     @property
     def is_final(self) -> bool:
@@ -42,6 +44,7 @@ FINAL_STATUSES = frozenset(
         RequestStatus.CANCELLED,
         RequestStatus.TIMED_OUT,
         RequestStatus.FAILED,
+        RequestStatus.EXTENDED,
     }
 )
 # States in which the requester holds (or may still hold) access at the provider.
@@ -91,6 +94,13 @@ class AccessRequest(SQLModel, table=True):
     failure: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # When approvers were reminded of this pending request (at most once).
     reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set on an extension: the request whose grant it would lengthen. An extension goes
+    # through the same approval path as a request and never has a Grant of its own.
+    extends_id: uuid.UUID | None = Field(default=None, foreign_key="access_request.id", index=True)
+    # The requester's latest DM about this request, kept true at every transition (its
+    # buttons follow the state: Cancel while pending, Extend / I'm done while active, …).
+    dm_channel: str | None = Field(default=None, sa_type=String(32))
+    dm_ts: str | None = Field(default=None, sa_type=String(32))
 
     @property
     def duration(self) -> timedelta:
@@ -131,6 +141,9 @@ class Grant(SQLModel, table=True):
     ended_by: str | None = Field(default=None, sa_type=String(64))
     end_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The end time the expiry notice was sent for; an extension moves expires_at, so the
+    # notice goes out again before the new end.
+    notice_sent_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -100,3 +100,49 @@ def pending(session: Session, limit: int = 1000) -> list[AccessRequest]:
             .limit(limit)  # type: ignore[arg-type]
         ).scalars()
     )
+
+
+def extensions_of(
+    session: Session, request_id: uuid.UUID, statuses: tuple[RequestStatus, ...]
+) -> list[AccessRequest]:
+    """Extension requests of one grant's request, oldest first, in the given states."""
+    return list(
+        session.execute(
+            select(AccessRequest)
+            .where(
+                AccessRequest.extends_id == request_id,  # type: ignore[arg-type]
+                AccessRequest.status.in_(statuses),  # type: ignore[attr-defined]
+            )
+            .order_by(AccessRequest.created_at)
+        ).scalars()
+    )
+
+
+def active_grants(
+    session: Session, now: datetime, *, ending_before: datetime | None = None
+) -> list[Grant]:
+    """Grants whose request is active and whose end is still ahead (optionally before a time)."""
+    query = (
+        select(Grant)
+        .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+        .where(AccessRequest.status == S.ACTIVE, Grant.expires_at > now)  # type: ignore[arg-type]
+    )
+    if ending_before is not None:
+        query = query.where(Grant.expires_at <= ending_before)  # type: ignore[arg-type]
+    return list(session.execute(query.order_by(Grant.expires_at)).scalars())
+
+
+def recently_ended(session: Session, since: datetime, limit: int = 2000) -> list[Grant]:
+    """Grants that ended (expired or revoked) since a time, newest first."""
+    return list(
+        session.execute(
+            select(Grant)
+            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+            .where(
+                AccessRequest.status.in_((S.EXPIRED, S.REVOKED)),  # type: ignore[attr-defined]
+                Grant.ended_at >= since,  # type: ignore[arg-type,operator]
+            )
+            .order_by(Grant.ended_at.desc())  # type: ignore[union-attr]
+            .limit(limit)
+        ).scalars()
+    )

@@ -21,15 +21,36 @@ from app.slack.directory import SlackDirectory
 from app.worker.queue import TaskQueue
 
 
+class ShortRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """The SDK's 429 handler (sleeps Retry-After, retries), for short waits only.
+
+    A longer Retry-After is raised to the caller instead: a Celery task then retries with
+    that countdown, so no worker slot sleeps on Slack while a grant or revoke waits.
+    """
+
+    def __init__(self, max_retry_count: int = 3, max_wait: int = 2) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[no-untyped-def]
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+        value = headers.get("retry-after", ["1"])
+        value = value[0] if isinstance(value, list) else value
+        return str(value).isdigit() and int(value) <= self.max_wait
+
+
 def build_slack_client(settings: Settings) -> WebClient:
-    """Every Slack client of ours: SLACK_API_URL as base, 429s and dropped connections retried."""
+    """Every Slack client of ours: SLACK_API_URL as base, short 429s and dropped
+    connections retried here; long rate limits go back to the caller."""
     return WebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=10,
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=5),
+            ShortRateLimitRetryHandler(),
         ],
     )
 

@@ -139,6 +139,26 @@ class Flow(_Strict):
     reason_pattern: str | None = None
     reason_hint: str = ""
     identity: Identity = Field(default_factory=Identity)
+    # The requester is warned this long before a grant ends, or a tenth of the grant's
+    # length when that is shorter (a 20-minute grant is warned 2 minutes ahead). None: never.
+    expiry_notice: timedelta | None = timedelta(minutes=10)
+    # Extensions: how many a grant may have (0: none), whether each needs an approver
+    # (through the same card as a request) or is granted automatically within the limits,
+    # and the most a grant may last in all, extensions included (default: max_duration
+    # for the grant and again for each allowed extension).
+    max_extensions: int = Field(default=2, ge=0, le=20)
+    extension_needs_approval: bool = True
+    max_total_duration: timedelta | None = None
+
+    @property
+    def total_duration_cap(self) -> timedelta:
+        return self.max_total_duration or self.max_duration * (1 + self.max_extensions)
+
+    def notice_lead(self, window: timedelta) -> timedelta | None:
+        """How long before the end of a grant of this length its holder is warned."""
+        if self.expiry_notice is None:
+            return None
+        return min(self.expiry_notice, window / 10)
 
     @field_validator("reason_pattern")
     @classmethod
@@ -190,6 +210,10 @@ class Flow(_Strict):
             raise ValueError("approvers: email domains cannot approve; list users or user groups")
         if self.pending_timeout is not None and self.pending_timeout <= timedelta(0):
             raise ValueError("pending_timeout must be longer than zero (or None)")
+        if self.expiry_notice is not None and self.expiry_notice <= timedelta(0):
+            raise ValueError("expiry_notice must be longer than zero (or None)")
+        if self.max_total_duration is not None and self.max_total_duration < self.max_duration:
+            raise ValueError("max_total_duration cannot be shorter than max_duration")
         if self.reason_pattern and not self.reason_hint:
             raise ValueError(
                 "reason_hint: say what reason_pattern expects (e.g. 'a JIRA ticket like OPS-123')"

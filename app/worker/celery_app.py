@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import Celery
 
 from app.config import Settings
-from app.worker.queue import SWEEP
+from app.worker.queue import RECONCILE, SWEEP
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -25,6 +25,10 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
         beat_schedule={
             "sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
+            "reconcile": {
+                "task": RECONCILE,
+                "schedule": timedelta(seconds=settings.reconcile_seconds),
+            },
         },
         beat_schedule_filename=str(settings.beat_schedule_file),
         include=["app.worker.tasks"],

@@ -11,6 +11,7 @@ REVOKE = "latchkey.revoke_access"
 SWEEP = "latchkey.sweep"
 NOTIFY = "latchkey.notify"
 SUBMITTED = "latchkey.process_submission"
+RECONCILE = "latchkey.reconcile"
 
 
 class TaskQueue:

@@ -10,12 +10,12 @@ from typing import Any
 from celery import shared_task
 from slack_sdk.errors import SlackApiError
 
-from app import access, notify
+from app import access, notify, reconcile, sweeps
 from app.config import get_settings
 from app.lifecycle import EndCause
 from app.providers.base import ProviderError
 from app.runtime import Runtime, build_runtime
-from app.worker.queue import GRANT, NOTIFY, REVOKE, SUBMITTED, SWEEP
+from app.worker.queue import GRANT, NOTIFY, RECONCILE, REVOKE, SUBMITTED, SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +61,46 @@ def revoke_access(
 
 @shared_task(name=SWEEP)
 def sweep() -> None:
-    counts = access.sweep(runtime())
+    counts = sweeps.sweep(runtime())
     if any(counts.values()):
         log.info("sweep %s", counts)
 
 
+@shared_task(name=RECONCILE)
+def reconcile_grants() -> None:
+    counts = reconcile.reconcile(runtime())
+    log.info("reconcile %s", counts)
+
+
+def _retry_after(exc: SlackApiError) -> int | None:
+    """Slack's Retry-After, when it answered 429 (rate limited)."""
+    response = exc.response
+    if getattr(response, "status_code", None) != 429:
+        return None
+    headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+    value = headers.get("retry-after", "1")
+    value = value[0] if isinstance(value, list) else value
+    return int(value) if str(value).isdigit() else 1
+
+
 @shared_task(
     name=NOTIFY,
+    bind=True,
     autoretry_for=(SlackApiError, OSError),
     retry_backoff=2,
     retry_backoff_max=120,
     max_retries=10,
 )
-def notify_request(request_id: str, what: str) -> None:
-    notify.notify(runtime(), uuid.UUID(request_id), what)
+def notify_request(self: Any, request_id: str, what: str) -> None:
+    try:
+        notify.notify(runtime(), uuid.UUID(request_id), what)
+    except SlackApiError as exc:
+        wait = _retry_after(exc)
+        if wait is None:
+            raise
+        # A long rate limit is waited out by Celery, not in this worker slot, so grants
+        # and revokes queued behind this message are never held up by Slack.
+        raise self.retry(countdown=wait, max_retries=30) from None
 
 
 @shared_task(
