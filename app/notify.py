@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -23,22 +24,20 @@ from app.slack.blocks.cards import (
     approvers_line,
     fallback_text,
     reminder_text,
-    requester_message,
 )
-from app.slack.blocks.text import slack_date
+from app.slack.blocks.dms import DM_MOMENTS, requester_message, superseded
+from app.slack.blocks.text import escape, slack_date
 
 log = logging.getLogger(__name__)
 
-# Moments the requester hears about; the others only update the card.
-_DM_MOMENTS = {
-    "submitted",
-    "granted",
-    "denied",
-    "ended",
-    "failed",
-    "revoke_failed",
-    "timed_out",
-    "cancelled",
+# Moments the flow's channel hears about with a message of its own (beyond the card).
+_CHANNEL_ALERTS = {
+    "revoke_failed": ":rotating_light: Removing <@{who}>'s access to *{target}* failed: {error}. "
+    "Latchkey retries with backoff and will not mark it ended until the provider confirms.",
+    "drift_missing": ":warning: Drift: <@{who}>'s access to *{target}* was missing at the "
+    "provider while it should be active. Latchkey re-applied it.",
+    "drift_lingering": ":warning: Drift: <@{who}>'s access to *{target}* was still present "
+    "after it ended. Latchkey revoked it.",
 }
 
 
@@ -49,7 +48,14 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         return None
     loaded = rt.flows.get(request.flow)
     reviews = events_of(session, request_id, BREAK_GLASS_REVIEWS)
+    extended = tuple(
+        (e.actor, int(e.details["added_seconds"]), datetime.fromisoformat(e.details["expires_at"]))
+        for e in events_of(session, request_id, ("extended",))
+    )
     return CardContext(
+        extends_grant=grant_of(session, request.extends_id) if request.extends_id else None,
+        extended=extended,
+        extensions_allowed=bool(loaded and loaded.flow.max_extensions),
         break_glass=bool(events_of(session, request_id, ("break_glass",))),
         review=(reviews[0].event, reviews[0].actor) if reviews else None,
         request=request,
@@ -100,12 +106,63 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
                 text=fallback_text(ctx.request, ctx.break_glass),
                 blocks=approval_card(ctx),
             )
-    if what == "remind" and loaded is not None and ctx.request.approval_message_ts:
-        _remind(rt, ctx, loaded.flow)
-    if what in _DM_MOMENTS:
-        tz = rt.directory.user(ctx.request.requester_id).tz
-        text, blocks = requester_message(ctx, what, tz)
-        rt.slack.chat_postMessage(channel=ctx.request.requester_id, text=text, blocks=blocks)
+        if what == "remind" and loaded is not None and ctx.request.approval_message_ts:
+            _remind(rt, ctx, loaded.flow)
+        if what in _CHANNEL_ALERTS and ctx.request.approval_message_ts:
+            _alert_channel(rt, ctx, what)
+        _tell_requester(rt, ctx, what)
+    publish_home(rt, ctx.request.requester_id)
+
+
+def publish_home(rt: Runtime, user_id: str) -> None:
+    """Keep the person's App Home true too; a failure here never fails the message task."""
+    from app.slack.home import build_home
+
+    try:
+        rt.slack.views_publish(user_id=user_id, view=build_home(rt, user_id))
+    except Exception:
+        log.warning("could not refresh the App Home of %s", user_id, exc_info=True)
+
+
+def _tell_requester(rt: Runtime, ctx: CardContext, what: str) -> None:
+    """A new DM for moments worth a notification; otherwise the latest DM is re-rendered.
+
+    Either way the older DM loses its buttons, so nothing offers an action that no
+    longer applies (Cancel on a decided request, Extend on an ended grant).
+    """
+    request = ctx.request
+    if what not in DM_MOMENTS and request.dm_ts is None:
+        return
+    tz = rt.directory.user(request.requester_id).tz
+    if what not in DM_MOMENTS:
+        text, blocks = requester_message(ctx, "status", tz)
+        rt.slack.chat_update(channel=request.dm_channel, ts=request.dm_ts, text=text, blocks=blocks)
+        return
+    if request.dm_ts is not None:
+        text, blocks = superseded(ctx, tz)
+        rt.slack.chat_update(channel=request.dm_channel, ts=request.dm_ts, text=text, blocks=blocks)
+    text, blocks = requester_message(ctx, what, tz)
+    posted = rt.slack.chat_postMessage(channel=request.requester_id, text=text, blocks=blocks)
+    with rt.db.session() as session:
+        stored = session.get(AccessRequest, request.id)
+        if stored is not None:
+            stored.dm_channel, stored.dm_ts = posted["channel"], posted["ts"]
+            session.add(stored)
+
+
+def _alert_channel(rt: Runtime, ctx: CardContext, what: str) -> None:
+    request = ctx.request
+    text = _CHANNEL_ALERTS[what].format(
+        who=request.requester_id,
+        target=escape(request.target),
+        error=escape(request.failure or "unknown error"),
+    )
+    rt.slack.chat_postMessage(
+        channel=request.approval_channel,
+        thread_ts=request.approval_message_ts,
+        reply_broadcast=True,  # shown in the channel too: this needs someone's attention
+        text=f"{text} (request `{request.id}`)",
+    )
 
 
 def _post_card(rt: Runtime, ctx: CardContext, channel: str) -> None:

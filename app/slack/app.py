@@ -7,7 +7,7 @@ import logging
 from slack_bolt import App
 
 from app.runtime import Runtime
-from app.slack.listeners import approvals, commands, errors, home, requests
+from app.slack.listeners import approvals, commands, errors, grants, home, requests
 
 
 def create_app(rt: Runtime, *, token_verification: bool = True) -> App:
@@ -26,5 +26,6 @@ def create_app(rt: Runtime, *, token_verification: bool = True) -> App:
     requests.register(app, rt)
     approvals.register(app, rt)
     approvals.register_reviews(app, rt)
-    home.register(app)
+    grants.register(app, rt)
+    home.register(app, rt)
     return app

@@ -27,3 +27,17 @@ BREAK_GLASS_BLOCK, BREAK_GLASS_ACTION = "break_glass", "break_glass_check"
 BREAK_GLASS_VIEW = "latchkey.break_glass_confirm"
 REVIEW_ACK_ACTION = "latchkey.review_ack"
 REVIEW_FLAG_ACTION = "latchkey.review_flag"
+
+# Living with a grant: the requester's DM and App Home.
+EXTEND_ACTION = "latchkey.extend"
+RELEASE_ACTION = "latchkey.release"
+REQUEST_AGAIN_ACTION = "latchkey.request_again"
+EXTEND_VIEW = "latchkey.extend"
+EXTEND_DURATION_BLOCK, EXTEND_DURATION_ACTION = "extend_duration", "extend_duration_select"
+EXTEND_REASON_BLOCK, EXTEND_REASON_ACTION = "extend_reason", "extend_reason_input"
+
+# Revoking a live grant from its card in the channel.
+GRANT_BLOCK = "grant"
+REVOKE_ACTION = "latchkey.revoke"
+REVOKE_VIEW = "latchkey.revoke"
+REVOKE_REASON_BLOCK, REVOKE_REASON_ACTION = "revoke_reason", "revoke_reason_input"

@@ -224,6 +224,26 @@ class SlackDriver:
         payload["response_urls"] = []
         return self._send_payload(payload, timestamp, secret)
 
+    def app_home_opened(self, user_id: str, tab: str = "home") -> Response:
+        """Open the app's Home tab: an Events API callback, sent as JSON like Slack sends it."""
+        n = self._next()
+        body = {
+            "token": "legacy-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.api_app_id,
+            "type": "event_callback",
+            "event_id": f"Ev0DRIVER{n:04d}",
+            "event_time": int(self._clock()),
+            "event": {
+                "type": "app_home_opened",
+                "user": user_id,
+                "channel": f"D0{user_id[1:]}",
+                "tab": tab,
+                "event_ts": self._action_ts(),
+            },
+        }
+        return self.post(json.dumps(body), headers_override={"Content-Type": "application/json"})
+
     def view_closed(self, user_id: str, view: Payload) -> Response:
         """Press Cancel on a view opened with notify_on_close."""
         payload = self._envelope("view_closed", user_id, None)

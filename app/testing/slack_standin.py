@@ -148,6 +148,7 @@ class SlackStandIn:
         self._lock = threading.Condition()  # guards all state below; notified on each call
         self._calls: list[RecordedCall] = []
         self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._limits: list[tuple[str, float, int]] = []
         self._users: dict[str, Args] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._channels: dict[str, Args] = {}
@@ -315,6 +316,15 @@ class SlackStandIn:
         with self._lock:
             self._faults.setdefault(method, []).extend([(status, retry_after)] * times)
 
+    def rate_limit(self, prefix: str, *, seconds: float, retry_after: int) -> float:
+        """Answer every call whose method starts with `prefix` (e.g. "chat.") with 429 and
+        Retry-After for the next `seconds`, as Slack does to a noisy app. Returns when
+        (time.monotonic()) the limit lifts."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            self._limits.append((prefix, until, retry_after))
+        return until
+
     def next_ts(self) -> str:
         """A message ts: epoch seconds.microseconds, strictly increasing across threads."""
         with self._lock:
@@ -332,6 +342,15 @@ class SlackStandIn:
         if token == self.token:  # a rejected call must not use up an injected fault
             with self._lock:
                 fault = self._faults[method].pop(0) if self._faults.get(method) else None
+                limit = next(
+                    (
+                        (429, after)
+                        for prefix, until, after in self._limits
+                        if method.startswith(prefix) and received < until
+                    ),
+                    None,
+                )
+                fault = fault or limit
         if not token:
             answer: Answer = (200, {}, _error("not_authed"))
         elif token != self.token:

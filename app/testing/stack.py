@@ -19,12 +19,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from app.testing.aws_faults import AwsFaultProxy
 from app.testing.slack_driver import SlackDriver
 from app.testing.slack_standin import SlackStandIn
 
 SIGNING_SECRET = "local-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-local-stand-in-token"
 AUDIT_KEY = "local-audit-key-0123456789abcdef"
+# The Latchkey admin of every local stack (LATCHKEY_ADMINS): may `/access revoke` anything.
+ADMIN = "U0ADMIN01"
 
 
 def free_port() -> int:
@@ -54,6 +57,7 @@ class LocalStack:
         redis_url: str,
         database_url: str | None = None,
         sweep_seconds: float = 1.0,
+        reconcile_seconds: float = 2.0,
         worker_concurrency: int = 4,
     ) -> None:
         self.workdir = workdir
@@ -61,10 +65,13 @@ class LocalStack:
         self.redis_url = redis_url
         self.database_url = database_url or f"sqlite:///{workdir / 'latchkey.db'}"
         self.sweep_seconds = sweep_seconds
+        self.reconcile_seconds = reconcile_seconds
         self.worker_concurrency = worker_concurrency
         self.port = free_port()
         self.slack = SlackStandIn(token=BOT_TOKEN)
         self._moto: Any = None
+        # The processes reach moto through this proxy, so a test can make AWS refuse calls.
+        self.aws_faults = AwsFaultProxy("http://placeholder")
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self.driver = SlackDriver(f"http://127.0.0.1:{self.port}/slack/events", SIGNING_SECRET)
 
@@ -90,6 +97,8 @@ class LocalStack:
         self.slack.start()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
+        self.aws_faults.upstream = self.aws_endpoint
+        self.aws_faults.start()
         # moto keeps its accounts in process-wide state; start every stack from a clean AWS.
         urllib.request.urlopen(
             urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST"), timeout=5
@@ -102,6 +111,7 @@ class LocalStack:
     def stop(self) -> None:
         for name in list(self._processes):
             self.stop_process(name)
+        self.aws_faults.stop()
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -128,10 +138,13 @@ class LocalStack:
             LATCHKEY_FLOWS=str(self.flows_dir),
             LATCHKEY_AUDIT_KEY=AUDIT_KEY,
             LATCHKEY_SWEEP_SECONDS=str(self.sweep_seconds),
+            LATCHKEY_RECONCILE_SECONDS=str(self.reconcile_seconds),
+            LATCHKEY_REVOKE_RETRY_SECONDS="1",
+            LATCHKEY_ADMINS=ADMIN,
             LATCHKEY_BEAT_SCHEDULE_FILE=str(self.workdir / "celerybeat-schedule"),
             PORT=str(self.port),
             WEB_CONCURRENCY="1",
-            AWS_ENDPOINT_URL=self.aws_endpoint,
+            AWS_ENDPOINT_URL=self.aws_faults.url,
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",
             AWS_DEFAULT_REGION="us-east-1",

@@ -81,7 +81,13 @@ def test_break_glass_grants_at_once_alerts_the_channel_and_is_reviewed(stack: Lo
         message_ts=card.response["ts"],
     )
     flagged = card_update(stack, card, f"Flagged by <@{APPROVER}>")
-    assert not [b for b in flagged.args["blocks"] if b["type"] == "actions"]
+    left = [
+        e["action_id"]
+        for b in flagged.args["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    assert left == [ids.REVOKE_ACTION], "reviewed once: only Revoke stays while access lasts"
     with stack.database().session() as session:
         events = list(
             session.execute(

@@ -48,7 +48,13 @@ def test_request_approve_grant_expire(stack: LocalStack) -> None:
     assert group_members(stack, GROUP_NAME).count(person.email) == 1
     card_update(stack, card, f"Approved by <@{APPROVER}>")
     updated = card_update(stack, card, "Access granted")
-    assert not [b for b in updated.args["blocks"] if b["type"] == "actions"], "buttons must be gone"
+    buttons = [
+        e["action_id"]
+        for b in updated.args["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    assert buttons == [ids.REVOKE_ACTION], "Approve/Deny must be gone; Revoke stays while active"
 
     dm_to(stack, person, "expired", timeout=20)
     assert person.email not in group_members(stack, GROUP_NAME)

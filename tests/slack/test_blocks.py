@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from app.flows.loader import FlowRegistry
 from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
 from app.slack import ids
-from app.slack.blocks.cards import CardContext, approval_card, fallback_text, requester_message
+from app.slack.blocks.cards import CardContext, approval_card, fallback_text
+from app.slack.blocks.dms import requester_message
 from app.slack.blocks.modals import request_modal
 from app.slack.blocks.text import escape, local_time
 
@@ -61,7 +62,9 @@ def test_card_escapes_user_text_and_offers_decisions_only_while_pending() -> Non
             None,
         )
     )
-    assert not [b for b in decided if b["type"] == "actions"]
+    # Once active, the only action left on the card is Revoke (approvers end it early).
+    buttons = [e["action_id"] for b in decided if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == [ids.REVOKE_ACTION]
     assert "Approved by <@U0APP>" in _all_text(decided)
 
 

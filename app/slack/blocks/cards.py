@@ -9,7 +9,7 @@ from typing import Any
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
 from app.slack import ids
-from app.slack.blocks.text import escape, local_time, mrkdwn, plain, slack_date
+from app.slack.blocks.text import escape, mrkdwn, plain, slack_date
 
 S = RequestStatus
 
@@ -25,7 +25,21 @@ _STATUS_LINE = {
     S.CANCELLED: ":heavy_multiplication_x: Cancelled by the requester",
     S.TIMED_OUT: ":alarm_clock: Timed out without a decision",
     S.FAILED: ":x: Granting failed",
+    S.EXTENDED: ":white_check_mark: Extension applied",
 }
+# An extension request reads differently once decided: nothing is granted by itself.
+_EXTENSION_STATUS_LINE = {
+    **_STATUS_LINE,
+    S.PENDING: ":hourglass_flowing_sand: Extension waiting for an approver",
+    S.APPROVED: ":arrows_counterclockwise: Approved, extending…",
+    S.FAILED: ":x: Extension not applied",
+    S.CANCELLED: ":heavy_multiplication_x: Closed without a decision",
+}
+
+
+def status_line(request: AccessRequest) -> str:
+    lines = _EXTENSION_STATUS_LINE if request.extends_id else _STATUS_LINE
+    return lines[request.status]
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,12 @@ class CardContext:
     break_glass: bool = False
     # (event, reviewer) once an approver reviewed a break-glass use.
     review: tuple[str, str] | None = None
+    # For an extension: the grant it would lengthen.
+    extends_grant: Grant | None = None
+    # For a grant: each applied extension as (who asked, seconds added, new end).
+    extended: tuple[tuple[str, int, datetime], ...] = ()
+    # Whether the flow allows extensions at all (the DM offers Extend only then).
+    extensions_allowed: bool = True
 
     @property
     def progress(self) -> str:
@@ -74,7 +94,11 @@ def fallback_text(request: AccessRequest, break_glass: bool = False) -> str:
 
     Break-glass is meant to be loud: it notifies everyone active in the channel.
     """
-    status = _STATUS_LINE[request.status].split(" ", 1)[1]
+    status = status_line(request).split(" ", 1)[1]
+    if request.extends_id:
+        return (
+            f"Extension request from <@{request.requester_id}>: {escape(request.target)} — {status}"
+        )
     if break_glass:
         return f"<!here> :rotating_light: BREAK-GLASS by <@{request.requester_id}>: {escape(request.target)} — {status}"
     return f"Access request from <@{request.requester_id}>: {escape(request.target)} — {status}"
@@ -86,13 +110,20 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
         mrkdwn(f"*Requester*\n<@{request.requester_id}>"),
         mrkdwn(f"*Flow*\n{escape(request.flow)}"),
         mrkdwn(f"*Access to*\n{escape(request.target)}"),
-        mrkdwn(f"*Duration*\n{_duration(request)}"),
+        mrkdwn(f"*{'Extend by' if request.extends_id else 'Duration'}*\n{_duration(request)}"),
     ]
+    if ctx.extends_grant is not None:
+        end = ctx.extends_grant.expires_at
+        fields.append(mrkdwn(f"*Access now ends*\n{slack_date(end, _utc(end))}"))
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
             "text": plain(
-                ":rotating_light: BREAK-GLASS access" if ctx.break_glass else "Access request",
+                ":rotating_light: BREAK-GLASS access"
+                if ctx.break_glass
+                else "Extension request"
+                if request.extends_id
+                else "Access request",
                 emoji=True,
             ),
         },
@@ -101,11 +132,11 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
             "type": "section",
             "text": mrkdwn(f"*Reason*\n{escape(request.reason) or '_none given_'}"),
         },
-        {"type": "context", "elements": [mrkdwn(f"Request `{request.id}`")]},
+        {"type": "context", "elements": [mrkdwn(_reference(request))]},
     ]
     if request.status == S.PENDING and ctx.approvers_line:
         blocks.append({"type": "context", "elements": [mrkdwn(ctx.approvers_line)]})
-    status = f"*{_STATUS_LINE[request.status]}*"
+    status = f"*{status_line(request)}*"
     if request.status == S.PENDING and ctx.approvals_required > 1:
         status += f" — {ctx.progress}"
     blocks.append({"type": "section", "text": mrkdwn(status)})
@@ -134,6 +165,22 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
                 ],
             }
         )
+    if request.status == S.ACTIVE:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": ids.GRANT_BLOCK,
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ids.REVOKE_ACTION,
+                        "text": plain("Revoke"),
+                        "style": "danger",
+                        "value": str(request.id),
+                    }
+                ],
+            }
+        )
     if request.status == S.PENDING:
         blocks.append(
             {
@@ -159,6 +206,12 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
             }
         )
     return blocks
+
+
+def _reference(request: AccessRequest) -> str:
+    if request.extends_id:
+        return f"Extension `{request.id}` of request `{request.extends_id}`"
+    return f"Request `{request.id}`"
 
 
 def _approve_for_less(ctx: CardContext) -> list[dict[str, Any]]:
@@ -208,84 +261,36 @@ def _history(ctx: CardContext) -> list[str]:
     grant = ctx.grant
     if grant is not None:
         lines.append(
-            f"Granted to `{escape(grant.principal)}` until {slack_date(grant.expires_at, _utc(grant.expires_at))}"
+            f"Granted to `{escape(grant.principal)}` {slack_date(grant.granted_at, _utc(grant.granted_at))}"
         )
-        if grant.ended_at is not None:
-            by = (
-                ""
-                if grant.end_cause == "expired"
-                else f" by <@{grant.ended_by}>"
-                if grant.ended_by and grant.ended_by.startswith(("U", "W"))
-                else ""
-            )
+        for asker, seconds, until in ctx.extended:
             lines.append(
-                f"Ended ({grant.end_cause}){by} {slack_date(grant.ended_at, _utc(grant.ended_at))}"
+                f"Extended by {format_duration(timedelta(seconds=seconds))} for <@{asker}>, "
+                f"until {slack_date(until, _utc(until))}"
             )
+        if grant.end_cause is not None:
+            lines.append(_end_line(grant))
     if ctx.request.status in (S.FAILED, S.REVOKE_FAILED) and ctx.request.failure:
         lines.append(f"Error: {escape(ctx.request.failure)}")
     return lines
 
 
+def _end_line(grant: Grant) -> str:
+    """'Released by @sam (the requester) …', 'Revoked by @ann …: reason', 'Expired …'."""
+    by = f"<@{grant.ended_by}>" if grant.ended_by and grant.ended_by[:1] in "UW" else "Latchkey"
+    verb = {
+        "released": f"Released by {by} (the requester)",
+        "revoked": f"Revoked by {by}",
+    }.get(grant.end_cause or "", "Expired")
+    when = grant.ended_at
+    line = verb + (f" {slack_date(when, _utc(when))}" if when else " — ending…")
+    if grant.end_reason:
+        line += f": {escape(grant.end_reason)}"
+    return line
+
+
 def _utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def requester_message(
-    ctx: CardContext, what: str, tz: str, now: datetime | None = None
-) -> tuple[str, list[dict[str, Any]]]:
-    """The DM for one moment of the request's life, with times in the requester's timezone."""
-    request, grant = ctx.request, ctx.grant
-    target = f"*{escape(request.target)}* ({escape(request.flow)})"
-    if what == "submitted":
-        text = f"Your request for {target} for {format_duration(request.duration)} was sent for approval."
-    elif what == "granted" and grant is not None:
-        text = f":white_check_mark: You now have {target} until *{local_time(grant.expires_at, tz, now)}*."
-    elif what == "denied":
-        denial = next((a for a in ctx.approvals if a.decision == Decision.DENY), None)
-        text = f":no_entry: Your request for {target} was denied"
-        if ctx.auto_reason:
-            text += f" automatically — {escape(ctx.auto_reason)}"
-        elif denial is not None:
-            text += f" by <@{denial.approver_id}>"
-            if denial.reason:
-                text += f": {escape(denial.reason)}"
-        text += "."
-    elif what == "ended" and grant is not None:
-        how = {"expired": "expired", "released": "was released", "revoked": "was revoked"}.get(
-            grant.end_cause or "", "ended"
-        )
-        text = f":lock: Your access to {target} {how}"
-        if grant.ended_at is not None:
-            text += f" at {local_time(grant.ended_at, tz, now)}"
-        if grant.end_reason:
-            text += f": {escape(grant.end_reason)}"
-        text += "."
-    elif what == "failed":
-        text = f":x: Granting {target} failed: {escape(request.failure or 'unknown error')}. Nothing was granted."
-    elif what == "timed_out":
-        text = f":alarm_clock: Your request for {target} timed out without a decision. Nothing was granted; ask again with `/access` if you still need it."
-    elif what == "cancelled":
-        text = f"You cancelled your request for {target}."
-    elif what == "revoke_failed":
-        text = f":rotating_light: Removing your access to {target} failed; Latchkey keeps retrying."
-    else:
-        text = f"Your request for {target} is now {request.status.value}."
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(text)}]
-    if what == "submitted":
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ids.CANCEL_ACTION,
-                        "text": plain("Cancel request"),
-                        "value": str(request.id),
-                    },
-                ],
-            }
-        )
-    return text, blocks
 
 
 def reminder_text(request: AccessRequest, approvers: str, deadline: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from app.flows.schema import Flow, format_duration
@@ -10,15 +12,27 @@ from app.slack import ids
 from app.slack.blocks.text import escape, mrkdwn, plain
 
 
+@dataclass(frozen=True)
+class Prefill:
+    """An earlier request's choices, offered again."""
+
+    target: str
+    duration: timedelta
+    reason: str
+
+
 def _option(text: str, value: str) -> dict[str, Any]:
     return {"text": plain(text[:75]), "value": value}
 
 
-def request_modal(flows: list[Flow], selected: Flow | None = None) -> dict[str, Any]:
+def request_modal(
+    flows: list[Flow], selected: Flow | None = None, again: Prefill | None = None
+) -> dict[str, Any]:
     """The /access form for the flows this person may request.
 
     Picking a flow re-renders the form (dispatch_action) with that flow's targets and
-    durations, so every choice shown is one the flow allows.
+    durations, so every choice shown is one the flow allows. `again` prefills it from an
+    earlier request ("Request again"), keeping only what the flow still offers.
     """
     if not flows:
         return {
@@ -31,6 +45,12 @@ def request_modal(flows: list[Flow], selected: Flow | None = None) -> dict[str, 
             ],
         }
     flow = selected or flows[0]
+    target = flow.target(again.target) if again else None
+    if target is None and len(flow.targets) == 1:
+        target = flow.targets[0]
+    duration = flow.durations[0]
+    if again is not None:
+        duration = max((d for d in flow.durations if d <= again.duration), default=duration)
     flow_options = [_option(f.name, f.name) for f in flows]
     blocks: list[dict[str, Any]] = [
         {
@@ -55,11 +75,7 @@ def request_modal(flows: list[Flow], selected: Flow | None = None) -> dict[str, 
                 "action_id": ids.TARGET_ACTION,
                 "placeholder": plain("Choose what you need"),
                 "options": [_option(t.name, t.name) for t in flow.targets],
-                **(
-                    {"initial_option": _option(flow.targets[0].name, flow.targets[0].name)}
-                    if len(flow.targets) == 1
-                    else {}
-                ),
+                **({"initial_option": _option(target.name, target.name)} if target else {}),
             },
         },
         {
@@ -73,7 +89,7 @@ def request_modal(flows: list[Flow], selected: Flow | None = None) -> dict[str, 
                     _option(format_duration(d), str(int(d.total_seconds()))) for d in flow.durations
                 ],
                 "initial_option": _option(
-                    format_duration(flow.durations[0]), str(int(flow.durations[0].total_seconds()))
+                    format_duration(duration), str(int(duration.total_seconds()))
                 ),
             },
         },
@@ -88,6 +104,7 @@ def request_modal(flows: list[Flow], selected: Flow | None = None) -> dict[str, 
                 "multiline": True,
                 "max_length": 2000,
                 "placeholder": plain("What will you do with this access?"),
+                **({"initial_value": again.reason} if again and again.reason else {}),
             },
         },
     ]
@@ -186,4 +203,76 @@ def problem_view(title: str, problem: str) -> dict[str, Any]:
         "title": plain(title[:24]),
         "close": plain("Close"),
         "blocks": [{"type": "section", "text": mrkdwn(f":no_entry: {escape(problem)}")}],
+    }
+
+
+def _reason_input(block: str, action: str, label: str, optional: bool) -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": block,
+        "optional": optional,
+        "label": plain(label),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": action,
+            "multiline": True,
+            "max_length": 2000,
+        },
+    }
+
+
+def extend_modal(
+    request_id: str, summary: str, choices: list[timedelta], reason_optional: bool
+) -> dict[str, Any]:
+    """How much longer, and why; only durations within the flow's limits are offered."""
+    return {
+        "type": "modal",
+        "callback_id": ids.EXTEND_VIEW,
+        "private_metadata": json.dumps({"request_id": request_id}),
+        "title": plain("Extend access"),
+        "submit": plain("Extend"),
+        "close": plain("Cancel"),
+        "blocks": [
+            {"type": "section", "text": mrkdwn(summary)},
+            {
+                "type": "input",
+                "block_id": ids.EXTEND_DURATION_BLOCK,
+                "label": plain("How much longer"),
+                "element": {
+                    "type": "static_select",
+                    "action_id": ids.EXTEND_DURATION_ACTION,
+                    "options": [
+                        _option(f"{format_duration(d)} more", str(int(d.total_seconds())))
+                        for d in choices
+                    ],
+                    "initial_option": _option(
+                        f"{format_duration(choices[0])} more", str(int(choices[0].total_seconds()))
+                    ),
+                },
+            },
+            _reason_input(
+                ids.EXTEND_REASON_BLOCK, ids.EXTEND_REASON_ACTION, "Why", reason_optional
+            ),
+        ],
+    }
+
+
+def revoke_modal(request_id: str, summary: str) -> dict[str, Any]:
+    """An approver takes a live grant away; the reason is required and shown to the holder."""
+    return {
+        "type": "modal",
+        "callback_id": ids.REVOKE_VIEW,
+        "private_metadata": json.dumps({"request_id": request_id}),
+        "title": plain("Revoke access"),
+        "submit": plain("Revoke now"),
+        "close": plain("Cancel"),
+        "blocks": [
+            {"type": "section", "text": mrkdwn(summary)},
+            _reason_input(
+                ids.REVOKE_REASON_BLOCK,
+                ids.REVOKE_REASON_ACTION,
+                "Reason (shown to the holder and in the channel)",
+                False,
+            ),
+        ],
     }

@@ -17,11 +17,12 @@ from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, may_decide, refuse
 from app.flows.schema import Flow
 from app.models import AccessRequest, Decision
+from app.notify import publish_home
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import deny_modal
-from app.slack.listeners.errors import Refusal, guarded, request_id_from
+from app.slack.listeners.errors import Refusal, from_home, guarded, request_id_from
 
 
 def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Flow | None, Verdict]:
@@ -89,6 +90,8 @@ def _approve(
         rt.tasks.notify(request_id, "approved")
     else:
         rt.tasks.notify(request_id, "approval_recorded")
+    if from_home(body):
+        publish_home(rt, approver_id)
 
 
 def register(app: App, rt: Runtime) -> None:

@@ -32,6 +32,11 @@ def request_id_from(raw: str) -> uuid.UUID:
         raise Refusal("That button does not point at a request.") from None
 
 
+def from_home(body: dict[str, Any]) -> bool:
+    """Whether a click came from the App Home (which then needs re-publishing)."""
+    return (body.get("view") or {}).get("type") == "home"
+
+
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
     """Say something only the actor sees: ephemeral in the channel, else a DM."""
     user = (body.get("user") or {}).get("id") or body.get("user_id")

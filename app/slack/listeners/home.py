@@ -1,4 +1,4 @@
-"""App Home: for now, how to ask for access (grants and approvals arrive with issue #4)."""
+"""App Home: what I hold, what I asked for and what waits for my decision, from the DB."""
 
 from __future__ import annotations
 
@@ -7,30 +7,15 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from app.slack.blocks.text import mrkdwn
+from app.runtime import Runtime
+from app.slack.home import build_home
 from app.slack.listeners.errors import guarded
 
 
-def home_view() -> dict[str, Any]:
-    return {
-        "type": "home",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": "Latchkey"}},
-            {
-                "type": "section",
-                "text": mrkdwn(
-                    "Type `/access` in any channel to request just-in-time access. "
-                    "An approver decides in the flow's channel; access ends on time by itself."
-                ),
-            },
-        ],
-    }
-
-
-def register(app: App) -> None:
+def register(app: App, rt: Runtime) -> None:
     @app.event("app_home_opened")
     @guarded
     def publish_home(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         event = body["event"]
         if event.get("tab") == "home":
-            client.views_publish(user_id=event["user"], view=home_view())
+            client.views_publish(user_id=event["user"], view=build_home(rt, event["user"]))

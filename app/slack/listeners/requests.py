@@ -13,17 +13,23 @@ from app import lifecycle
 from app.eligibility import requestable_flows, requester_verdict
 from app.flows.policy import RequestInput, check_request
 from app.flows.schema import format_duration
+from app.notify import publish_home
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.modals import break_glass_confirm, problem_view, request_modal
 from app.slack.blocks.text import escape
-from app.slack.listeners.errors import Refusal, guarded, request_id_from
+from app.slack.listeners.errors import Refusal, from_home, guarded, request_id_from
 
 _FIELD_BLOCKS = {
     "target": ids.TARGET_BLOCK,
     "duration": ids.DURATION_BLOCK,
     "reason": ids.REASON_BLOCK,
 }
+
+
+def field_value(view: dict[str, Any], block: str, action: str) -> str:
+    """One input's value as submitted (a select's chosen value or the typed text)."""
+    return _selected(view["state"]["values"], block, action)
 
 
 def _selected(values: dict[str, Any], block: str, action: str) -> str:
@@ -185,3 +191,5 @@ def _register_cancel(app: App, rt: Runtime) -> None:
         if outcome.refusal:
             raise Refusal(outcome.refusal)
         rt.tasks.notify(request_id, "cancelled")
+        if from_home(body):
+            publish_home(rt, body["user"]["id"])

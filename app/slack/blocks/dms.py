@@ -1,0 +1,175 @@
+"""The requester's DMs: one per moment worth a notification, buttons that fit the state.
+
+The latest DM about a request is kept true: when the request moves on, it is re-rendered
+for the new state (`what="status"`), so no DM ever offers a button that no longer works.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.flows.schema import format_duration
+from app.models import Decision, RequestStatus
+from app.slack import ids
+from app.slack.blocks.cards import CardContext
+from app.slack.blocks.text import escape, local_time, mrkdwn, plain
+
+S = RequestStatus
+
+# Moments the requester hears about with a new DM; the others only update the latest one.
+DM_MOMENTS = frozenset(
+    {
+        "submitted",
+        "granted",
+        "denied",
+        "ended",
+        "failed",
+        "revoke_failed",
+        "timed_out",
+        "cancelled",
+        "expiring",
+        "extended",
+    }
+)
+
+
+def requester_message(
+    ctx: CardContext, what: str, tz: str, now: datetime | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The DM for one moment of the request's life, with times in the requester's timezone."""
+    text = _text(ctx, what, tz, now)
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": mrkdwn(text)}]
+    buttons = _buttons(ctx)
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    return text, blocks
+
+
+def superseded(ctx: CardContext, tz: str) -> tuple[str, list[dict[str, Any]]]:
+    """An older DM once a newer one took over: its words for now, and no buttons."""
+    text = _text(ctx, "status", tz, None)
+    return text, [{"type": "section", "text": mrkdwn(text)}]
+
+
+def _text(ctx: CardContext, what: str, tz: str, now: datetime | None) -> str:
+    request, grant = ctx.request, ctx.grant
+    target = f"*{escape(request.target)}* ({escape(request.flow)})"
+    if request.extends_id is not None:
+        return _extension_text(ctx, target, tz, now)
+    if what == "submitted" and request.status == S.PENDING:
+        return f"Your request for {target} for {format_duration(request.duration)} was sent for approval."
+    if what == "expiring" and grant is not None and request.status == S.ACTIVE:
+        left = max(grant.expires_at - (now or datetime.now(grant.expires_at.tzinfo)), timedelta(0))
+        return (
+            f":hourglass: Your access to {target} ends at *{local_time(grant.expires_at, tz, now)}* "
+            f"(in about {format_duration(timedelta(seconds=round(left.total_seconds() / 60) * 60 or 60))})."
+            " Extend it if you still need it, or give it back if you are done."
+        )
+    if what == "extended" and grant is not None and request.status == S.ACTIVE:
+        return f":white_check_mark: Extended: you now have {target} until *{local_time(grant.expires_at, tz, now)}*."
+    return _status_text(ctx, target, tz, now)
+
+
+def _status_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -> str:
+    request, grant = ctx.request, ctx.grant
+    status = request.status
+    if status == S.PENDING:
+        return f"Your request for {target} for {format_duration(request.duration)} is waiting for approval."
+    if status == S.APPROVED:
+        return f"Your request for {target} was approved; granting…"
+    if status == S.ACTIVE and grant is not None:
+        return f":white_check_mark: You now have {target} until *{local_time(grant.expires_at, tz, now)}*."
+    if status == S.REVOKING:
+        return f"Your access to {target} is being removed…"
+    if status in (S.EXPIRED, S.REVOKED) and grant is not None:
+        how = {"released": "was released by you", "revoked": "was revoked"}.get(
+            grant.end_cause or "", "expired"
+        )
+        text = f":lock: Your access to {target} {how}"
+        if grant.end_cause == "revoked" and grant.ended_by and grant.ended_by[:1] in "UW":
+            text += f" by <@{grant.ended_by}>"
+        if grant.ended_at is not None:
+            text += f" at {local_time(grant.ended_at, tz, now)}"
+        if grant.end_reason:
+            text += f": {escape(grant.end_reason)}"
+        return text + "."
+    if status == S.DENIED:
+        denial = next((a for a in ctx.approvals if a.decision == Decision.DENY), None)
+        text = f":no_entry: Your request for {target} was denied"
+        if ctx.auto_reason:
+            text += f" automatically — {escape(ctx.auto_reason)}"
+        elif denial is not None:
+            text += f" by <@{denial.approver_id}>"
+            if denial.reason:
+                text += f": {escape(denial.reason)}"
+        return text + "."
+    if status == S.FAILED:
+        return f":x: Granting {target} failed: {escape(request.failure or 'unknown error')}. Nothing was granted."
+    if status == S.TIMED_OUT:
+        return (
+            f":alarm_clock: Your request for {target} timed out without a decision. "
+            "Nothing was granted; ask again if you still need it."
+        )
+    if status == S.CANCELLED:
+        return f"You cancelled your request for {target}."
+    if status == S.REVOKE_FAILED:
+        return f":rotating_light: Removing your access to {target} failed; Latchkey keeps retrying."
+    return f"Your request for {target} is now {status.value}."
+
+
+def _extension_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -> str:
+    request = ctx.request
+    more = format_duration(request.duration)
+    status = request.status
+    if status == S.PENDING:
+        return f"Your request to extend {target} by {more} was sent for approval."
+    if status == S.APPROVED:
+        return f"Your extension of {target} by {more} was approved; extending…"
+    if status == S.EXTENDED:
+        until = ctx.extends_grant.expires_at if ctx.extends_grant else None
+        return f"Your extension of {target} by {more} was applied" + (
+            f"; access now ends at *{local_time(until, tz, now)}*." if until else "."
+        )
+    if status == S.DENIED:
+        denial = next((a for a in ctx.approvals if a.decision == Decision.DENY), None)
+        text = f":no_entry: Your extension of {target} was denied"
+        if ctx.auto_reason:
+            text += f" — {escape(ctx.auto_reason)}"
+        elif denial is not None:
+            text += f" by <@{denial.approver_id}>" + (
+                f": {escape(denial.reason)}" if denial.reason else ""
+            )
+        return text + ". Your access still ends at the time it had."
+    if status == S.FAILED:
+        return f":x: Your extension of {target} was not applied: {escape(request.failure or 'unknown error')}"
+    if status == S.TIMED_OUT:
+        return f":alarm_clock: Your extension of {target} timed out without a decision."
+    if status == S.CANCELLED:
+        return f"Your extension of {target} was closed without a decision."
+    return f"Your extension of {target} is now {status.value}."
+
+
+def _button(action: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button = {"type": "button", "action_id": action, "text": plain(text), "value": value}
+    if style:
+        button["style"] = style
+    return button
+
+
+def _buttons(ctx: CardContext) -> list[dict[str, Any]]:
+    """What the requester can do now, and only that."""
+    request, value = ctx.request, str(ctx.request.id)
+    if request.status == S.PENDING:
+        label = "Cancel extension" if request.extends_id else "Cancel request"
+        return [_button(ids.CANCEL_ACTION, label, value)]
+    if request.extends_id is not None:
+        return []
+    if request.status == S.ACTIVE:
+        buttons = [_button(ids.EXTEND_ACTION, "Extend access", value, "primary")]
+        return ([] if not ctx.extensions_allowed else buttons) + [
+            _button(ids.RELEASE_ACTION, "I'm done", value)
+        ]
+    if request.status in (S.EXPIRED, S.REVOKED, S.TIMED_OUT, S.DENIED, S.CANCELLED, S.FAILED):
+        return [_button(ids.REQUEST_AGAIN_ACTION, "Request again", value)]
+    return []

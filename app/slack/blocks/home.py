@@ -1,0 +1,134 @@
+"""App Home and `/access list`: what I hold, what I asked for, what waits for me.
+
+Pure functions of data read from the DB by app.slack.home, so a test can compare the
+view with the rows it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.flows.schema import format_duration
+from app.models import AccessRequest, Grant
+from app.slack import ids
+from app.slack.blocks.text import escape, local_time, mrkdwn, plain
+
+# Slack allows 100 blocks in a Home and 50 in a message; each section stays well under.
+MAX_ITEMS = 10
+
+
+@dataclass(frozen=True)
+class HeldGrant:
+    request: AccessRequest
+    grant: Grant
+    can_extend: bool
+    extension_pending: bool = False
+
+
+@dataclass(frozen=True)
+class HomeData:
+    user_id: str
+    tz: str
+    held: list[HeldGrant] = field(default_factory=list)
+    asked: list[AccessRequest] = field(default_factory=list)
+    waiting: list[AccessRequest] = field(default_factory=list)
+
+
+def _button(action: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button = {"type": "button", "action_id": action, "text": plain(text), "value": value}
+    if style:
+        button["style"] = style
+    return button
+
+
+def _left(until: datetime, now: datetime) -> str:
+    left = max(until - now, timedelta(0))
+    return format_duration(timedelta(seconds=max(60, int(left.total_seconds()) // 60 * 60)))
+
+
+def _more(count: int) -> list[dict[str, Any]]:
+    if count <= MAX_ITEMS:
+        return []
+    return [{"type": "context", "elements": [mrkdwn(f"…and {count - MAX_ITEMS} more")]}]
+
+
+def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
+    """The three lists, each with the buttons that act on it."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": plain("Your access")},
+    ]
+    if not data.held:
+        blocks.append({"type": "section", "text": mrkdwn("You hold no access right now.")})
+    for held in data.held[:MAX_ITEMS]:
+        request, grant = held.request, held.grant
+        value = str(request.id)
+        text = (
+            f"*{escape(request.target)}* ({escape(request.flow)}) — "
+            f"{_left(grant.expires_at, now)} left, until {local_time(grant.expires_at, data.tz, now)}"
+        )
+        if held.extension_pending:
+            text += "\n_An extension is waiting for approval._"
+        buttons = []
+        if held.can_extend and not held.extension_pending:
+            buttons.append(_button(ids.EXTEND_ACTION, "Extend", value, "primary"))
+        buttons.append(_button(ids.RELEASE_ACTION, "I'm done", value))
+        blocks += [
+            {"type": "section", "text": mrkdwn(text)},
+            {"type": "actions", "elements": buttons},
+        ]
+    blocks += _more(len(data.held))
+
+    blocks.append({"type": "header", "text": plain("Your pending requests")})
+    if not data.asked:
+        blocks.append({"type": "section", "text": mrkdwn("Nothing is waiting for approval.")})
+    for request in data.asked[:MAX_ITEMS]:
+        kind = "Extension of" if request.extends_id else "Request for"
+        blocks.append(
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    f"{kind} *{escape(request.target)}* ({escape(request.flow)}) for "
+                    f"{format_duration(request.duration)}, asked {local_time(request.created_at, data.tz, now)}"
+                ),
+                "accessory": _button(ids.CANCEL_ACTION, "Cancel", str(request.id)),
+            }
+        )
+    blocks += _more(len(data.asked))
+
+    if data.waiting:
+        blocks.append({"type": "header", "text": plain("Waiting for your decision")})
+    for request in data.waiting[:MAX_ITEMS]:
+        kind = "extend" if request.extends_id else "have"
+        value = str(request.id)
+        blocks += [
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    f"<@{request.requester_id}> asks to {kind} *{escape(request.target)}* "
+                    f"({escape(request.flow)}) for {format_duration(request.duration)}\n"
+                    f">{escape(request.reason) or '_no reason given_'}"
+                ),
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    _button(ids.APPROVE_ACTION, "Approve", value, "primary"),
+                    _button(ids.DENY_ACTION, "Deny", value, "danger"),
+                ],
+            },
+        ]
+    blocks += _more(len(data.waiting))
+    return blocks
+
+
+def home_view(data: HomeData, now: datetime) -> dict[str, Any]:
+    intro = {
+        "type": "section",
+        "text": mrkdwn(
+            "Type `/access` anywhere to request just-in-time access; `/access help` lists "
+            "the commands. Access ends on time by itself."
+        ),
+    }
+    return {"type": "home", "blocks": [intro, *access_blocks(data, now)]}

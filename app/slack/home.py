@@ -1,0 +1,69 @@
+"""Read what one person holds, asked for and may decide, for App Home and `/access list`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from app.db import utcnow
+from app.flows.policy import may_decide
+from app.models import AccessRequest, Approval, Grant, RequestStatus
+from app.queries import pending
+from app.runtime import Runtime
+from app.slack.blocks.home import HeldGrant, HomeData, home_view
+
+S = RequestStatus
+
+
+def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
+    with rt.db.session() as session:
+        rows = session.execute(
+            select(AccessRequest, Grant)
+            .join(Grant, Grant.request_id == AccessRequest.id)  # type: ignore[arg-type]
+            .where(
+                AccessRequest.requester_id == user_id,  # type: ignore[arg-type]
+                AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
+            )
+            .order_by(Grant.expires_at)
+        ).all()
+        waiting_all = pending(session)
+        extending = {r.extends_id for r in waiting_all if r.extends_id}
+        decided = set(
+            session.execute(
+                select(Approval.request_id).where(Approval.approver_id == user_id)  # type: ignore[arg-type]
+            ).scalars()
+        )
+    held = []
+    for request, grant in rows:
+        loaded = rt.flows.get(request.flow)
+        held.append(
+            HeldGrant(
+                request,
+                grant,
+                can_extend=bool(loaded and loaded.flow.max_extensions),
+                extension_pending=request.id in extending,
+            )
+        )
+    asked = [r for r in waiting_all if r.requester_id == user_id]
+    waiting = []
+    for request in waiting_all:
+        loaded = rt.flows.get(request.flow)
+        if request.requester_id == user_id or request.id in decided or loaded is None:
+            continue
+        flow = loaded.flow
+        verdict = may_decide(
+            flow,
+            requester_id=request.requester_id,
+            approver_id=user_id,
+            usergroup_members=rt.directory.members_of(flow.approvers.usergroups),
+        )
+        if verdict.allowed:
+            waiting.append(request)
+    return HomeData(user_id, rt.directory.user(user_id).tz, held, asked, waiting)
+
+
+def build_home(rt: Runtime, user_id: str) -> dict[str, Any]:
+    now = utcnow()
+    return home_view(home_data(rt, user_id, now), now)

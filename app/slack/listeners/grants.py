@@ -1,0 +1,251 @@
+"""Living with a grant: Extend, I'm done, Request again (the requester), Revoke (approvers)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from app import lifecycle
+from app.access import end_grant
+from app.db import utcnow
+from app.eligibility import requestable_flows, requester_verdict
+from app.extensions import extension_problem, request_extension
+from app.flows.policy import Verdict, allow, check_reason, may_decide, refuse
+from app.lifecycle import EndCause
+from app.models import AccessRequest
+from app.notify import publish_home
+from app.queries import grant_of
+from app.runtime import Runtime
+from app.slack import ids
+from app.slack.blocks.cards import summary
+from app.slack.blocks.modals import Prefill, extend_modal, request_modal, revoke_modal
+from app.slack.listeners.errors import Refusal, from_home, guarded, request_id_from
+from app.slack.listeners.requests import field_value
+
+S = lifecycle.S
+
+
+def may_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> Verdict:
+    """Latchkey admins may revoke any grant; a flow's approvers may revoke its grants."""
+    settings = rt.settings
+    admin_groups = rt.directory.members_of(settings.admin_groups)
+    if user_id in settings.admin_users or any(user_id in m for m in admin_groups.values()):
+        return allow(f"<@{user_id}> is a Latchkey admin")
+    if user_id == request.requester_id:
+        return refuse("To give back your own access, use *I'm done* in your DM or App Home.")
+    loaded = rt.flows.get(request.flow)
+    if loaded is None:
+        return refuse(f"The flow {request.flow!r} no longer exists; ask a Latchkey admin.")
+    flow = loaded.flow
+    verdict = may_decide(
+        flow,
+        requester_id=request.requester_id,
+        approver_id=user_id,
+        usergroup_members=rt.directory.members_of(flow.approvers.usergroups),
+    )
+    if not verdict.allowed:
+        return refuse(f"Only approvers of {flow.name} and Latchkey admins can revoke this access.")
+    return verdict
+
+
+def revoke(rt: Runtime, request_id: uuid.UUID, user_id: str, reason: str) -> None:
+    """Take a live grant away now; a refusal is audited and raised to the person."""
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.extends_id is not None:
+            raise Refusal("That is not a request id of a grant.")
+    verdict = may_revoke(rt, request, user_id)
+    if not verdict.allowed:
+        with rt.db.session() as session:
+            lifecycle.record(
+                session, rt.audit, request, "revoke_refused", user_id, {"reason": verdict.reason}
+            )
+        raise Refusal(verdict.reason)
+    refusal = end_grant(rt, request_id, cause=EndCause.REVOKED, actor=user_id, reason=reason)
+    if refusal:
+        raise Refusal(refusal)
+
+
+def _holder_request(rt: Runtime, body: dict[str, Any]) -> AccessRequest:
+    """The grant behind a requester's button, refused (and audited) for anyone else."""
+    request_id = request_id_from(body["actions"][0]["value"])
+    user_id = body["user"]["id"]
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None:
+            raise Refusal("That request no longer exists.")
+        if request.requester_id != user_id:
+            lifecycle.record(
+                session,
+                rt.audit,
+                request,
+                f"{body['actions'][0]['action_id'].rpartition('.')[2]}_refused",
+                user_id,
+                {"reason": "not the holder"},
+            )
+            raise Refusal("Only the person who holds this access can do that.")
+    return request
+
+
+def _extension_choices(rt: Runtime, request: AccessRequest) -> tuple[list[timedelta], str | None]:
+    loaded = rt.flows.get(request.flow)
+    if loaded is None:
+        return [], f"The flow {request.flow!r} no longer exists."
+    flow = loaded.flow
+    with rt.db.session() as session:
+        stored = session.get(AccessRequest, request.id)
+        grant = grant_of(session, request.id)
+        now = utcnow()
+        fits = [
+            d
+            for d in flow.durations
+            if stored and extension_problem(session, flow, stored, grant, d, now) is None
+        ]
+        problem = (
+            extension_problem(session, flow, stored, grant, flow.durations[0], now)
+            if stored and not fits
+            else None
+        )
+    return fits, problem
+
+
+def register(app: App, rt: Runtime) -> None:
+    @app.action(ids.EXTEND_ACTION)
+    @guarded
+    def ask_extension(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        request = _holder_request(rt, body)
+        choices, problem = _extension_choices(rt, request)
+        if not choices:
+            raise Refusal(problem or "This grant cannot be extended.")
+        loaded = rt.flows.get(request.flow)
+        assert loaded is not None
+        text = f"{summary(request)}.\n" + (
+            "An approver decides on the extension; your access continues meanwhile."
+            if loaded.flow.extension_needs_approval
+            else "Within the flow's limits the extension applies at once."
+        )
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=extend_modal(
+                str(request.id), text, choices, reason_optional=not loaded.flow.reason_required
+            ),
+        )
+
+    @app.view(ids.EXTEND_VIEW)
+    @guarded
+    def submit_extension(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        view = body["view"]
+        meta = json.loads(view.get("private_metadata") or "{}")
+        request_id = request_id_from(str(meta.get("request_id", "")))
+        user_id = body["user"]["id"]
+        seconds = field_value(view, ids.EXTEND_DURATION_BLOCK, ids.EXTEND_DURATION_ACTION)
+        reason = field_value(view, ids.EXTEND_REASON_BLOCK, ids.EXTEND_REASON_ACTION)
+        with rt.db.session() as session:
+            parent = session.get(AccessRequest, request_id)
+        loaded = rt.flows.get(parent.flow) if parent else None
+        if parent is None or loaded is None:
+            ack(response_action="errors", errors={ids.EXTEND_DURATION_BLOCK: "That grant is gone."})
+            return
+        if not seconds.isdigit():
+            ack(
+                response_action="errors",
+                errors={ids.EXTEND_DURATION_BLOCK: "Choose how much longer."},
+            )
+            return
+        reason_problem = check_reason(loaded.flow, reason)
+        if reason_problem:
+            ack(response_action="errors", errors={ids.EXTEND_REASON_BLOCK: reason_problem})
+            return
+        eligible = requester_verdict(rt, loaded, user_id)
+        if not eligible.allowed:
+            ack(response_action="errors", errors={ids.EXTEND_DURATION_BLOCK: eligible.reason})
+            return
+        with rt.db.session() as session:
+            outcome = request_extension(
+                session=session,
+                audit=rt.audit,
+                flow=loaded.flow,
+                parent_id=request_id,
+                requester_id=user_id,
+                extra=timedelta(seconds=int(seconds)),
+                reason=reason,
+                now=utcnow(),
+            )
+        if isinstance(outcome, str):
+            ack(response_action="errors", errors={ids.EXTEND_DURATION_BLOCK: outcome})
+            return
+        ack()
+        rt.tasks.process_submission(outcome.id)
+
+    @app.action(ids.RELEASE_ACTION)
+    @guarded
+    def release(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        request = _holder_request(rt, body)
+        refusal = end_grant(
+            rt, request.id, cause=EndCause.RELEASED, actor=body["user"]["id"], reason=""
+        )
+        if refusal:
+            raise Refusal(refusal)
+        if from_home(body):
+            publish_home(rt, body["user"]["id"])
+
+    @app.action(ids.REQUEST_AGAIN_ACTION)
+    @guarded
+    def request_again(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        request = _holder_request(rt, body)
+        flows = requestable_flows(rt, request.requester_id)
+        chosen = next((f for f in flows if f.name == request.flow), None)
+        if chosen is None:
+            raise Refusal(f"You may no longer request {request.flow}.")
+        again = Prefill(request.target, request.duration, request.reason)
+        client.views_open(trigger_id=body["trigger_id"], view=request_modal(flows, chosen, again))
+
+    @app.action(ids.REVOKE_ACTION)
+    @guarded
+    def ask_revoke_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        request_id = request_id_from(body["actions"][0]["value"])
+        with rt.db.session() as session:
+            request = session.get(AccessRequest, request_id)
+        if request is None:
+            raise Refusal("That request no longer exists.")
+        verdict = may_revoke(rt, request, body["user"]["id"])
+        if not verdict.allowed:
+            with rt.db.session() as session:
+                lifecycle.record(
+                    session,
+                    rt.audit,
+                    request,
+                    "revoke_refused",
+                    body["user"]["id"],
+                    {"reason": verdict.reason},
+                )
+            raise Refusal(verdict.reason)
+        text = f"{summary(request)}. Access ends at once; the holder is told your reason."
+        client.views_open(trigger_id=body["trigger_id"], view=revoke_modal(str(request_id), text))
+
+    @app.view(ids.REVOKE_VIEW)
+    @guarded
+    def submit_revoke(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        view = body["view"]
+        meta = json.loads(view.get("private_metadata") or "{}")
+        request_id = request_id_from(str(meta.get("request_id", "")))
+        reason = field_value(view, ids.REVOKE_REASON_BLOCK, ids.REVOKE_REASON_ACTION).strip()
+        if not reason:
+            ack(response_action="errors", errors={ids.REVOKE_REASON_BLOCK: "Say why."})
+            return
+        try:
+            # Checked again at submission: membership may have changed since the click.
+            revoke(rt, request_id, body["user"]["id"], reason)
+        except Refusal as refusal:
+            ack(response_action="errors", errors={ids.REVOKE_REASON_BLOCK: str(refusal)})
+            return
+        ack()
