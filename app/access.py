@@ -37,10 +37,11 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
         if request is None or request.status != S.APPROVED:
             return False  # already granted, failed or gone: nothing to do
         duration, requester_id = request.duration, request.requester_id
-        if request.extends_id is not None:
-            return extend_access(rt, request_id)
+        is_extension = request.extends_id is not None
         loaded = rt.flows.get(request.flow)
         target = loaded.flow.target(request.target) if loaded else None
+    if is_extension:
+        return extend_access(rt, request_id)
     if loaded is None or target is None:
         return _fail(
             rt, request_id, f"flow {request.flow!r} or target {request.target!r} no longer exists"

@@ -122,3 +122,48 @@ def card_update(
 
 def group_members(stack: LocalStack, group: str) -> list[str]:
     return [u["UserName"] for u in stack.iam().get_group(GroupName=group)["Users"]]
+
+
+def click_in_dm(
+    stack: LocalStack, person: Person, action_id: str, request_id: str | uuid.UUID
+) -> Response:
+    """Press a button on a DM the bot sent this person (Extend, I'm done, Cancel, …)."""
+    dm = f"D0{person.user_id[1:]}"
+    return stack.driver.block_action(
+        person.user_id, action_id, str(request_id), channel_id=dm, message_ts="1.000001"
+    )
+
+
+def extend(
+    stack: LocalStack, person: Person, request_id: str | uuid.UUID, seconds: int, reason: str
+) -> Response:
+    """Extend access → the modal opens → choose how much longer, say why, submit."""
+    before = len(stack.slack.calls("views.open"))
+    response = click_in_dm(stack, person, ids.EXTEND_ACTION, request_id)
+    assert response.status == 200, response.body
+    call = stack.slack.wait_for(
+        "views.open", lambda a: a.get("trigger_id") == stack.driver.last_trigger_id
+    )
+    assert len(stack.slack.calls("views.open")) > before
+    values = {
+        ids.EXTEND_DURATION_BLOCK: {ids.EXTEND_DURATION_ACTION: static_select_value(str(seconds))},
+        ids.EXTEND_REASON_BLOCK: {ids.EXTEND_REASON_ACTION: plain_text_value(reason)},
+    }
+    return stack.driver.view_submission(person.user_id, call.response["view"], values)
+
+
+def said_to(stack: LocalStack, user_id: str, contains: str, timeout: float = 15) -> RecordedCall:
+    """An ephemeral message (or DM) only this person sees, containing `contains`."""
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while True:
+        for call in stack.slack.calls("chat.postEphemeral") + stack.slack.calls("chat.postMessage"):
+            args = call.args
+            if (args.get("user") == user_id or args.get("channel") == user_id) and contains in str(
+                args.get("text", "")
+            ):
+                return call
+        if _time.monotonic() > deadline:
+            raise TimeoutError(f"nothing said to {user_id} containing {contains!r}")
+        _time.sleep(0.1)

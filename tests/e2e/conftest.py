@@ -72,6 +72,14 @@ def stack(
     )
     write_flow(flows_dir, name="emergency", extra="break_glass=True,")
     write_flow(flows_dir, name="restricted", extra='requesters=People(users=("U0NOBODY",)),')
+    lasting = "timedelta(seconds=20), timedelta(seconds=30), timedelta(hours=1)"
+    write_flow(flows_dir, name="lasting", durations=lasting)
+    write_flow(
+        flows_dir,
+        name="self-extend",
+        durations=lasting,
+        extra="extension_needs_approval=False, max_extensions=1,",
+    )
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):
         local = LocalStack(
