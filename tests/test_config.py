@@ -13,6 +13,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         "SLACK_APP_TOKEN",
         "SLACK_API_URL",
         "LATCHKEY_AUDIT_KEY",
+        "LATCHKEY_ADMINS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
@@ -57,3 +58,13 @@ def test_audit_key_is_required_and_never_printed(monkeypatch: pytest.MonkeyPatch
     settings = load_settings()
     assert settings.require_audit_key() == b"s3cret-key-0123456789"
     assert "s3cret" not in repr(settings) and "top-secret" not in repr(settings)
+
+
+def test_admins_are_slack_user_and_group_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LATCHKEY_ADMINS", "U0ALICE, S0SECURITY ,W0BOB")
+    settings = load_settings()
+    assert settings.admin_users == {"U0ALICE", "W0BOB"}
+    assert settings.admin_groups == ("S0SECURITY",)
+    monkeypatch.setenv("LATCHKEY_ADMINS", "U0ALICE,alice@example.com")
+    with pytest.raises(ConfigError, match=r"LATCHKEY_ADMINS: 'alice@example\.com' is not a Slack"):
+        load_settings()

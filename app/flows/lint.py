@@ -29,6 +29,15 @@ def lint(loaded: LoadedFlow) -> list[str]:
             f"max_duration: {format_duration(flow.max_duration)} is standing access in all but name "
             f"(over {format_duration(LONG_ACCESS)})"
         )
+    if (
+        not flow.extension_needs_approval
+        and flow.max_extensions
+        and flow.max_total_duration is None
+    ):
+        warnings.append(
+            "max_total_duration: extensions apply without approval and no overall cap is set, "
+            f"so a grant can run to {format_duration(flow.total_duration_cap)}"
+        )
     if flow.pending_timeout is None:
         warnings.append("pending_timeout: None, so undecided requests wait forever")
     if flow.auto_approve is not None and flow.auto_approve.email_domains:

@@ -34,6 +34,13 @@ def test_valid_flow_loads_with_sorted_durations(tmp_path: Path) -> None:
         ({"durations": "timedelta(seconds=-1)"}, "durations", "longer than zero"),
         ({"name": "Not A Slug"}, "name", "lowercase"),
         ({"extra": 'approval_channel_typo="C1",'}, "approval_channel_typo", "Extra inputs"),
+        ({"extra": "max_extensions=-1,"}, "max_extensions", "greater than or equal to 0"),
+        ({"extra": "expiry_notice=timedelta(0),"}, "flow", "expiry_notice must be longer"),
+        (
+            {"extra": "max_total_duration=timedelta(minutes=5),"},
+            "flow",
+            "max_total_duration cannot be shorter than max_duration",
+        ),
     ],
 )
 def test_invalid_flow_names_file_and_field(
@@ -86,6 +93,26 @@ def test_flows_check_warns_about_risky_settings(
     assert "max_duration: 2d is standing access" in out
     assert "pending_timeout: None" in out
     assert main(["flows", "check", "--strict", "--dir", str(tmp_path)]) == 1
+
+
+def test_expiry_notice_lead_and_extension_cap() -> None:
+    from tests.factories import make_flow
+
+    flow = make_flow(max_duration=timedelta(hours=2))
+    # Ten minutes ahead, or a tenth of the grant when that is shorter.
+    assert flow.notice_lead(timedelta(hours=2)) == timedelta(minutes=10)
+    assert flow.notice_lead(timedelta(minutes=20)) == timedelta(minutes=2)
+    assert make_flow(expiry_notice=None).notice_lead(timedelta(hours=1)) is None
+    assert flow.total_duration_cap == timedelta(hours=6)  # 2h, and 2h for each of 2 extensions
+    assert make_flow(max_total_duration=timedelta(hours=3)).total_duration_cap == timedelta(hours=3)
+
+
+def test_flows_check_warns_about_uncapped_automatic_extensions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_flow(tmp_path, extra="extension_needs_approval=False,")
+    assert main(["flows", "check", "--dir", str(tmp_path)]) == 0
+    assert "max_total_duration: extensions apply without approval" in capsys.readouterr().out
 
 
 def test_flow_without_approvers_is_flagged(
