@@ -41,6 +41,8 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "oncall",
         "broken-hook",
         "emergency",
+        "lasting",
+        "self-extend",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(
