@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from app import cli_audit
 from app.config import ConfigError, get_settings
 from app.flows.loader import FlowError
 
@@ -124,18 +125,6 @@ def cmd_beat(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(_: argparse.Namespace) -> int:
-    from app.audit import AuditLog
-    from app.db import Database
-
-    settings = get_settings()
-    db = Database(settings.database_url)
-    with db.session() as session:
-        result = AuditLog(settings.require_audit_key()).verify(session)
-    print(("ok   " if result.ok else "FAIL ") + result.message)
-    return 0 if result.ok else 1
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -163,10 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default="latchkey@%h")
     worker.set_defaults(fn=cmd_worker)
     sub.add_parser("beat", help="run the scheduler (exactly one)").set_defaults(fn=cmd_beat)
-    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
-        dest="audit_command", required=True
-    )
-    audit.add_parser("verify", help="check the hash chain").set_defaults(fn=cmd_audit_verify)
+    cli_audit.register(sub)
     demo = sub.add_parser("demo", help="run everything locally with stand-ins for Slack and AWS")
     demo.add_argument("--seconds", type=int, default=20, help="how long the demo grant lasts")
     demo.set_defaults(fn=cmd_demo)

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.audit import AuditLog
 from app.db import Database
@@ -17,6 +19,30 @@ def _write(db: Database, audit: AuditLog, n: int) -> None:
             )
 
 
+def _as_attacker(session) -> None:  # type: ignore[no-untyped-def]
+    """Someone with full DB access first switches off the append-only triggers."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL session_replication_role = replica"))
+    else:
+        session.execute(text("DROP TRIGGER IF EXISTS audit_event_no_update"))
+        session.execute(text("DROP TRIGGER IF EXISTS audit_event_no_delete"))
+
+
+def test_the_application_cannot_update_or_delete_events(
+    database: Database, audit: AuditLog
+) -> None:
+    _write(database, audit, 2)
+    for statement in (
+        "UPDATE audit_event SET actor = 'U-evil' WHERE seq = 1",
+        "DELETE FROM audit_event WHERE seq = 2",
+    ):
+        with pytest.raises(DBAPIError, match="audit_event is append-only"):
+            with database.session() as session:
+                session.execute(text(statement))
+    with database.session() as session:
+        assert audit.verify(session).checked == 2
+
+
 def test_intact_chain_verifies(database: Database, audit: AuditLog) -> None:
     _write(database, audit, 5)
     with database.session() as session:
@@ -27,6 +53,7 @@ def test_intact_chain_verifies(database: Database, audit: AuditLog) -> None:
 def test_altered_event_is_named(database: Database, audit: AuditLog) -> None:
     _write(database, audit, 5)
     with database.session() as session:
+        _as_attacker(session)
         session.execute(text("UPDATE audit_event SET actor = 'U-evil' WHERE seq = 3"))
     with database.session() as session:
         result = audit.verify(session)
@@ -36,6 +63,7 @@ def test_altered_event_is_named(database: Database, audit: AuditLog) -> None:
 def test_deleted_event_is_named(database: Database, audit: AuditLog) -> None:
     _write(database, audit, 5)
     with database.session() as session:
+        _as_attacker(session)
         session.execute(text("DELETE FROM audit_event WHERE seq = 2"))
     with database.session() as session:
         result = audit.verify(session)
@@ -46,6 +74,7 @@ def test_rechaining_without_the_key_is_detected(database: Database, audit: Audit
     _write(database, audit, 3)
     forger = AuditLog(b"a-different-key-guessed-by-someone")
     with database.session() as session:
+        _as_attacker(session)
         session.execute(text("DELETE FROM audit_event WHERE seq = 3"))
         forger.append(session, event="revoked", actor="U-evil")
     with database.session() as session:
@@ -64,3 +93,55 @@ def test_concurrent_writers_leave_one_chain(database: Database, audit: AuditLog)
     with database.session() as session:
         result = audit.verify(session)
     assert result.ok and result.checked == 40
+
+
+def test_inserted_event_is_named(database: Database, audit: AuditLog) -> None:
+    _write(database, audit, 3)
+    with database.session() as session:
+        _as_attacker(session)
+        # Shift events 2..3 up and slip a forged event in at 2, copying a real hash.
+        for seq in (3, 2):
+            session.execute(text(f"UPDATE audit_event SET seq = {seq + 1} WHERE seq = {seq}"))
+        session.execute(
+            text(
+                "INSERT INTO audit_event (seq, at, event, actor, details, prev_hash, hash) "
+                "SELECT 2, at, 'approved', 'U-evil', details, hash, hash FROM audit_event WHERE seq = 1"
+            )
+        )
+    with database.session() as session:
+        result = audit.verify(session)
+    assert not result.ok and result.bad_seq == 2
+
+
+def test_a_hundred_concurrent_writers_leave_one_chain(database: Database, audit: AuditLog) -> None:
+    from sqlalchemy import create_engine
+    from sqlmodel import Session
+
+    # 100 writer threads at once; on PostgreSQL over 40 connections (it allows 100 in all
+    # here), on SQLite through our engine, whose BEGIN IMMEDIATE serialises them.
+    engine = (
+        create_engine(database.url, pool_size=40, max_overflow=0, pool_timeout=120)
+        if database.is_postgres
+        else database.engine
+    )
+    start = threading.Barrier(100)
+    failures: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(5):
+                with Session(engine) as session, session.begin():
+                    audit.append(session, event="approval_recorded", actor=f"U{n:03d}{i}")
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    with database.session() as session:
+        result = audit.verify(session)
+    assert result.ok and result.checked == 500, result.message
