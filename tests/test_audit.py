@@ -36,9 +36,11 @@ def test_the_application_cannot_update_or_delete_events(
         "UPDATE audit_event SET actor = 'U-evil' WHERE seq = 1",
         "DELETE FROM audit_event WHERE seq = 2",
     ):
-        with pytest.raises(DBAPIError, match="audit_event is append-only"):
-            with database.session() as session:
-                session.execute(text(statement))
+        with (
+            pytest.raises(DBAPIError, match="audit_event is append-only"),
+            database.session() as session,
+        ):
+            session.execute(text(statement))
     with database.session() as session:
         assert audit.verify(session).checked == 2
 
@@ -101,7 +103,10 @@ def test_inserted_event_is_named(database: Database, audit: AuditLog) -> None:
         _as_attacker(session)
         # Shift events 2..3 up and slip a forged event in at 2, copying a real hash.
         for seq in (3, 2):
-            session.execute(text(f"UPDATE audit_event SET seq = {seq + 1} WHERE seq = {seq}"))
+            session.execute(
+                text("UPDATE audit_event SET seq = :new WHERE seq = :old"),
+                {"new": seq + 1, "old": seq},
+            )
         session.execute(
             text(
                 "INSERT INTO audit_event (seq, at, event, actor, details, prev_hash, hash) "
