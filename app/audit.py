@@ -14,8 +14,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
@@ -50,8 +51,10 @@ def chain_hash(key: bytes, prev_hash: str, event: AuditEvent) -> str:
 class AuditLog:
     """Writes events into the caller's transaction, so a state change and its record commit together."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, stream: TextIO | None = None) -> None:
         self._key = key
+        # Where committed events are also written as JSON lines (LATCHKEY_AUDIT_STDOUT).
+        self._stream = stream
 
     def append(
         self,
@@ -89,7 +92,28 @@ class AuditLog:
         row.hash = chain_hash(self._key, prev_hash, row)
         session.add(row)
         session.flush()
+        if self._stream is not None:
+            self._emit_after_commit(session, row)
         return row
+
+    def _emit_after_commit(self, session: Session, row: AuditEvent) -> None:
+        # Written only once the transaction commits: a rolled-back event never happened.
+        pending = session.info.setdefault("latchkey_audit_lines", [])
+        if not pending and not session.info.get("latchkey_audit_hooked"):
+            session.info["latchkey_audit_hooked"] = True
+            sa_event.listen(session, "after_commit", self._flush_lines)
+            sa_event.listen(
+                session, "after_rollback", lambda s: s.info.pop("latchkey_audit_lines", None)
+            )
+        pending.append(
+            json.dumps({"latchkey_audit": _line(row)}, ensure_ascii=False, sort_keys=True)
+        )
+
+    def _flush_lines(self, session: Session) -> None:
+        assert self._stream is not None
+        for line in session.info.pop("latchkey_audit_lines", []):
+            self._stream.write(line + "\n")
+        self._stream.flush()
 
     @staticmethod
     def _lock_chain(session: Session) -> None:
@@ -131,6 +155,10 @@ class VerifyResult:
     checked: int
     bad_seq: int | None
     message: str
+
+
+def _line(event: AuditEvent) -> dict[str, Any]:
+    return {"hash": event.hash, "prev_hash": event.prev_hash, **json.loads(canonical(event))}
 
 
 def _stream(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:

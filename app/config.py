@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,9 +39,26 @@ class Settings(BaseSettings):
     # Slack user ids (U…) and user-group ids (S…), comma-separated, who may revoke any
     # grant with `/access revoke`. Flow approvers may revoke their flows' grants anyway.
     admins: str = Field(default="", alias="LATCHKEY_ADMINS")
+    # SIEM: every audit event is POSTed here (batches, in chain order, HMAC-signed, at least
+    # once, retried with backoff). Unset: no webhook.
+    audit_webhook_url: str | None = Field(default=None, alias="LATCHKEY_AUDIT_WEBHOOK_URL")
+    audit_webhook_secret: SecretStr = Field(
+        default=SecretStr(""), alias="LATCHKEY_AUDIT_WEBHOOK_SECRET"
+    )
+    # Extra request headers as a JSON object (e.g. {"Authorization": "Splunk …"}).
+    audit_webhook_headers: SecretStr = Field(
+        default=SecretStr("{}"), alias="LATCHKEY_AUDIT_WEBHOOK_HEADERS"
+    )
+    # Also write each committed audit event as one JSON line on stdout (for log shippers).
+    audit_stdout: bool = Field(default=False, alias="LATCHKEY_AUDIT_STDOUT")
     beat_schedule_file: Path = Field(
         default=Path("celerybeat-schedule"), alias="LATCHKEY_BEAT_SCHEDULE_FILE"
     )
+
+    @field_validator("audit_webhook_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("slack_api_url")
     @classmethod
@@ -80,6 +98,28 @@ class Settings(BaseSettings):
         app = self.slack_app_token.get_secret_value() if self.slack_app_token else ""
         if app and not app.startswith("xapp-"):
             raise ValueError("SLACK_APP_TOKEN must be an app-level token starting with 'xapp-'")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        if self.audit_webhook_url is not None:
+            if not self.audit_webhook_url.startswith(("https://", "http://")):
+                raise ValueError("LATCHKEY_AUDIT_WEBHOOK_URL must be an http(s) URL")
+            if len(self.audit_webhook_secret.get_secret_value()) < 16:
+                raise ValueError(
+                    "LATCHKEY_AUDIT_WEBHOOK_SECRET must be at least 16 characters when "
+                    "LATCHKEY_AUDIT_WEBHOOK_URL is set (it signs every delivery)"
+                )
+            try:
+                headers = json.loads(self.audit_webhook_headers.get_secret_value())
+            except ValueError:
+                headers = None
+            if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+            ):
+                raise ValueError(
+                    'LATCHKEY_AUDIT_WEBHOOK_HEADERS must be a JSON object of strings, e.g. {"Authorization": "…"}'
+                )
         return self
 
     @property

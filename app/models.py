@@ -166,3 +166,15 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(sa_type=String(64))
     hash: str = Field(sa_type=String(64))
+
+
+class AuditDelivery(SQLModel, table=True):
+    """How far a sink (the SIEM webhook) has received the audit chain, and its retry state."""
+
+    __tablename__ = "audit_delivery"
+
+    sink: str = Field(sa_type=String(50), primary_key=True)
+    last_seq: int = Field(default=0, sa_type=BigInteger)
+    failures: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -88,6 +89,10 @@ def build_runtime(settings: Settings, *, require_slack: bool = True) -> Runtime:
         settings.require_slack()
     key = settings.require_audit_key()
     flows = load_flows(settings.flows_dir)
+    stream = sys.stdout if settings.audit_stdout else None
     return Runtime(
-        settings=settings, db=Database(settings.database_url), flows=flows, audit=AuditLog(key)
+        settings=settings,
+        db=Database(settings.database_url),
+        flows=flows,
+        audit=AuditLog(key, stream),
     )

@@ -14,6 +14,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         "SLACK_API_URL",
         "LATCHKEY_AUDIT_KEY",
         "LATCHKEY_ADMINS",
+        "LATCHKEY_AUDIT_WEBHOOK_URL",
+        "LATCHKEY_AUDIT_WEBHOOK_SECRET",
+        "LATCHKEY_AUDIT_WEBHOOK_HEADERS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
@@ -67,4 +70,28 @@ def test_admins_are_slack_user_and_group_ids(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.admin_groups == ("S0SECURITY",)
     monkeypatch.setenv("LATCHKEY_ADMINS", "U0ALICE,alice@example.com")
     with pytest.raises(ConfigError, match=r"LATCHKEY_ADMINS: 'alice@example\.com' is not a Slack"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"LATCHKEY_AUDIT_WEBHOOK_URL": "ftp://siem"}, "must be an http"),
+        ({"LATCHKEY_AUDIT_WEBHOOK_URL": "https://siem"}, "LATCHKEY_AUDIT_WEBHOOK_SECRET must be"),
+        (
+            {
+                "LATCHKEY_AUDIT_WEBHOOK_URL": "https://siem",
+                "LATCHKEY_AUDIT_WEBHOOK_SECRET": "0123456789abcdef",
+                "LATCHKEY_AUDIT_WEBHOOK_HEADERS": "Authorization: x",
+            },
+            "LATCHKEY_AUDIT_WEBHOOK_HEADERS must be a JSON object",
+        ),
+    ],
+)
+def test_webhook_settings_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=problem):
         load_settings()

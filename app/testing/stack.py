@@ -58,6 +58,7 @@ class LocalStack:
         database_url: str | None = None,
         sweep_seconds: float = 1.0,
         reconcile_seconds: float = 2.0,
+        extra_env: dict[str, str] | None = None,
         worker_concurrency: int = 4,
     ) -> None:
         self.workdir = workdir
@@ -66,6 +67,7 @@ class LocalStack:
         self.database_url = database_url or f"sqlite:///{workdir / 'latchkey.db'}"
         self.sweep_seconds = sweep_seconds
         self.reconcile_seconds = reconcile_seconds
+        self.extra_env = dict(extra_env or {})
         self.worker_concurrency = worker_concurrency
         self.port = free_port()
         self.slack = SlackStandIn(token=BOT_TOKEN)
@@ -150,6 +152,7 @@ class LocalStack:
             AWS_DEFAULT_REGION="us-east-1",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def iam(self) -> Any:

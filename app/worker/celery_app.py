@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import Celery
 
 from app.config import Settings
-from app.worker.queue import RECONCILE, SWEEP
+from app.worker.queue import AUDIT_DELIVER, RECONCILE, SWEEP
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -25,6 +25,11 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
         beat_schedule={
             "sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
+            # Harmless when no webhook is configured: the task returns at once.
+            "audit-deliver": {
+                "task": AUDIT_DELIVER,
+                "schedule": timedelta(seconds=settings.sweep_seconds),
+            },
             "reconcile": {
                 "task": RECONCILE,
                 "schedule": timedelta(seconds=settings.reconcile_seconds),

@@ -12,6 +12,7 @@ SWEEP = "latchkey.sweep"
 NOTIFY = "latchkey.notify"
 SUBMITTED = "latchkey.process_submission"
 RECONCILE = "latchkey.reconcile"
+AUDIT_DELIVER = "latchkey.audit_deliver"
 
 
 class TaskQueue:

@@ -15,7 +15,7 @@ from app.config import get_settings
 from app.lifecycle import EndCause
 from app.providers.base import ProviderError
 from app.runtime import Runtime, build_runtime
-from app.worker.queue import GRANT, NOTIFY, RECONCILE, REVOKE, SUBMITTED, SWEEP
+from app.worker.queue import AUDIT_DELIVER, GRANT, NOTIFY, RECONCILE, REVOKE, SUBMITTED, SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,26 @@ def sweep() -> None:
     counts = sweeps.sweep(runtime())
     if any(counts.values()):
         log.info("sweep %s", counts)
+
+
+@shared_task(name=AUDIT_DELIVER)
+def deliver_audit() -> None:
+    from app.audit_sink import Webhook, deliver
+
+    rt = runtime()
+    webhook = Webhook.from_settings(rt.settings)
+    if webhook is None:
+        return
+    # One delivery at a time, so the cursor is never raced; a busy run is simply skipped.
+    lock = rt.redis.lock("latchkey:audit-sink", timeout=300, blocking=False)
+    if not lock.acquire():
+        return
+    try:
+        sent = deliver(rt.db, webhook)
+    finally:
+        lock.release()
+    if sent:
+        log.info("audit webhook: delivered %d events", sent)
 
 
 @shared_task(name=RECONCILE)

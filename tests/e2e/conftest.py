@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
 from tests.conftest import BACKENDS, database_url_for
 from tests.factories import (
@@ -19,6 +20,8 @@ from tests.factories import (
     SECOND_APPROVER,
     write_flow,
 )
+
+SIEM_SECRET = "local-siem-secret-0123456789"
 
 ONCALL_HOOK = """
 
@@ -82,9 +85,20 @@ def stack(
     )
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):
+        # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
+        receiver = AuditReceiver(SIEM_SECRET, fail_first=3).start()
         local = LocalStack(
-            workdir=workdir, flows_dir=flows_dir, redis_url=redis_url, database_url=database_url
+            workdir=workdir,
+            flows_dir=flows_dir,
+            redis_url=redis_url,
+            database_url=database_url,
+            extra_env={
+                "LATCHKEY_AUDIT_WEBHOOK_URL": receiver.url,
+                "LATCHKEY_AUDIT_WEBHOOK_SECRET": SIEM_SECRET,
+                "LATCHKEY_AUDIT_WEBHOOK_HEADERS": '{"Authorization": "Bearer siem-token"}',
+            },
         )
+        local.audit_receiver = receiver  # type: ignore[attr-defined]
         try:
             local.start()
             _people(local)
@@ -94,6 +108,7 @@ def stack(
             raise
         finally:
             local.stop()
+            receiver.stop()
             redis.Redis.from_url(redis_url).flushdb()
 
 
