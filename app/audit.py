@@ -20,6 +20,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
+from app.audit_export import as_record
 from app.db import utcnow
 from app.models import AuditEvent
 
@@ -106,7 +107,7 @@ class AuditLog:
                 session, "after_rollback", lambda s: s.info.pop("latchkey_audit_lines", None)
             )
         pending.append(
-            json.dumps({"latchkey_audit": _line(row)}, ensure_ascii=False, sort_keys=True)
+            json.dumps({"latchkey_audit": as_record(row)}, ensure_ascii=False, sort_keys=True)
         )
 
     def _flush_lines(self, session: Session) -> None:
@@ -155,10 +156,6 @@ class VerifyResult:
     checked: int
     bad_seq: int | None
     message: str
-
-
-def _line(event: AuditEvent) -> dict[str, Any]:
-    return {"hash": event.hash, "prev_hash": event.prev_hash, **json.loads(canonical(event))}
 
 
 def _stream(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:

@@ -64,7 +64,7 @@ def _overlapping(
         )
         .order_by(Grant.granted_at)
     ).all()
-    return [(g, r) for g, r in rows]
+    return list(rows)  # type: ignore[arg-type]  # each Row is a (Grant, AccessRequest) tuple
 
 
 def access_report(session: Session, since: datetime, until: datetime) -> list[AccessRow]:

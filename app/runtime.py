@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from redis import Redis
 from slack_sdk import WebClient
@@ -22,6 +24,18 @@ from app.slack.directory import SlackDirectory
 from app.worker.queue import TaskQueue
 
 
+def retry_after(headers: Mapping[str, Any] | None) -> int:
+    """Seconds from a 429's Retry-After header (1 when it is missing or unreadable).
+
+    The SDK gives header values as lists for its own HTTP responses and as strings on
+    SlackResponse; both are read here.
+    """
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    value = lowered.get("retry-after", "1")
+    value = value[0] if isinstance(value, list) else value
+    return int(value) if str(value).isdigit() else 1
+
+
 class ShortRateLimitRetryHandler(RateLimitErrorRetryHandler):
     """The SDK's 429 handler (sleeps Retry-After, retries), for short waits only.
 
@@ -36,10 +50,7 @@ class ShortRateLimitRetryHandler(RateLimitErrorRetryHandler):
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[no-untyped-def]
         if not super()._can_retry(state=state, request=request, response=response, error=error):
             return False
-        headers = {k.lower(): v for k, v in (response.headers or {}).items()}
-        value = headers.get("retry-after", ["1"])
-        value = value[0] if isinstance(value, list) else value
-        return str(value).isdigit() and int(value) <= self.max_wait
+        return retry_after(response.headers) <= self.max_wait
 
 
 def build_slack_client(settings: Settings) -> WebClient:

@@ -10,7 +10,7 @@ from typing import Any
 from app.slack import ids
 from app.testing.slack_driver import Response, plain_text_value, static_select_value
 from app.testing.slack_standin import RecordedCall
-from app.testing.stack import LocalStack
+from app.testing.stack import LocalStack, wait_until
 
 _counter = itertools.count(1)
 
@@ -154,16 +154,18 @@ def extend(
 
 def said_to(stack: LocalStack, user_id: str, contains: str, timeout: float = 15) -> RecordedCall:
     """An ephemeral message (or DM) only this person sees, containing `contains`."""
-    import time as _time
 
-    deadline = _time.monotonic() + timeout
-    while True:
-        for call in stack.slack.calls("chat.postEphemeral") + stack.slack.calls("chat.postMessage"):
-            args = call.args
-            if (args.get("user") == user_id or args.get("channel") == user_id) and contains in str(
-                args.get("text", "")
-            ):
-                return call
-        if _time.monotonic() > deadline:
-            raise TimeoutError(f"nothing said to {user_id} containing {contains!r}")
-        _time.sleep(0.1)
+    def said() -> RecordedCall | None:
+        return next(
+            (
+                call
+                for call in stack.slack.calls("chat.postEphemeral")
+                + stack.slack.calls("chat.postMessage")
+                if call.ok
+                and user_id in (call.args.get("user"), call.args.get("channel"))
+                and contains in str(call.args.get("text", ""))
+            ),
+            None,
+        )
+
+    return wait_until(said, timeout, f"something said to {user_id} containing {contains!r}")

@@ -14,7 +14,7 @@ from app import access, notify, reconcile, sweeps
 from app.config import get_settings
 from app.lifecycle import EndCause
 from app.providers.base import ProviderError
-from app.runtime import Runtime, build_runtime
+from app.runtime import Runtime, build_runtime, retry_after
 from app.worker.queue import AUDIT_DELIVER, GRANT, NOTIFY, RECONCILE, REVOKE, SUBMITTED, SWEEP
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,7 @@ def _retry_after(exc: SlackApiError) -> int | None:
     response = exc.response
     if getattr(response, "status_code", None) != 429:
         return None
-    headers = {k.lower(): v for k, v in (response.headers or {}).items()}
-    value = headers.get("retry-after", "1")
-    value = value[0] if isinstance(value, list) else value
-    return int(value) if str(value).isdigit() else 1
+    return retry_after(response.headers)
 
 
 @shared_task(

@@ -9,7 +9,7 @@ from typing import Any
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
 from app.slack import ids
-from app.slack.blocks.text import escape, mrkdwn, plain, slack_date
+from app.slack.blocks.text import button, escape, mrkdwn, plain, slack_date
 
 S = RequestStatus
 
@@ -149,19 +149,8 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
                 "type": "actions",
                 "block_id": ids.DECISION_BLOCK,
                 "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ids.REVIEW_ACK_ACTION,
-                        "text": plain("Acknowledge"),
-                        "value": str(request.id),
-                    },
-                    {
-                        "type": "button",
-                        "action_id": ids.REVIEW_FLAG_ACTION,
-                        "text": plain("Flag"),
-                        "style": "danger",
-                        "value": str(request.id),
-                    },
+                    button(ids.REVIEW_ACK_ACTION, "Acknowledge", str(request.id)),
+                    button(ids.REVIEW_FLAG_ACTION, "Flag", str(request.id), "danger"),
                 ],
             }
         )
@@ -170,15 +159,7 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
             {
                 "type": "actions",
                 "block_id": ids.GRANT_BLOCK,
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ids.REVOKE_ACTION,
-                        "text": plain("Revoke"),
-                        "style": "danger",
-                        "value": str(request.id),
-                    }
-                ],
+                "elements": [button(ids.REVOKE_ACTION, "Revoke", str(request.id), "danger")],
             }
         )
     if request.status == S.PENDING:
@@ -187,21 +168,9 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
                 "type": "actions",
                 "block_id": ids.DECISION_BLOCK,
                 "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ids.APPROVE_ACTION,
-                        "text": plain("Approve"),
-                        "style": "primary",
-                        "value": str(request.id),
-                    },
+                    button(ids.APPROVE_ACTION, "Approve", str(request.id), "primary"),
                     *_approve_for_less(ctx),
-                    {
-                        "type": "button",
-                        "action_id": ids.DENY_ACTION,
-                        "text": plain("Deny"),
-                        "style": "danger",
-                        "value": str(request.id),
-                    },
+                    button(ids.DENY_ACTION, "Deny", str(request.id), "danger"),
                 ],
             }
         )

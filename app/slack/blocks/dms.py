@@ -13,7 +13,7 @@ from app.flows.schema import format_duration
 from app.models import Decision, RequestStatus
 from app.slack import ids
 from app.slack.blocks.cards import CardContext
-from app.slack.blocks.text import escape, local_time, mrkdwn, plain
+from app.slack.blocks.text import button, escape, local_time, mrkdwn
 
 S = RequestStatus
 
@@ -150,26 +150,19 @@ def _extension_text(ctx: CardContext, target: str, tz: str, now: datetime | None
     return f"Your extension of {target} is now {status.value}."
 
 
-def _button(action: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
-    button = {"type": "button", "action_id": action, "text": plain(text), "value": value}
-    if style:
-        button["style"] = style
-    return button
-
-
 def _buttons(ctx: CardContext) -> list[dict[str, Any]]:
     """What the requester can do now, and only that."""
     request, value = ctx.request, str(ctx.request.id)
     if request.status == S.PENDING:
         label = "Cancel extension" if request.extends_id else "Cancel request"
-        return [_button(ids.CANCEL_ACTION, label, value)]
+        return [button(ids.CANCEL_ACTION, label, value)]
     if request.extends_id is not None:
         return []
     if request.status == S.ACTIVE:
-        buttons = [_button(ids.EXTEND_ACTION, "Extend access", value, "primary")]
+        buttons = [button(ids.EXTEND_ACTION, "Extend access", value, "primary")]
         return ([] if not ctx.extensions_allowed else buttons) + [
-            _button(ids.RELEASE_ACTION, "I'm done", value)
+            button(ids.RELEASE_ACTION, "I'm done", value)
         ]
     if request.status in (S.EXPIRED, S.REVOKED, S.TIMED_OUT, S.DENIED, S.CANCELLED, S.FAILED):
-        return [_button(ids.REQUEST_AGAIN_ACTION, "Request again", value)]
+        return [button(ids.REQUEST_AGAIN_ACTION, "Request again", value)]
     return []

@@ -13,7 +13,7 @@ from typing import Any
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Grant
 from app.slack import ids
-from app.slack.blocks.text import escape, local_time, mrkdwn, plain
+from app.slack.blocks.text import button, escape, local_time, mrkdwn, plain
 
 # Slack allows 100 blocks in a Home and 50 in a message; each section stays well under.
 MAX_ITEMS = 10
@@ -34,13 +34,6 @@ class HomeData:
     held: list[HeldGrant] = field(default_factory=list)
     asked: list[AccessRequest] = field(default_factory=list)
     waiting: list[AccessRequest] = field(default_factory=list)
-
-
-def _button(action: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
-    button = {"type": "button", "action_id": action, "text": plain(text), "value": value}
-    if style:
-        button["style"] = style
-    return button
 
 
 def _left(until: datetime, now: datetime) -> str:
@@ -72,8 +65,8 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
             text += "\n_An extension is waiting for approval._"
         buttons = []
         if held.can_extend and not held.extension_pending:
-            buttons.append(_button(ids.EXTEND_ACTION, "Extend", value, "primary"))
-        buttons.append(_button(ids.RELEASE_ACTION, "I'm done", value))
+            buttons.append(button(ids.EXTEND_ACTION, "Extend", value, "primary"))
+        buttons.append(button(ids.RELEASE_ACTION, "I'm done", value))
         blocks += [
             {"type": "section", "text": mrkdwn(text)},
             {"type": "actions", "elements": buttons},
@@ -92,7 +85,7 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
                     f"{kind} *{escape(request.target)}* ({escape(request.flow)}) for "
                     f"{format_duration(request.duration)}, asked {local_time(request.created_at, data.tz, now)}"
                 ),
-                "accessory": _button(ids.CANCEL_ACTION, "Cancel", str(request.id)),
+                "accessory": button(ids.CANCEL_ACTION, "Cancel", str(request.id)),
             }
         )
     blocks += _more(len(data.asked))
@@ -114,8 +107,8 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
             {
                 "type": "actions",
                 "elements": [
-                    _button(ids.APPROVE_ACTION, "Approve", value, "primary"),
-                    _button(ids.DENY_ACTION, "Deny", value, "danger"),
+                    button(ids.APPROVE_ACTION, "Approve", value, "primary"),
+                    button(ids.DENY_ACTION, "Deny", value, "danger"),
                 ],
             },
         ]

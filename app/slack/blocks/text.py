@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -13,6 +14,19 @@ def escape(text: str) -> str:
     as text and notify nobody. See Slack's "Escaping text" in the formatting docs.
     """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def button(action: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
+    """A Block Kit button carrying a request id (or other value) back to a listener."""
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": action,
+        "text": plain(text),
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
 
 
 def plain(text: str, emoji: bool = False) -> dict[str, object]:

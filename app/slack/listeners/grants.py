@@ -27,8 +27,6 @@ from app.slack.blocks.modals import Prefill, extend_modal, request_modal, revoke
 from app.slack.listeners.errors import Refusal, from_home, guarded, request_id_from
 from app.slack.listeners.requests import field_value
 
-S = lifecycle.S
-
 
 def may_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> Verdict:
     """Latchkey admins may revoke any grant; a flow's approvers may revoke its grants."""
@@ -53,12 +51,8 @@ def may_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> Verdict:
     return verdict
 
 
-def revoke(rt: Runtime, request_id: uuid.UUID, user_id: str, reason: str) -> None:
-    """Take a live grant away now; a refusal is audited and raised to the person."""
-    with rt.db.session() as session:
-        request = session.get(AccessRequest, request_id)
-        if request is None or request.extends_id is not None:
-            raise Refusal("That is not a request id of a grant.")
+def authorise_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> None:
+    """Raise a Refusal (audited as revoke_refused) unless this person may revoke the grant."""
     verdict = may_revoke(rt, request, user_id)
     if not verdict.allowed:
         with rt.db.session() as session:
@@ -66,6 +60,15 @@ def revoke(rt: Runtime, request_id: uuid.UUID, user_id: str, reason: str) -> Non
                 session, rt.audit, request, "revoke_refused", user_id, {"reason": verdict.reason}
             )
         raise Refusal(verdict.reason)
+
+
+def revoke(rt: Runtime, request_id: uuid.UUID, user_id: str, reason: str) -> None:
+    """Take a live grant away now; a refusal is audited and raised to the person."""
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+    if request is None or request.extends_id is not None:
+        raise Refusal("That is not a request id of a grant.")
+    authorise_revoke(rt, request, user_id)
     refusal = end_grant(rt, request_id, cause=EndCause.REVOKED, actor=user_id, reason=reason)
     if refusal:
         raise Refusal(refusal)
@@ -217,18 +220,7 @@ def register(app: App, rt: Runtime) -> None:
             request = session.get(AccessRequest, request_id)
         if request is None:
             raise Refusal("That request no longer exists.")
-        verdict = may_revoke(rt, request, body["user"]["id"])
-        if not verdict.allowed:
-            with rt.db.session() as session:
-                lifecycle.record(
-                    session,
-                    rt.audit,
-                    request,
-                    "revoke_refused",
-                    body["user"]["id"],
-                    {"reason": verdict.reason},
-                )
-            raise Refusal(verdict.reason)
+        authorise_revoke(rt, request, body["user"]["id"])
         text = f"{summary(request)}. Access ends at once; the holder is told your reason."
         client.views_open(trigger_id=body["trigger_id"], view=revoke_modal(str(request_id), text))
 
