@@ -25,6 +25,19 @@ class GrantSpec:
 
 
 class Provider(Protocol):
+    """Required: `name`, `grant`, `revoke`, `check`.
+
+    Optional, looked up with getattr so a custom provider can stay small:
+    - `native_expiry: bool` — the provider itself ends access at `spec.expires_at`
+      (so an extension re-grants with the new end, and overlapping grants of the same
+      access are granted with the latest end among them);
+    - `principal_problem(principal) -> str | None` — why a mapped principal cannot be a
+      principal here (checked when a request is made, so nobody waits for a failed grant);
+    - `settings_problems(target) -> list[str]` — offline checks for `latchkey flows check`;
+    - `verify(target) -> list[str]` — online checks for `latchkey flows check --online`
+      (does the account, role, permission set or project exist and can we manage it?).
+    """
+
     name: str
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
