@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 from app import extensions, lifecycle, queries
@@ -15,8 +16,9 @@ from app.db import lock_holding, utcnow
 from app.eligibility import requester_verdict
 from app.flows.hooks import HookRequest, HookResult, call_hook
 from app.flows.loader import LoadedFlow
-from app.flows.policy import AutoDecision, auto_decide, principal_for
-from app.flows.schema import Target
+from app.flows.policy import AutoDecision, auto_decide
+from app.flows.schema import Target, provider_of
+from app.identity import principal_for
 from app.lifecycle import EndCause
 from app.models import AccessRequest, Grant, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
@@ -55,15 +57,18 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
             f"the requester may no longer request {loaded.flow.name}: {eligible.reason}",
         )
     user = rt.directory.user(requester_id)
-    principal = principal_for(loaded.flow, user_id=requester_id, email=user.email)
-    if not principal:
-        return _fail(
-            rt, request_id, "your Slack profile has no email and the flow maps no principal for you"
-        )
+    # Checked when the request was made too; checked again because maps and hooks change.
+    mapped = principal_for(
+        rt.providers, loaded, target.name, user_id=requester_id, email=user.email
+    )
+    if mapped.value is None:
+        return _fail(rt, request_id, mapped.problem or "no principal for you at this provider")
+    principal, provider = mapped.value, provider_of(target)
 
-    spec = GrantSpec(principal=principal, target=target, expires_at=utcnow() + duration)
+    ends = native_end(rt, provider, target.name, principal, utcnow() + duration)
+    spec = GrantSpec(principal=principal, target=target, expires_at=ends)
     try:
-        details = rt.providers.get(target.provider).grant(spec)
+        details = rt.providers.get(provider).grant(spec)
     except ProviderError as exc:
         if exc.transient:
             raise
@@ -74,7 +79,7 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
             session=session,
             audit=rt.audit,
             request_id=request_id,
-            provider=target.provider,
+            provider=provider,
             principal=principal,
             details=details,
         )
@@ -84,6 +89,17 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
     rt.tasks.notify(request_id, "granted")
     log.info("granted request=%s principal=%s until=%s", request_id, principal, grant.expires_at)
     return True
+
+
+def native_end(rt: Runtime, provider: str, target: str, principal: str, own: datetime) -> datetime:
+    """The end to hand a native-expiry provider: the latest among this grant and the live
+    grants of the same access, since they share one binding or policy at the provider and
+    an earlier end written last would cut the others short."""
+    if not getattr(rt.providers.get(provider), "native_expiry", False):
+        return own
+    with rt.db.session() as session:
+        latest = queries.latest_live_end(session, provider, target, principal, utcnow())
+    return max(own, latest) if latest else own
 
 
 def fail_grant(rt: Runtime, request_id: uuid.UUID, error: str) -> bool:
@@ -190,7 +206,8 @@ def reapply(rt: Runtime, grant: Grant, *, why: str) -> bool:
         target = target_of(rt, request.flow, request.target)
     if target is None:
         return False
-    spec = GrantSpec(principal=grant.principal, target=target, expires_at=grant.expires_at)
+    ends = native_end(rt, grant.provider, grant.target, grant.principal, grant.expires_at)
+    spec = GrantSpec(principal=grant.principal, target=target, expires_at=ends)
     try:
         details = rt.providers.get(grant.provider).grant(spec)
     except ProviderError as exc:
@@ -230,8 +247,9 @@ def extend_access(rt: Runtime, extension_id: uuid.UUID) -> bool:
     if getattr(provider, "native_expiry", False) and target is not None:
         # Granting again with the later end rewrites the provider's own expiry. Should it
         # fail, reconciliation re-applies the grant with its DB end time.
+        ends = native_end(rt, grant.provider, grant.target, grant.principal, grant.expires_at)
         try:
-            provider.grant(GrantSpec(grant.principal, target, grant.expires_at))
+            provider.grant(GrantSpec(grant.principal, target, ends))
         except ProviderError as exc:
             log.error("native expiry not moved for request=%s: %s", grant.request_id, exc)
     rt.tasks.revoke_at(grant.request_id, grant.expires_at)

@@ -51,11 +51,14 @@ class Settings(BaseSettings):
     )
     # Also write each committed audit event as one JSON line on stdout (for log shippers).
     audit_stdout: bool = Field(default=False, alias="LATCHKEY_AUDIT_STDOUT")
+    # Google Cloud clients talk to this endpoint with anonymous credentials instead of
+    # Google's with the machine's credentials: a local stand-in in tests and the demo only.
+    gcp_endpoint: str | None = Field(default=None, alias="LATCHKEY_GCP_ENDPOINT")
     beat_schedule_file: Path = Field(
         default=Path("celerybeat-schedule"), alias="LATCHKEY_BEAT_SCHEDULE_FILE"
     )
 
-    @field_validator("audit_webhook_url", mode="before")
+    @field_validator("audit_webhook_url", "gcp_endpoint", mode="before")
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -6,6 +6,7 @@ from app.flows.hooks import call_hook
 from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, may_request
 from app.flows.schema import Flow
+from app.identity import principal_for
 from app.runtime import Runtime
 
 
@@ -31,3 +32,13 @@ def requester_verdict(rt: Runtime, loaded: LoadedFlow, user_id: str) -> Verdict:
 def requestable_flows(rt: Runtime, user_id: str) -> list[Flow]:
     """The flows this person may request: the modal shows only these."""
     return [loaded.flow for loaded in rt.flows if requester_verdict(rt, loaded, user_id).allowed]
+
+
+def request_problem(rt: Runtime, loaded: LoadedFlow, target: str, user_id: str) -> str | None:
+    """Why this person cannot request this target now (None: they can): not among the
+    requesters, or no identity at the target's provider (told now, not at grant time)."""
+    eligible = requester_verdict(rt, loaded, user_id)
+    if not eligible.allowed:
+        return eligible.reason
+    email = rt.directory.user(user_id).email
+    return principal_for(rt.providers, loaded, target, user_id=user_id, email=email).problem

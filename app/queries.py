@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from app.models import AccessRequest, Approval, AuditEvent, Grant, RequestStatus
@@ -60,6 +60,23 @@ def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant
         .all()
     )
     return list(rows)
+
+
+def latest_live_end(
+    session: Session, provider: str, target: str, principal: str, now: datetime
+) -> datetime | None:
+    """The latest end among live grants of this access (overlaps share a native expiry)."""
+    return session.execute(
+        select(func.max(Grant.expires_at))
+        .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+        .where(
+            Grant.provider == provider,  # type: ignore[arg-type]
+            Grant.target == target,  # type: ignore[arg-type]
+            Grant.principal == principal,  # type: ignore[arg-type]
+            AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
+            Grant.expires_at > now,  # type: ignore[arg-type]
+        )
+    ).scalar_one_or_none()
 
 
 def due_for_expiry(session: Session, now: datetime, limit: int = 500) -> list[uuid.UUID]:

@@ -106,4 +106,5 @@ def build_runtime(settings: Settings, *, require_slack: bool = True) -> Runtime:
         db=Database(settings.database_url),
         flows=flows,
         audit=AuditLog(key, stream),
+        providers=default_providers(custom=flows.providers, gcp_endpoint=settings.gcp_endpoint),
     )

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.flows.schema import Flow
+from app.flows.schema import BUILTIN_PROVIDERS, CustomTarget, Flow
+from app.providers.custom import CustomProvider
 
 HOOK_PREFIXES = ("get_", "on_", "after_")
 
@@ -34,6 +35,16 @@ class FlowError(Exception):
 
 
 @dataclass(frozen=True)
+class LoadedModule:
+    """One module of the flows folder: its flow (if any), hooks and custom providers."""
+
+    path: Path
+    flow: Flow | None
+    hooks: dict[str, Callable[..., Any]]
+    providers: dict[str, type[CustomProvider]]
+
+
+@dataclass(frozen=True)
 class LoadedFlow:
     """A validated flow with the hooks its module defines (get_*, on_*, after_*)."""
 
@@ -45,8 +56,14 @@ class LoadedFlow:
 class FlowRegistry:
     """All flows by name, loaded once per process."""
 
-    def __init__(self, flows: list[LoadedFlow]) -> None:
+    def __init__(
+        self,
+        flows: list[LoadedFlow],
+        providers: dict[str, type[CustomProvider]] | None = None,
+    ) -> None:
         self._by_name = {loaded.flow.name: loaded for loaded in flows}
+        # Custom provider classes by registered name (built by the ProviderRegistry).
+        self.providers = dict(providers or {})
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._by_name.values())
@@ -70,6 +87,15 @@ def _validation_problems(exc: ValidationError) -> list[str]:
 
 
 def load_flow_file(path: Path) -> LoadedFlow:
+    """One flow module (which must define a Flow)."""
+    loaded = load_module(path)
+    if loaded.flow is None:
+        raise FlowError(path, ["must define exactly one Flow (found 0)"])
+    return LoadedFlow(flow=loaded.flow, path=path, hooks=loaded.hooks)
+
+
+def load_module(path: Path) -> LoadedModule:
+    """A module of the flows folder: a flow, custom providers, or both."""
     module_name = f"latchkey_flows.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -83,14 +109,51 @@ def load_flow_file(path: Path) -> LoadedFlow:
         raise FlowError(path, _validation_problems(exc)) from None
     except Exception as exc:
         raise FlowError(path, [f"raised {type(exc).__name__} while loading: {exc}"]) from None
-    return LoadedFlow(flow=_the_flow(module, path), path=path, hooks=_hooks(module))
-
-
-def _the_flow(module: ModuleType, path: Path) -> Flow:
+    providers = _providers(module, path)
     flows = [v for v in vars(module).values() if isinstance(v, Flow)]
-    if len(flows) != 1:
+    if len(flows) > 1 or (not flows and not providers):
         raise FlowError(path, [f"must define exactly one Flow (found {len(flows)})"])
-    return flows[0]
+    return LoadedModule(path, flows[0] if flows else None, _hooks(module), providers)
+
+
+def _providers(module: ModuleType, path: Path) -> dict[str, type[CustomProvider]]:
+    found: dict[str, type[CustomProvider]] = {}
+    for value in vars(module).values():
+        if not (
+            isinstance(value, type)
+            and issubclass(value, CustomProvider)
+            and value.__module__ == module.__name__
+        ):
+            continue
+        name = getattr(value, "name", None)
+        if not isinstance(name, str) or not name:
+            raise FlowError(path, [f"{value.__name__}: a custom provider must set `name`"])
+        if name in BUILTIN_PROVIDERS:
+            raise FlowError(path, [f"{value.__name__}: {name!r} is a built-in provider's name"])
+        found[name] = value
+    return found
+
+
+def _custom_target_problems(
+    item: LoadedFlow, known: dict[str, type[CustomProvider]]
+) -> list[str]:
+    """Each custom target names a provider that exists and gives it settings it accepts."""
+    problems = []
+    for index, target in enumerate(item.flow.targets):
+        if not isinstance(target, CustomTarget):
+            continue
+        if target.using not in known:
+            names = ", ".join(sorted(known)) or "none are defined"
+            problems.append(
+                f"targets.{index}.using: no custom provider named {target.using!r} ({names})"
+            )
+            continue
+        try:
+            found = known[target.using].settings_problems(dict(target.settings))
+        except Exception as exc:
+            found = [f"settings: the provider's check raised {type(exc).__name__}: {exc}"]
+        problems.extend(f"targets.{index}.{problem}" for problem in found)
+    return problems
 
 
 def _hooks(module: ModuleType) -> dict[str, Callable[..., Any]]:
@@ -114,14 +177,27 @@ def load_flows(directory: Path) -> FlowRegistry:
     loaded: list[LoadedFlow] = []
     errors: list[FlowError] = []
     seen: dict[str, Path] = {}
+    providers: dict[str, type[CustomProvider]] = {}
+    provider_paths: dict[str, Path] = {}
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
         try:
-            item = load_flow_file(path)
+            module = load_module(path)
         except FlowError as exc:
             errors.append(exc)
             continue
+        for name, cls in module.providers.items():
+            if name in providers:
+                errors.append(
+                    FlowError(
+                        path, [f"provider {name!r} is already defined in {provider_paths[name]}"]
+                    )
+                )
+            providers[name], provider_paths[name] = cls, path
+        if module.flow is None:
+            continue
+        item = LoadedFlow(flow=module.flow, path=path, hooks=module.hooks)
         if item.flow.name in seen:
             errors.append(
                 FlowError(
@@ -131,8 +207,12 @@ def load_flows(directory: Path) -> FlowRegistry:
             continue
         seen[item.flow.name] = path
         loaded.append(item)
+    for item in loaded:
+        unknown = _custom_target_problems(item, providers)
+        if unknown:
+            errors.append(FlowError(item.path, unknown))
     if errors:
         raise FlowError.combine(errors)
     if not loaded:
         raise FlowError(directory, ["no flows found (add a flow module, see flows/README.md)"])
-    return FlowRegistry(loaded)
+    return FlowRegistry(loaded, providers)

@@ -148,16 +148,6 @@ def may_decide(
     return refuse(f"You are not an approver of the {flow.name} flow.")
 
 
-def principal_for(flow: Flow, *, user_id: str, email: str | None) -> str | None:
-    """The cloud principal for a Slack user: an explicit mapping, else their profile email."""
-    mapped = flow.identity.principals
-    if user_id in mapped:
-        return mapped[user_id]
-    if email and email in mapped:
-        return mapped[email]
-    return email or None
-
-
 @dataclass(frozen=True)
 class AutoDecision:
     """approve, deny or human (needs an approver), and why."""

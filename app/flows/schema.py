@@ -33,7 +33,9 @@ _IDENTITY_STORE = re.compile(
 _ROLE_ARN = re.compile(_PARTITION + r":iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}")
 _GCP_PROJECT = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
 _GCP_RESOURCE = re.compile(rf"projects/{_GCP_PROJECT}|folders/\d{{1,20}}")
-_GCP_ROLE = re.compile(r"roles/[a-zA-Z0-9_.]{1,64}|(?:projects|organizations)/[a-z0-9-]+/roles/[a-zA-Z0-9_.]{1,64}")
+_GCP_ROLE = re.compile(
+    r"roles/[a-zA-Z0-9_.]{1,64}|(?:projects|organizations)/[a-z0-9-]+/roles/[a-zA-Z0-9_.]{1,64}"
+)
 _GCP_SERVICE_ACCOUNT = re.compile(r"[a-z][a-z0-9-]{4,29}@[a-z0-9.-]+\.gserviceaccount\.com")
 _PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]{1,62}")
 
@@ -78,14 +80,20 @@ class AwsSsoPermissionSetTarget(_Strict):
     @field_validator("instance_arn")
     @classmethod
     def _instance(cls, value: str) -> str:
-        return _matching(value, _SSO_INSTANCE_ARN, "an Identity Center instance ARN "
-                         "(arn:aws:sso:::instance/ssoins-…)")
+        return _matching(
+            value,
+            _SSO_INSTANCE_ARN,
+            "an Identity Center instance ARN (arn:aws:sso:::instance/ssoins-…)",
+        )
 
     @field_validator("permission_set_arn")
     @classmethod
     def _permission_set(cls, value: str) -> str:
-        return _matching(value, _SSO_PERMISSION_SET_ARN, "a permission set ARN "
-                         "(arn:aws:sso:::permissionSet/ssoins-…/ps-…)")
+        return _matching(
+            value,
+            _SSO_PERMISSION_SET_ARN,
+            "a permission set ARN (arn:aws:sso:::permissionSet/ssoins-…/ps-…)",
+        )
 
     @field_validator("account_id")
     @classmethod
@@ -146,8 +154,9 @@ class GcpRoleBindingTarget(_Strict):
     @field_validator("role")
     @classmethod
     def _role(cls, value: str) -> str:
-        return _matching(value, _GCP_ROLE, "a GCP role (roles/…, projects/…/roles/… or "
-                         "organizations/…/roles/…)")
+        return _matching(
+            value, _GCP_ROLE, "a GCP role (roles/…, projects/…/roles/… or organizations/…/roles/…)"
+        )
 
     @property
     def resource(self) -> str:
@@ -166,8 +175,11 @@ class GcpImpersonationTarget(_Strict):
     @field_validator("service_account")
     @classmethod
     def _account(cls, value: str) -> str:
-        return _matching(value, _GCP_SERVICE_ACCOUNT, "a service account email "
-                         "(name@project.iam.gserviceaccount.com)")
+        return _matching(
+            value,
+            _GCP_SERVICE_ACCOUNT,
+            "a service account email (name@project.iam.gserviceaccount.com)",
+        )
 
     @property
     def resource(self) -> str:
@@ -273,10 +285,17 @@ Approvers = People
 
 
 class Identity(_Strict):
-    """How a Slack user becomes a cloud principal: their profile email unless mapped."""
+    """How a Slack user becomes a principal at a provider.
 
-    # Slack user id or email -> principal. Anyone not listed uses their profile email.
+    In order: the provider's own map, the flow's map, the flow's `get_principal` hook (when
+    the module defines one, it decides for everyone not mapped), the Slack profile email
+    (unless `use_email` is False). Map keys are Slack user ids or emails.
+    """
+
     principals: dict[str, str] = Field(default_factory=dict)
+    # Provider name (aws_sso, gcp_role, a custom provider's name…) -> its own map.
+    per_provider: dict[str, dict[str, str]] = Field(default_factory=dict)
+    use_email: bool = True
 
 
 class Flow(_Strict):

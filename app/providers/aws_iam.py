@@ -11,20 +11,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from app.flows.schema import AwsIamGroupTarget
+from app.providers.aws_errors import aws_error as _error
 from app.providers.base import GrantSpec, ProviderError
-
-_TRANSIENT_CODES = {"Throttling", "ThrottlingException", "ServiceFailure", "RequestLimitExceeded"}
-
-
-def _error(exc: Exception, action: str) -> ProviderError:
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = exc.response.get("Error", {}).get("Message", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        transient = code in _TRANSIENT_CODES or status >= 500
-        return ProviderError(f"AWS IAM {action} failed: {code}: {message}", transient=transient)
-    # Connection trouble and other botocore errors: the endpoint may come back.
-    return ProviderError(f"AWS IAM {action} failed: {exc}", transient=True)
+from app.providers.principals import iam_user_problem
 
 
 class AwsIamGroupProvider:
@@ -32,6 +21,10 @@ class AwsIamGroupProvider:
 
     def __init__(self, iam_client: Any) -> None:
         self._iam = iam_client
+
+    @staticmethod
+    def principal_problem(principal: str) -> str | None:
+        return iam_user_problem(principal)
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
         target: AwsIamGroupTarget = spec.target

@@ -15,10 +15,9 @@ from app.flows.policy import (
     check_request,
     may_decide,
     may_request,
-    principal_for,
     quorum,
 )
-from app.flows.schema import Flow, Identity, People
+from app.flows.schema import Flow, People
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
@@ -91,16 +90,6 @@ def test_may_decide(
     )
     assert verdict.allowed is allowed
     assert why in verdict.reason
-
-
-def test_principal_mapping(flow: Flow) -> None:
-    assert principal_for(flow, user_id=REQUESTER, email="a@example.com") == "a@example.com"
-    assert principal_for(flow, user_id=REQUESTER, email=None) is None
-    mapped = flow.model_copy(
-        update={"identity": Identity(principals={REQUESTER: "alice", "b@x.io": "bob"})}
-    )
-    assert principal_for(mapped, user_id=REQUESTER, email="a@example.com") == "alice"
-    assert principal_for(mapped, user_id="U0OTHER", email="b@x.io") == "bob"
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from app import lifecycle
-from app.eligibility import requestable_flows, requester_verdict
+from app.eligibility import request_problem, requestable_flows
 from app.flows.policy import RequestInput, check_request
 from app.flows.schema import format_duration
 from app.notify import publish_home
@@ -80,9 +80,9 @@ def register(app: App, rt: Runtime) -> None:
         loaded = rt.flows.get(ask.flow)
         problems = check_request(loaded.flow if loaded else None, ask)
         if loaded is not None and not problems:
-            eligible = requester_verdict(rt, loaded, body["user"]["id"])
-            if not eligible.allowed:
-                problems = {"target": eligible.reason}
+            problem = request_problem(rt, loaded, ask.target, body["user"]["id"])
+            if problem:
+                problems = {"target": problem}
         if problems:
             ack(
                 response_action="errors",
@@ -152,9 +152,9 @@ def _register_break_glass(app: App, rt: Runtime) -> None:
         if loaded is not None and not problems:
             if not loaded.flow.break_glass or not ask.reason.strip():
                 problems.append("This flow has no break-glass, or no reason was given.")
-            eligible = requester_verdict(rt, loaded, requester_id)
-            if not eligible.allowed:
-                problems.append(eligible.reason)
+            problem = request_problem(rt, loaded, ask.target, requester_id)
+            if problem:
+                problems.append(problem)
         if problems:
             ack(
                 response_action="update",
