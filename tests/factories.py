@@ -29,6 +29,7 @@ def write_flow(
     extra: str = "",
     filename: str | None = None,
     hooks: str = "",
+    targets: str = f'(AwsIamGroupTarget(name="admins", group_name="{GROUP_NAME}"),)',
 ) -> Path:
     """Write a flow module the way an admin would, and return its path."""
     path = directory / (filename or f"{name.replace('-', '_')}.py")
@@ -37,12 +38,12 @@ def write_flow(
             f'''
             from datetime import timedelta
 
-            from app.flows.schema import Approvers, AwsIamGroupTarget, Flow, People
+            from app.flows.schema import *  # noqa: F403
 
             flow = Flow(
                 name="{name}",
                 description="Admin access for tests",
-                targets=(AwsIamGroupTarget(name="admins", group_name="{GROUP_NAME}"),),
+                targets={targets},
                 approvers=Approvers(users=("{APPROVER}", "{SECOND_APPROVER}"), usergroups=("{APPROVER_GROUP}",)),
                 approval_channel="{CHANNEL}",
                 durations=({durations},),

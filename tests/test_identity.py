@@ -13,26 +13,14 @@ from tests.factories import REQUESTER, write_flow
 
 PROVIDERS = default_providers()
 
-TARGETS = """
-targets=(
-    AwsIamGroupTarget(name="admins", group_name="latchkey-admins"),
-    GcpRoleBindingTarget(name="gcp-viewer", resource_name="projects/acme-prod", role="roles/viewer"),
-),
-"""
+TARGETS = (
+    '(AwsIamGroupTarget(name="admins", group_name="latchkey-admins"), '
+    'GcpRoleBindingTarget(name="gcp-viewer", resource_name="projects/acme-prod", role="roles/viewer"))'
+)
 
 
 def _flow(tmp_path: Path, extra: str = "", hooks: str = "") -> LoadedFlow:
-    path = write_flow(tmp_path, extra=extra, hooks=hooks)
-    text = path.read_text().replace(
-        'targets=(AwsIamGroupTarget(name="admins", group_name="latchkey-test-admins"),),', TARGETS
-    )
-    path.write_text(
-        text.replace(
-            "from app.flows.schema import",
-            "from app.flows.schema import GcpRoleBindingTarget, Identity,",
-        )
-    )
-    return load_flow_file(path)
+    return load_flow_file(write_flow(tmp_path, extra=extra, hooks=hooks, targets=TARGETS))
 
 
 def _who(loaded: LoadedFlow, target: str = "admins", email: str | None = "ann@example.com"):  # type: ignore[no-untyped-def]
@@ -125,12 +113,7 @@ def test_custom_targets_are_checked_when_flows_load(
 ) -> None:
     example = Path(__file__).resolve().parent.parent / "flows" / "provider_postgres_role.py"
     (tmp_path / example.name).write_text(example.read_text())
-    path = write_flow(tmp_path)
-    path.write_text(
-        path.read_text()
-        .replace('AwsIamGroupTarget(name="admins", group_name="latchkey-test-admins")', module)
-        .replace("from app.flows.schema import", "from app.flows.schema import CustomTarget,")
-    )
+    path = write_flow(tmp_path, targets=f"({module},)")
     with pytest.raises(Exception, match=r"targets\.0") as raised:
         load_flows(tmp_path)
     assert f"{path}: {problem}" in str(raised.value)

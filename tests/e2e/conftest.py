@@ -10,7 +10,7 @@ import redis
 
 from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
-from tests.conftest import BACKENDS, database_url_for
+from tests.conftest import BACKENDS, POSTGRES_URL, database_url_for
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
@@ -22,6 +22,7 @@ from tests.factories import (
 )
 
 SIEM_SECRET = "local-siem-secret-0123456789"
+DB_ROLE = "latchkey_e2e_read"
 
 ONCALL_HOOK = """
 
@@ -83,6 +84,16 @@ def stack(
         durations=lasting,
         extra="extension_needs_approval=False, max_extensions=1,",
     )
+    # The shipped custom-provider example, granting a role in a real PostgreSQL.
+    example = Path(__file__).resolve().parents[2] / "flows" / "provider_postgres_role.py"
+    (flows_dir / example.name).write_text(example.read_text())
+    write_flow(
+        flows_dir,
+        name="db-read",
+        targets=f'(CustomTarget(name="db-read", using="postgres_role", settings={{"role": "{DB_ROLE}"}}),)',
+    )
+    # Only people the flow maps may request: everyone else is refused in the modal.
+    write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
@@ -96,6 +107,7 @@ def stack(
                 "LATCHKEY_AUDIT_WEBHOOK_URL": receiver.url,
                 "LATCHKEY_AUDIT_WEBHOOK_SECRET": SIEM_SECRET,
                 "LATCHKEY_AUDIT_WEBHOOK_HEADERS": '{"Authorization": "Bearer siem-token"}',
+                "LATCHKEY_POSTGRES_ROLE_URL": POSTGRES_URL or "",
             },
         )
         local.audit_receiver = receiver  # type: ignore[attr-defined]

@@ -1,0 +1,101 @@
+"""Targets beyond IAM groups, through the running stack: a custom provider from the flows
+folder (the shipped PostgreSQL-role example) and identity checked in the modal."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import select
+
+from app.models import AuditEvent
+from app.slack import ids
+from app.testing.scenes import (
+    approval_card_for,
+    card_update,
+    click,
+    dm_to,
+    new_person,
+    request_id_on,
+    submit_request,
+)
+from app.testing.stack import LocalStack
+from tests.conftest import POSTGRES_URL
+from tests.e2e.conftest import DB_ROLE
+from tests.factories import APPROVER
+
+
+@pytest.fixture
+def database() -> Iterator[psycopg.Connection]:
+    # The custom example grants PostgreSQL roles; CI always has PostgreSQL (.ci/run).
+    if POSTGRES_URL is None:
+        pytest.skip("LATCHKEY_TEST_POSTGRES_URL is not set: no PostgreSQL to grant roles in")
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_ROLE,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(DB_ROLE)))
+        yield conn
+
+
+def _is_member(conn: psycopg.Connection, member: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+        "JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s",
+        (DB_ROLE, member),
+    ).fetchone()
+    return row is not None
+
+
+def test_custom_provider_request_approve_expire(
+    stack: LocalStack, database: psycopg.Connection
+) -> None:
+    person = new_person(stack, iam_user=False)
+    database.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(person.email)))
+    try:
+        response = submit_request(
+            stack, person, flow="db-read", target="db-read", seconds=4, reason="check a report"
+        )
+        assert response.status == 200 and not response.body
+        card = approval_card_for(stack, person)
+        request_id = uuid.UUID(request_id_on(card))
+        assert not _is_member(database, person.email)
+
+        assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+        dm_to(stack, person, "You now have")
+        assert _is_member(database, person.email), "GRANT ran in PostgreSQL"
+
+        dm_to(stack, person, "expired", timeout=20)
+        assert not _is_member(database, person.email), "REVOKE ran at the end"
+        card_update(stack, card, "Access expired")
+        with stack.database().session() as session:
+            events = session.execute(
+                select(AuditEvent.event, AuditEvent.details)
+                .where(AuditEvent.request_id == request_id)
+                .order_by(AuditEvent.seq)
+            ).all()
+        # (An expiry notice may come between granted and revoking on a 4-second grant.)
+        trail = [e for e, _ in events if e != "expiry_notice_sent"]
+        assert trail == ["requested", "approved", "granted", "revoking", "expired"]
+        granted = dict(events)["granted"]
+        assert granted["provider"] == "postgres_role"
+        assert granted["principal"] == person.email
+        assert (granted["role"], granted["member"]) == (DB_ROLE, person.email)
+    finally:
+        database.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(person.email)))
+
+
+def test_a_requester_with_no_identity_is_refused_in_the_modal(stack: LocalStack) -> None:
+    person = new_person(stack)
+    response = submit_request(
+        stack, person, flow="mapped-only", target="admins", seconds=4, reason="deploy"
+    )
+    assert response.status == 200
+    errors = response.json()["errors"]
+    assert list(errors.values()) == [
+        "mapped-only maps no identity for you at aws_iam_group; ask its owner to add you."
+    ]
+    # Nothing was stored or posted: the person fixes it (or asks) and nobody approves in vain.
+    posted = [c for c in stack.slack.calls("chat.postMessage") if "deploy" in str(c.args)]
+    assert posted == []
