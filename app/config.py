@@ -53,12 +53,15 @@ class Settings(BaseSettings):
     audit_stdout: bool = Field(default=False, alias="LATCHKEY_AUDIT_STDOUT")
     # Google Cloud clients talk to this endpoint with anonymous credentials instead of
     # Google's with the machine's credentials: a local stand-in in tests and the demo only.
+    # REST (Resource Manager, e.g. http://127.0.0.1:8123) and gRPC (IAM service accounts,
+    # e.g. 127.0.0.1:8124): both or neither.
     gcp_endpoint: str | None = Field(default=None, alias="LATCHKEY_GCP_ENDPOINT")
+    gcp_grpc_endpoint: str | None = Field(default=None, alias="LATCHKEY_GCP_GRPC_ENDPOINT")
     beat_schedule_file: Path = Field(
         default=Path("celerybeat-schedule"), alias="LATCHKEY_BEAT_SCHEDULE_FILE"
     )
 
-    @field_validator("audit_webhook_url", "gcp_endpoint", mode="before")
+    @field_validator("audit_webhook_url", "gcp_endpoint", "gcp_grpc_endpoint", mode="before")
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -101,6 +104,15 @@ class Settings(BaseSettings):
         app = self.slack_app_token.get_secret_value() if self.slack_app_token else ""
         if app and not app.startswith("xapp-"):
             raise ValueError("SLACK_APP_TOKEN must be an app-level token starting with 'xapp-'")
+        return self
+
+    @model_validator(mode="after")
+    def _gcp_endpoints(self) -> Settings:
+        from app.providers.gcp_clients import endpoint_problems
+
+        problems = endpoint_problems(self.gcp_endpoint, self.gcp_grpc_endpoint)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

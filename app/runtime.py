@@ -106,5 +106,9 @@ def build_runtime(settings: Settings, *, require_slack: bool = True) -> Runtime:
         db=Database(settings.database_url),
         flows=flows,
         audit=AuditLog(key, stream),
-        providers=default_providers(custom=flows.providers, gcp_endpoint=settings.gcp_endpoint),
+        providers=default_providers(
+            custom=flows.providers,
+            gcp_endpoint=settings.gcp_endpoint,
+            gcp_grpc_endpoint=settings.gcp_grpc_endpoint,
+        ),
     )

@@ -62,6 +62,7 @@ def default_providers(
     *,
     custom: dict[str, type] | None = None,
     gcp_endpoint: str | None = None,
+    gcp_grpc_endpoint: str | None = None,
     boto3_session_factory: Callable[[], Any] | None = None,
 ) -> ProviderRegistry:
     """Every built-in provider plus the flows folder's custom ones."""
@@ -73,10 +74,15 @@ def default_providers(
         # boto3 reads AWS_ENDPOINT_URL itself, which is how tests and the demo reach moto.
         return session.client(service)
 
-    def gcp_clients() -> Any:
-        from app.providers.gcp_clients import build_gcp_clients
+    google: list[Any] = []
 
-        return build_gcp_clients(gcp_endpoint)
+    def gcp_clients() -> Any:
+        # One set of Google clients (and channels) shared by both GCP providers.
+        if not google:
+            from app.providers.gcp_clients import build_gcp_clients
+
+            google.append(build_gcp_clients(gcp_endpoint, gcp_grpc_endpoint))
+        return google[0]
 
     def aws_iam_group() -> Provider:
         return builtin_class("aws_iam_group")(boto3_client("iam"))  # type: ignore[no-any-return]
@@ -90,10 +96,11 @@ def default_providers(
         return builtin_class("aws_role")(boto3_client("iam"))  # type: ignore[no-any-return]
 
     def gcp_role() -> Provider:
-        return builtin_class("gcp_role")(gcp_clients())  # type: ignore[no-any-return]
+        clients = gcp_clients()
+        return builtin_class("gcp_role")(clients.projects, clients.folders)  # type: ignore[no-any-return]
 
     def gcp_impersonation() -> Provider:
-        return builtin_class("gcp_impersonation")(gcp_clients())  # type: ignore[no-any-return]
+        return builtin_class("gcp_impersonation")(gcp_clients().iam)  # type: ignore[no-any-return]
 
     factories: dict[str, Callable[[], Provider]] = {
         "aws_iam_group": aws_iam_group,

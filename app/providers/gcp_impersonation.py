@@ -1,0 +1,55 @@
+"""The right to impersonate a GCP service account, for as long as the grant lasts.
+
+roles/iam.serviceAccountTokenCreator on the account's own IAM policy, with the same
+expiring condition as role grants: Google stops minting tokens for the member at the
+grant's end. (Tokens minted before then live out their own lifetime, one hour by default.)
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from app.flows.schema import GcpImpersonationTarget
+from app.providers import gcp_policy
+from app.providers.base import GrantSpec
+from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep
+
+TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"  # noqa: S105 (a role name, not a secret)
+
+
+def account_resource(target: GcpImpersonationTarget) -> str:
+    # "-" lets IAM find the account's project from its email.
+    return f"projects/-/serviceAccounts/{target.service_account}"
+
+
+class GcpImpersonationProvider:
+    name = "gcp_impersonation"
+    native_expiry = True
+
+    def __init__(
+        self,
+        iam: Any,
+        *,
+        sleep: Sleep = time.sleep,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        """`iam`: a google.cloud.iam_admin_v1 IAMClient."""
+        self._editor = IamPolicyEditor(iam, sleep=sleep, clock=clock)
+
+    def grant(self, spec: GrantSpec) -> dict[str, Any]:
+        resource = account_resource(spec.target)
+        return self._editor.grant(resource, TOKEN_CREATOR, spec.principal, spec.expires_at)
+
+    def revoke(self, spec: GrantSpec) -> dict[str, Any]:
+        return self._editor.revoke(account_resource(spec.target), TOKEN_CREATOR, spec.principal)
+
+    def check(self, spec: GrantSpec) -> bool:
+        return self._editor.check(account_resource(spec.target), TOKEN_CREATOR, spec.principal)
+
+    def principal_problem(self, principal: str) -> str | None:
+        return gcp_policy.principal_problem(principal)
+
+    def verify(self, target: GcpImpersonationTarget) -> list[str]:
+        return self._editor.verify(account_resource(target), "iam.serviceAccounts.setIamPolicy")

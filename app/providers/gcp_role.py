@@ -1,0 +1,59 @@
+"""A role on a GCP project or folder, bound with an IAM condition that ends with the grant.
+
+The binding's condition (`request.time < timestamp(…)`) is native expiry: Google stops
+honouring it at the grant's end even if Latchkey's revoke never runs. Revoke still removes
+the binding so the policy stays tidy and access ends early when someone revokes it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from app.flows.schema import GcpRoleBindingTarget
+from app.providers import gcp_policy
+from app.providers.base import GrantSpec
+from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep
+
+
+class GcpRoleBindingProvider:
+    name = "gcp_role"
+    native_expiry = True
+
+    def __init__(
+        self,
+        projects: Any,
+        folders: Any,
+        *,
+        sleep: Sleep = time.sleep,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        """`projects`/`folders`: google.cloud.resourcemanager_v3 ProjectsClient/FoldersClient."""
+        self._projects = IamPolicyEditor(projects, sleep=sleep, clock=clock)
+        self._folders = IamPolicyEditor(folders, sleep=sleep, clock=clock)
+
+    def _editor(self, target: GcpRoleBindingTarget) -> IamPolicyEditor:
+        return self._folders if target.resource_name.startswith("folders/") else self._projects
+
+    def grant(self, spec: GrantSpec) -> dict[str, Any]:
+        target: GcpRoleBindingTarget = spec.target
+        return self._editor(target).grant(
+            target.resource_name, target.role, spec.principal, spec.expires_at
+        )
+
+    def revoke(self, spec: GrantSpec) -> dict[str, Any]:
+        target: GcpRoleBindingTarget = spec.target
+        return self._editor(target).revoke(target.resource_name, target.role, spec.principal)
+
+    def check(self, spec: GrantSpec) -> bool:
+        target: GcpRoleBindingTarget = spec.target
+        return self._editor(target).check(target.resource_name, target.role, spec.principal)
+
+    def principal_problem(self, principal: str) -> str | None:
+        return gcp_policy.principal_problem(principal)
+
+    def verify(self, target: GcpRoleBindingTarget) -> list[str]:
+        kind = "folders" if target.resource_name.startswith("folders/") else "projects"
+        permission = f"resourcemanager.{kind}.setIamPolicy"
+        return self._editor(target).verify(target.resource_name, permission)
