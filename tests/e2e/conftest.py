@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.testing.gcp_standin import GcpStandIn
 from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
 from tests.conftest import BACKENDS, POSTGRES_URL, database_url_for
@@ -23,6 +24,8 @@ from tests.factories import (
 
 SIEM_SECRET = "local-siem-secret-0123456789"
 DB_ROLE = "latchkey_e2e_read"
+GCP_PROJECT = "acme-prod"
+GCP_SERVICE_ACCOUNT = "deployer@acme-prod.iam.gserviceaccount.com"
 
 ONCALL_HOOK = """
 
@@ -92,12 +95,23 @@ def stack(
         name="db-read",
         targets=f'(CustomTarget(name="db-read", using="postgres_role", settings={{"role": "{DB_ROLE}"}}),)',
     )
+    # Google Cloud: a project role and a service account, granted through local stand-ins.
+    write_flow(
+        flows_dir,
+        name="gcp-viewer",
+        targets=(
+            f'(GcpRoleBindingTarget(name="viewer", resource_name="projects/{GCP_PROJECT}", '
+            f'role="roles/viewer"), GcpImpersonationTarget(name="deployer", '
+            f'service_account="{GCP_SERVICE_ACCOUNT}"))'
+        ),
+    )
     # Only people the flow maps may request: everyone else is refused in the modal.
     write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
         receiver = AuditReceiver(SIEM_SECRET, fail_first=3).start()
+        google = GcpStandIn(projects=[GCP_PROJECT], service_accounts=[GCP_SERVICE_ACCOUNT]).start()
         local = LocalStack(
             workdir=workdir,
             flows_dir=flows_dir,
@@ -108,9 +122,12 @@ def stack(
                 "LATCHKEY_AUDIT_WEBHOOK_SECRET": SIEM_SECRET,
                 "LATCHKEY_AUDIT_WEBHOOK_HEADERS": '{"Authorization": "Bearer siem-token"}',
                 "LATCHKEY_POSTGRES_ROLE_URL": POSTGRES_URL or "",
+                "LATCHKEY_GCP_ENDPOINT": google.endpoint,
+                "LATCHKEY_GCP_GRPC_ENDPOINT": google.grpc_endpoint,
             },
         )
         local.audit_receiver = receiver  # type: ignore[attr-defined]
+        local.google = google  # type: ignore[attr-defined]
         try:
             local.start()
             _people(local)
@@ -121,6 +138,7 @@ def stack(
         finally:
             local.stop()
             receiver.stop()
+            google.stop()
             redis.Redis.from_url(redis_url).flushdb()
 
 

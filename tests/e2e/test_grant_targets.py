@@ -1,16 +1,19 @@
 """Targets beyond IAM groups, through the running stack: a custom provider from the flows
-folder (the shipped PostgreSQL-role example) and identity checked in the modal."""
+folder (the shipped PostgreSQL-role example), GCP role bindings and impersonation through
+the Google stand-ins, and identity checked in the modal."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy import select
 
+from app import queries
 from app.models import AuditEvent
 from app.slack import ids
 from app.testing.scenes import (
@@ -24,7 +27,7 @@ from app.testing.scenes import (
 )
 from app.testing.stack import LocalStack
 from tests.conftest import POSTGRES_URL
-from tests.e2e.conftest import DB_ROLE
+from tests.e2e.conftest import DB_ROLE, GCP_PROJECT, GCP_SERVICE_ACCOUNT
 from tests.factories import APPROVER
 
 
@@ -86,10 +89,56 @@ def test_custom_provider_request_approve_expire(
         database.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(person.email)))
 
 
+def _latchkey_bindings(stack: LocalStack, resource: str, role: str) -> list[tuple[list[str], str]]:
+    policy = stack.google.policy(resource)  # type: ignore[attr-defined]
+    return [
+        (list(b.members), b.condition.expression)
+        for b in policy.bindings
+        if b.role == role and b.condition.title == "latchkey"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "resource", "role"),
+    [
+        ("viewer", f"projects/{GCP_PROJECT}", "roles/viewer"),
+        (
+            "deployer",
+            f"projects/-/serviceAccounts/{GCP_SERVICE_ACCOUNT}",
+            "roles/iam.serviceAccountTokenCreator",
+        ),
+    ],
+)
+def test_gcp_binding_carries_the_grants_end_and_goes_at_expiry(
+    stack: LocalStack, target: str, resource: str, role: str
+) -> None:
+    person = new_person(stack, iam_user=False)
+    submit_request(stack, person, flow="gcp-viewer", target=target, seconds=4, reason="debug")
+    card = approval_card_for(stack, person)
+    request_id = uuid.UUID(request_id_on(card))
+    click(stack, APPROVER, ids.APPROVE_ACTION, card)
+    dm_to(stack, person, "You now have")
+
+    with stack.database().session() as session:
+        grant = queries.grant_of(session, request_id)
+        assert grant is not None
+        ends = grant.expires_at
+    [(members, expression)] = _latchkey_bindings(stack, resource, role)
+    assert members == [f"user:{person.email}"]
+    # Google ends the access by itself at (or a moment before) the end Latchkey recorded.
+    stamp = expression.removeprefix('request.time < timestamp("').removesuffix('")')
+    native = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert timedelta(0) <= ends - native < timedelta(seconds=5)
+    assert stack.google.policy(resource).version == 3  # type: ignore[attr-defined]
+
+    dm_to(stack, person, "expired", timeout=20)
+    assert _latchkey_bindings(stack, resource, role) == []
+
+
 def test_a_requester_with_no_identity_is_refused_in_the_modal(stack: LocalStack) -> None:
     person = new_person(stack)
     response = submit_request(
-        stack, person, flow="mapped-only", target="admins", seconds=4, reason="deploy"
+        stack, person, flow="mapped-only", target="admins", seconds=4, reason="unmapped ask"
     )
     assert response.status == 200
     errors = response.json()["errors"]
@@ -97,5 +146,5 @@ def test_a_requester_with_no_identity_is_refused_in_the_modal(stack: LocalStack)
         "mapped-only maps no identity for you at aws_iam_group; ask its owner to add you."
     ]
     # Nothing was stored or posted: the person fixes it (or asks) and nobody approves in vain.
-    posted = [c for c in stack.slack.calls("chat.postMessage") if "deploy" in str(c.args)]
+    posted = [c for c in stack.slack.calls("chat.postMessage") if "unmapped ask" in str(c.args)]
     assert posted == []
