@@ -50,7 +50,33 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
         for warning in lint(loaded):
             warned += 1
             print(f"warn {loaded.path}: {warning}")
-    return 1 if warned and args.strict else 0
+    failed = _check_online(registry) if args.online else 0
+    return 1 if failed or (warned and args.strict) else 0
+
+
+def _check_online(registry) -> int:  # type: ignore[no-untyped-def]
+    """Ask the providers about every target; the number of targets with problems."""
+    from app.flows.online import verify_targets
+    from app.providers.registry import default_providers
+
+    settings = get_settings()
+    providers = default_providers(
+        custom=registry.providers,
+        gcp_endpoint=settings.gcp_endpoint,
+        gcp_grpc_endpoint=settings.gcp_grpc_endpoint,
+    )
+    failed = 0
+    for result in verify_targets(registry, providers):
+        where = f"{result.flow}/{result.target} ({result.provider})"
+        if not result.checked:
+            print(f"skip {where}: the provider has no online check")
+        elif result.problems:
+            failed += 1
+            for problem in result.problems:
+                print(f"FAIL {where}: {problem}")
+        else:
+            print(f"ok   {where}: exists and can be managed")
+    return failed
 
 
 def cmd_web(_: argparse.Namespace) -> int:
@@ -143,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = flows.add_parser("check", help="validate every flow in LATCHKEY_FLOWS")
     check.add_argument("--dir", help="folder of flows (default: LATCHKEY_FLOWS)")
     check.add_argument("--strict", action="store_true", help="exit 1 when any flow has a warning")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask AWS / Google / custom providers that every target exists and can be managed",
+    )
     check.set_defaults(fn=cmd_flows_check)
     sub.add_parser("web", help="serve Slack (HTTP on $PORT, or Socket Mode)").set_defaults(
         fn=cmd_web

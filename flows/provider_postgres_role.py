@@ -75,6 +75,11 @@ class PostgresRole(CustomProvider):
             row = conn.execute(query, (spec.target.settings["role"], spec.principal)).fetchone()
         return row is not None
 
+    def verify(self, target: Any) -> list[str]:
+        """For `latchkey flows check --online`: the role to hand out exists."""
+        role = target.settings["role"]
+        return [] if self._exists(role) else [f"PostgreSQL role {role!r} does not exist"]
+
     def _exists(self, role: str) -> bool:
         with self._connect() as conn:
             return (

@@ -134,9 +134,7 @@ def _providers(module: ModuleType, path: Path) -> dict[str, type[CustomProvider]
     return found
 
 
-def _custom_target_problems(
-    item: LoadedFlow, known: dict[str, type[CustomProvider]]
-) -> list[str]:
+def _custom_target_problems(item: LoadedFlow, known: dict[str, type[CustomProvider]]) -> list[str]:
     """Each custom target names a provider that exists and gives it settings it accepts."""
     problems = []
     for index, target in enumerate(item.flow.targets):

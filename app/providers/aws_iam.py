@@ -59,6 +59,16 @@ class AwsIamGroupProvider:
             raise _error(exc, "RemoveUserFromGroup") from None
         return {"group_name": target.group_name, "iam_user": spec.principal}
 
+    def verify(self, target: AwsIamGroupTarget) -> list[str]:
+        """Online check for `latchkey flows check --online`: the group exists."""
+        try:
+            self._iam.get_group(GroupName=target.group_name, MaxItems=1)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                return [f"IAM group {target.group_name!r} does not exist"]
+            raise _error(exc, "GetGroup") from None
+        return []
+
     def check(self, spec: GrantSpec) -> bool:
         target: AwsIamGroupTarget = spec.target
         try:

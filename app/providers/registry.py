@@ -89,7 +89,9 @@ def default_providers(
 
     def aws_sso() -> Provider:
         return builtin_class("aws_sso")(  # type: ignore[no-any-return]
-            boto3_client("sso-admin"), boto3_client("identitystore")
+            boto3_client("sso-admin"),
+            boto3_client("identitystore"),
+            organizations=boto3_client("organizations"),
         )
 
     def aws_role() -> Provider:
