@@ -1,0 +1,129 @@
+"""`latchkey flows check --online` asks each provider about every target: a typo in a
+group, role or project is found before anyone requests it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from app.testing.gcp_standin import GcpStandIn
+from tests.factories import write_flow
+from tests.test_cli_startup import _run
+
+ACCOUNT = "123456789012"  # moto's default account
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:RoleSessionName": "${aws:username}"}},
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    iam.create_group(GroupName="latchkey-admins")
+    iam.create_role(RoleName="latchkey-deploy", AssumeRolePolicyDocument=json.dumps(TRUST))
+    loose = {**TRUST, "Statement": [{**TRUST["Statement"][0], "Condition": {}}]}
+    iam.create_role(RoleName="latchkey-loose", AssumeRolePolicyDocument=json.dumps(loose))
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[GcpStandIn]:
+    with GcpStandIn(projects=["acme-prod"]) as standin:
+        yield standin
+
+
+def _targets(*items: str) -> str:
+    return "(" + ", ".join(items) + ",)"
+
+
+def test_online_check_names_every_target_that_is_missing_or_unsafe(
+    tmp_path: Path, aws: str, google: GcpStandIn
+) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    role = f"arn:aws:iam::{ACCOUNT}:role/"
+    write_flow(
+        flows,
+        targets=_targets(
+            'AwsIamGroupTarget(name="admins", group_name="latchkey-admins")',
+            'AwsIamGroupTarget(name="typo", group_name="latchkey-admns")',
+            f'AwsRoleTarget(name="deploy", role_arn="{role}latchkey-deploy")',
+            f'AwsRoleTarget(name="loose", role_arn="{role}latchkey-loose")',
+            f'AwsRoleTarget(name="gone", role_arn="{role}latchkey-gone")',
+            'GcpRoleBindingTarget(name="viewer", resource_name="projects/acme-prod", role="roles/viewer")',
+            'GcpRoleBindingTarget(name="other", resource_name="projects/acme-stage", role="roles/viewer")',
+        ),
+    )
+    env = {
+        "LATCHKEY_FLOWS": str(flows),
+        "AWS_ENDPOINT_URL": aws,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LATCHKEY_GCP_ENDPOINT": google.endpoint,
+        "LATCHKEY_GCP_GRPC_ENDPOINT": google.grpc_endpoint,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    offline = _run(["flows", "check"], env, tmp_path)
+    assert offline.returncode == 0, offline.stderr  # formats are fine: only AWS/Google know
+
+    done = _run(["flows", "check", "--online"], env, tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "ok   test-admin/admins (aws_iam_group): exists and can be managed" in lines
+    assert "ok   test-admin/deploy (aws_role): exists and can be managed" in lines
+    assert "ok   test-admin/viewer (gcp_role): exists and can be managed" in lines
+    failures = [line for line in lines if line.startswith("FAIL")]
+    assert failures[0] == (
+        "FAIL test-admin/typo (aws_iam_group): IAM group 'latchkey-admns' does not exist"
+    )
+    assert failures[1].startswith("FAIL test-admin/loose (aws_role): the trust policy of")
+    assert failures[2] == (
+        f"FAIL test-admin/gone (aws_role): IAM role {role}latchkey-gone does not exist"
+    )
+    assert failures[3].startswith("FAIL test-admin/other (gcp_role):")
+    assert "projects/acme-stage" in failures[3]
+    assert len(failures) == 4
+
+
+def test_offline_check_names_a_malformed_arn(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    path = write_flow(
+        flows,
+        targets=_targets('AwsRoleTarget(name="deploy", role_arn="arn:aws:iam::12345:role/x")'),
+    )
+    done = _run(
+        ["flows", "check"],
+        {"LATCHKEY_FLOWS": str(flows), "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        tmp_path,
+    )
+    assert done.returncode == 2
+    assert (
+        f"{path}: role_arn: Value error, 'arn:aws:iam::12345:role/x' is not "
+        "an IAM role ARN (arn:aws:iam::123456789012:role/name)"
+    ) in done.stderr
