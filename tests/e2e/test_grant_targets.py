@@ -4,6 +4,7 @@ the Google stand-ins, and identity checked in the modal."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from app import queries
 from app.models import AuditEvent
 from app.slack import ids
 from app.testing.scenes import (
+    Person,
     approval_card_for,
     card_update,
     click,
@@ -24,6 +26,7 @@ from app.testing.scenes import (
     new_person,
     request_id_on,
     submit_request,
+    wait_until,
 )
 from app.testing.stack import LocalStack
 from tests.conftest import POSTGRES_URL
@@ -126,8 +129,7 @@ def test_gcp_binding_carries_the_grants_end_and_goes_at_expiry(
     [(members, expression)] = _latchkey_bindings(stack, resource, role)
     assert members == [f"user:{person.email}"]
     # Google ends the access by itself at (or a moment before) the end Latchkey recorded.
-    stamp = expression.removeprefix('request.time < timestamp("').removesuffix('")')
-    native = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    native = _stamp(expression)
     assert timedelta(0) <= ends - native < timedelta(seconds=5)
     assert stack.google.policy(resource).version == 3  # type: ignore[attr-defined]
 
@@ -148,3 +150,46 @@ def test_a_requester_with_no_identity_is_refused_in_the_modal(stack: LocalStack)
     # Nothing was stored or posted: the person fixes it (or asks) and nobody approves in vain.
     posted = [c for c in stack.slack.calls("chat.postMessage") if "unmapped ask" in str(c.args)]
     assert posted == []
+
+
+def _grant(stack: LocalStack, person: Person, seconds: int) -> datetime:
+    reason = f"overlap {seconds}"
+    submit_request(
+        stack, person, flow="gcp-viewer", target="viewer", seconds=seconds, reason=reason
+    )
+    card = stack.slack.wait_for(
+        "chat.postMessage",
+        lambda a: a.get("channel", "").startswith("C") and reason in json.dumps(a),
+        timeout=15,
+    )
+    request_id = uuid.UUID(request_id_on(card))
+    click(stack, APPROVER, ids.APPROVE_ACTION, card)
+    wait_until(lambda: _ends_of(stack, request_id) is not None, 15, "the grant to be recorded")
+    ends = _ends_of(stack, request_id)
+    assert ends is not None
+    return ends
+
+
+def _ends_of(stack: LocalStack, request_id: uuid.UUID) -> datetime | None:
+    with stack.database().session() as session:
+        grant = queries.grant_of(session, request_id)
+        return grant.expires_at if grant else None
+
+
+def test_overlapping_gcp_grants_keep_the_latest_end(stack: LocalStack) -> None:
+    """Two grants of one binding: the shorter one, granted last, must not cut the longer."""
+    person = new_person(stack, iam_user=False)
+    resource = f"projects/{GCP_PROJECT}"
+    long_end = _grant(stack, person, seconds=3600)
+    _grant(stack, person, seconds=4)
+    [(_, expression)] = _latchkey_bindings(stack, resource, "roles/viewer")
+    # The native end is the long grant's (taken a moment before the DB's own end).
+    assert timedelta(0) <= long_end - _stamp(expression) < timedelta(seconds=5)
+    dm_to(stack, person, "expired", timeout=20)
+    [(members, after)] = _latchkey_bindings(stack, resource, "roles/viewer")
+    assert (members, after) == ([f"user:{person.email}"], expression), "the long grant stays"
+
+
+def _stamp(expression: str) -> datetime:
+    stamp = expression.removeprefix('request.time < timestamp("').removesuffix('")')
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
