@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,29 +22,11 @@ TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
 _numbers = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GcpStandIn]:
-    with GcpStandIn() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def clients(standin: GcpStandIn) -> Iterator[GcpClients]:
-    built = build_gcp_clients(standin.endpoint, standin.grpc_endpoint)
-    yield built
-    built.close()  # before the server stops, so the channel is not left dangling
-
-
 @pytest.fixture
 def account(standin: GcpStandIn) -> str:
     email = f"deployer-{next(_numbers)}@latchkey-prod.iam.gserviceaccount.com"
     standin.add_resource(f"projects/latchkey-prod/serviceAccounts/{email}")
     return email
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture

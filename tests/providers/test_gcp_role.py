@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,30 +22,12 @@ CONDITION = 'request.time < timestamp("2099-01-02T03:04:05Z")'
 _numbers = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GcpStandIn]:
-    with GcpStandIn() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def clients(standin: GcpStandIn) -> Iterator[GcpClients]:
-    built = build_gcp_clients(standin.endpoint, standin.grpc_endpoint)
-    yield built
-    built.close()
-
-
 @pytest.fixture
 def project(standin: GcpStandIn) -> str:
     # A fresh project per test, so tests share the servers but no policy.
     name = f"projects/latchkey-test-{next(_numbers)}"
     standin.add_resource(name)
     return name
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture
