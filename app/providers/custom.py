@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from app.providers.base import GrantSpec
+from app.providers.base import GrantSpec, ProviderError
 
 
 class CustomProvider:
@@ -43,3 +43,36 @@ class CustomProvider:
     def principal_problem(cls, principal: str) -> str | None:
         """Why `principal` cannot be one here (None: it can)."""
         return None
+
+
+class Guarded:
+    """A custom provider as Latchkey calls it: whatever it raises becomes a ProviderError
+    naming the provider, so an unexpected exception fails one grant (or is retried, for a
+    revoke) instead of stopping a task loop or a reconciliation run for everyone."""
+
+    def __init__(self, cls: type[CustomProvider]) -> None:
+        self.name = cls.name
+        self.native_expiry = bool(getattr(cls, "native_expiry", False))
+        self._inner = self._call("start", cls)
+        if hasattr(self._inner, "verify"):
+            self.verify = lambda target: self._call("verify", self._inner.verify, target)
+
+    def grant(self, spec: GrantSpec) -> dict[str, Any]:
+        return self._call("grant", self._inner.grant, spec)  # type: ignore[no-any-return]
+
+    def revoke(self, spec: GrantSpec) -> dict[str, Any]:
+        return self._call("revoke", self._inner.revoke, spec)  # type: ignore[no-any-return]
+
+    def check(self, spec: GrantSpec) -> bool:
+        return bool(self._call("check", self._inner.check, spec))
+
+    def _call(self, step: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                f"custom provider {self.name} failed to {step}: {type(exc).__name__}: {exc}",
+                transient=False,
+            ) from exc

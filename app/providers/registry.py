@@ -8,6 +8,7 @@ from typing import Any
 
 from app.providers import principals
 from app.providers.base import Provider
+from app.providers.custom import Guarded
 
 # Built-in providers by name: module and class, imported on first use so the web process
 # never imports cloud SDKs it does not need.
@@ -115,6 +116,6 @@ def default_providers(
         name: (lambda n=name: builtin_class(n)) for name in BUILTIN_CLASSES
     }
     for name, cls in (custom or {}).items():
-        factories[name] = cls
+        factories[name] = lambda c=cls: Guarded(c)
         classes[name] = lambda c=cls: c
     return ProviderRegistry(factories, classes)
