@@ -65,7 +65,8 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
         return _fail(rt, request_id, mapped.problem or "no principal for you at this provider")
     principal, provider = mapped.value, provider_of(target)
 
-    ends = native_end(rt, provider, target.name, principal, utcnow() + duration)
+    resource = target.resource
+    ends = native_end(rt, provider, resource, principal, utcnow() + duration)
     spec = GrantSpec(principal=principal, target=target, expires_at=ends)
     try:
         details = rt.providers.get(provider).grant(spec)
@@ -82,6 +83,7 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
             provider=provider,
             principal=principal,
             details=details,
+            resource=resource,
         )
     if grant is None:
         return False
@@ -91,14 +93,16 @@ def grant_access(rt: Runtime, request_id: uuid.UUID) -> bool:
     return True
 
 
-def native_end(rt: Runtime, provider: str, target: str, principal: str, own: datetime) -> datetime:
+def native_end(
+    rt: Runtime, provider: str, resource: str, principal: str, own: datetime
+) -> datetime:
     """The end to hand a native-expiry provider: the latest among this grant and the live
     grants of the same access, since they share one binding or policy at the provider and
     an earlier end written last would cut the others short."""
     if not getattr(rt.providers.get(provider), "native_expiry", False):
         return own
     with rt.db.session() as session:
-        latest = queries.latest_live_end(session, provider, target, principal, utcnow())
+        latest = queries.latest_live_end(session, provider, resource, principal, utcnow())
     return max(own, latest) if latest else own
 
 
@@ -188,8 +192,12 @@ def revoke_access(
     return True
 
 
+def resource_of(grant: Grant) -> str:
+    return grant.resource or grant.target
+
+
 def holding_key(grant: Grant) -> str:
-    return f"{grant.provider}|{grant.target}|{grant.principal}"
+    return f"{grant.provider}|{resource_of(grant)}|{grant.principal}"
 
 
 def target_of(rt: Runtime, flow_name: str, target_name: str) -> Target | None:
@@ -206,7 +214,7 @@ def reapply(rt: Runtime, grant: Grant, *, why: str) -> bool:
         target = target_of(rt, request.flow, request.target)
     if target is None:
         return False
-    ends = native_end(rt, grant.provider, grant.target, grant.principal, grant.expires_at)
+    ends = native_end(rt, grant.provider, resource_of(grant), grant.principal, grant.expires_at)
     spec = GrantSpec(principal=grant.principal, target=target, expires_at=ends)
     try:
         details = rt.providers.get(grant.provider).grant(spec)
@@ -247,7 +255,7 @@ def extend_access(rt: Runtime, extension_id: uuid.UUID) -> bool:
     if getattr(provider, "native_expiry", False) and target is not None:
         # Granting again with the later end rewrites the provider's own expiry. Should it
         # fail, reconciliation re-applies the grant with its DB end time.
-        ends = native_end(rt, grant.provider, grant.target, grant.principal, grant.expires_at)
+        ends = native_end(rt, grant.provider, resource_of(grant), grant.principal, grant.expires_at)
         try:
             provider.grant(GrantSpec(grant.principal, target, ends))
         except ProviderError as exc:

@@ -243,6 +243,7 @@ def activate(
     principal: str,
     details: dict[str, Any],
     now: datetime | None = None,
+    resource: str | None = None,
 ) -> Grant | None:
     """approved -> active, with the Grant row and its audit event in one transaction."""
     now = now or utcnow()
@@ -271,6 +272,7 @@ def activate(
         request_id=request_id,
         provider=provider,
         target=request.target,
+        resource=resource or request.target,
         principal=principal,
         granted_at=now,
         expires_at=expires_at,

@@ -131,6 +131,9 @@ class Grant(SQLModel, table=True):
     request_id: uuid.UUID = Field(foreign_key="access_request.id", unique=True)
     provider: str = Field(sa_type=String(50))
     target: str = Field(sa_type=String(200))
+    # What the target grants at its provider (a group, role ARN, project and role…): two
+    # grants of the same resource to the same principal overlap whatever their flows call them.
+    resource: str | None = Field(default=None, sa_type=String(700))
     # The cloud identity that holds the access (an IAM user name, a GCP member, …).
     principal: str = Field(sa_type=String(320), index=True)
     granted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

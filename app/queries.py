@@ -39,7 +39,7 @@ def events_of(session: Session, request_id: uuid.UUID, names: tuple[str, ...]) -
 
 
 def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant]:
-    """Other live grants giving the same principal the same target.
+    """Other live grants giving the same principal the same resource (by any flow).
 
     Ending one grant must not take away access another still covers.
     """
@@ -50,7 +50,7 @@ def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant
             .where(
                 Grant.id != grant.id,  # type: ignore[arg-type]
                 Grant.provider == grant.provider,  # type: ignore[arg-type]
-                Grant.target == grant.target,  # type: ignore[arg-type]
+                Grant.resource == (grant.resource or grant.target),  # type: ignore[arg-type]
                 Grant.principal == grant.principal,  # type: ignore[arg-type]
                 AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
                 Grant.expires_at > now,  # type: ignore[arg-type]
@@ -63,7 +63,7 @@ def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant
 
 
 def latest_live_end(
-    session: Session, provider: str, target: str, principal: str, now: datetime
+    session: Session, provider: str, resource: str, principal: str, now: datetime
 ) -> datetime | None:
     """The latest end among live grants of this access (overlaps share a native expiry)."""
     return session.execute(
@@ -71,7 +71,7 @@ def latest_live_end(
         .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
         .where(
             Grant.provider == provider,  # type: ignore[arg-type]
-            Grant.target == target,  # type: ignore[arg-type]
+            Grant.resource == resource,  # type: ignore[arg-type]
             Grant.principal == principal,  # type: ignore[arg-type]
             AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
             Grant.expires_at > now,  # type: ignore[arg-type]

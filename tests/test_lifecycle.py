@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from app import lifecycle, queries
@@ -188,6 +189,49 @@ def test_overlapping_grant_covers_the_same_access(
     assert [g.id for g in covering] == [grants[1].id]
     with database.session() as session:
         assert queries.covering_grants(session, grants[1], now + timedelta(seconds=5)) == []
+
+
+@pytest.mark.parametrize(
+    ("resources", "overlap"),
+    [
+        (("group/latchkey-admins", "group/latchkey-admins"), True),
+        (("group/latchkey-admins", "group/latchkey-readonly"), False),
+    ],
+)
+def test_overlap_is_the_same_resource_not_the_same_target_name(
+    database: Database,
+    audit: AuditLog,
+    flows: FlowRegistry,
+    resources: tuple[str, str],
+    overlap: bool,
+) -> None:
+    """Two flows may name their targets alike and grant different groups (or the reverse):
+    only the resource at the provider decides whether one grant covers the other."""
+    now = utcnow()
+    grants = []
+    for resource in resources:
+        request = _submit(database, audit, flows, seconds=6)
+        _approve(database, audit, request)
+        with database.session() as session:
+            grants.append(
+                lifecycle.activate(
+                    session=session,
+                    audit=audit,
+                    request_id=request.id,
+                    provider="aws_iam_group",
+                    principal="p",
+                    details={},
+                    now=now,
+                    resource=resource,
+                )
+            )
+    with database.session() as session:
+        covering = queries.covering_grants(session, grants[0], now + timedelta(seconds=1))
+        latest = queries.latest_live_end(
+            session, "aws_iam_group", resources[1], "p", now + timedelta(seconds=1)
+        )
+    assert [g.id for g in covering] == ([grants[1].id] if overlap else [])
+    assert latest == grants[1].expires_at
 
 
 def test_quorum_of_two_needs_two_distinct_approvers(
