@@ -43,6 +43,9 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "emergency",
         "lasting",
         "self-extend",
+        "db-read",
+        "gcp-viewer",
+        "mapped-only",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(
