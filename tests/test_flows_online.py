@@ -4,6 +4,7 @@ group, role or project is found before anyone requests it."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def aws() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps one AWS per process, shared with other tests' servers: start from empty.
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
+    urllib.request.urlopen(reset, timeout=5).close()  # noqa: S310 — loopback http only
     iam = boto3.client(
         "iam",
         endpoint_url=endpoint,
