@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -164,26 +164,39 @@ def test_grant_then_expire_with_timed_revoke_after_extension_a_noop(
         assert audit.verify(session).ok
 
 
+def _active(
+    database: Database,
+    audit: AuditLog,
+    flows: FlowRegistry,
+    now: datetime,
+    grants: list[tuple[int, str | None]],
+) -> list[Grant]:
+    """Requests approved and active for one principal: (seconds, resource) each."""
+    made = []
+    for seconds, resource in grants:
+        request = _submit(database, audit, flows, seconds=seconds)
+        _approve(database, audit, request)
+        with database.session() as session:
+            grant = lifecycle.activate(
+                session=session,
+                audit=audit,
+                request_id=request.id,
+                provider="aws_iam_group",
+                principal="p",
+                details={},
+                now=now,
+                resource=resource,
+            )
+            assert grant is not None
+            made.append(grant)
+    return made
+
+
 def test_overlapping_grant_covers_the_same_access(
     database: Database, audit: AuditLog, flows: FlowRegistry
 ) -> None:
     now = utcnow()
-    grants = []
-    for seconds in (4, 6):
-        request = _submit(database, audit, flows, seconds=seconds)
-        _approve(database, audit, request)
-        with database.session() as session:
-            grants.append(
-                lifecycle.activate(
-                    session=session,
-                    audit=audit,
-                    request_id=request.id,
-                    provider="aws_iam_group",
-                    principal="p",
-                    details={},
-                    now=now,
-                )
-            )
+    grants = _active(database, audit, flows, now, [(4, None), (6, None)])
     with database.session() as session:
         covering = queries.covering_grants(session, grants[0], now + timedelta(seconds=5))
     assert [g.id for g in covering] == [grants[1].id]
@@ -208,23 +221,7 @@ def test_overlap_is_the_same_resource_not_the_same_target_name(
     """Two flows may name their targets alike and grant different groups (or the reverse):
     only the resource at the provider decides whether one grant covers the other."""
     now = utcnow()
-    grants = []
-    for resource in resources:
-        request = _submit(database, audit, flows, seconds=6)
-        _approve(database, audit, request)
-        with database.session() as session:
-            grants.append(
-                lifecycle.activate(
-                    session=session,
-                    audit=audit,
-                    request_id=request.id,
-                    provider="aws_iam_group",
-                    principal="p",
-                    details={},
-                    now=now,
-                    resource=resource,
-                )
-            )
+    grants = _active(database, audit, flows, now, [(6, r) for r in resources])
     with database.session() as session:
         covering = queries.covering_grants(session, grants[0], now + timedelta(seconds=1))
         latest = queries.latest_live_end(
