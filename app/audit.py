@@ -20,7 +20,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from app.audit_export import as_record
 from app.db import utcnow
 from app.models import AuditEvent
 
@@ -29,9 +28,9 @@ GENESIS = "0" * 64
 _PG_CHAIN_LOCK = 0x4C41544348
 
 
-def canonical(event: AuditEvent) -> str:
-    """The exact bytes that are hashed: every field but the hashes, sorted keys, UTC ISO time."""
-    body = {
+def hashed_fields(event: AuditEvent) -> dict[str, Any]:
+    """Every field but the hashes, as plain JSON types: what the chain covers."""
+    return {
         "seq": event.seq,
         "at": event.at.isoformat(),
         "event": event.event,
@@ -42,6 +41,17 @@ def canonical(event: AuditEvent) -> str:
         "subject": event.subject,
         "details": event.details,
     }
+
+
+def as_record(event: AuditEvent) -> dict[str, Any]:
+    """One event as plain JSON types, the shape of a JSON line and of a webhook delivery:
+    the fields the chain covers, then the chain's own two hashes."""
+    return {**hashed_fields(event), "prev_hash": event.prev_hash, "hash": event.hash}
+
+
+def canonical(event: AuditEvent) -> str:
+    """The exact bytes that are hashed: the hashed fields, sorted keys, UTC ISO time."""
+    body = hashed_fields(event)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
+from app.audit import as_record
 from app.models import AuditEvent
 
 COLUMNS = (
@@ -72,23 +73,6 @@ def iter_events(
         yield from rows
         after = rows[-1].seq
         session.expunge_all()  # keep the identity map from growing with the export
-
-
-def as_record(event: AuditEvent) -> dict[str, Any]:
-    """One event as plain JSON types, the shape of a JSON line and of a webhook delivery."""
-    return {
-        "seq": event.seq,
-        "at": event.at.isoformat(),
-        "event": event.event,
-        "actor": event.actor,
-        "request_id": str(event.request_id) if event.request_id else None,
-        "flow": event.flow,
-        "target": event.target,
-        "subject": event.subject,
-        "details": event.details,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
 
 
 def write_jsonl(events: Iterable[AuditEvent], out: TextIO) -> int:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from app.audit_export import as_record
+from app.audit import as_record
 from app.config import Settings
 from app.db import Database, utcnow
 from app.models import AuditDelivery, AuditEvent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.flows.hooks import call_hook
 from app.flows.loader import LoadedFlow
-from app.flows.policy import Verdict, may_request
+from app.flows.policy import Verdict, may_decide, may_request
 from app.flows.schema import Flow
 from app.identity import principal_for
 from app.runtime import Runtime
@@ -32,6 +32,25 @@ def requester_verdict(rt: Runtime, loaded: LoadedFlow, user_id: str) -> Verdict:
 def requestable_flows(rt: Runtime, user_id: str) -> list[Flow]:
     """The flows this person may request: the modal shows only these."""
     return [loaded.flow for loaded in rt.flows if requester_verdict(rt, loaded, user_id).allowed]
+
+
+def approver_verdict(
+    rt: Runtime,
+    flow: Flow,
+    *,
+    requester_id: str,
+    user_id: str,
+    extra_approvers: frozenset[str] = frozenset(),
+) -> Verdict:
+    """May this person decide (or revoke) this requester's access, per the flow and Slack's
+    user groups now (plus anyone a get_approvers hook named, where the caller asked it)."""
+    return may_decide(
+        flow,
+        requester_id=requester_id,
+        approver_id=user_id,
+        usergroup_members=rt.directory.members_of(flow.approvers.usergroups),
+        extra_approvers=extra_approvers,
+    )
 
 
 def request_problem(rt: Runtime, loaded: LoadedFlow, target: str, user_id: str) -> str | None:

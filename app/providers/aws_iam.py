@@ -13,7 +13,6 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from app.flows.schema import AwsIamGroupTarget
 from app.providers.aws_errors import aws_error as _error
 from app.providers.base import GrantSpec, ProviderError
-from app.providers.principals import iam_user_problem
 
 
 class AwsIamGroupProvider:
@@ -21,10 +20,6 @@ class AwsIamGroupProvider:
 
     def __init__(self, iam_client: Any) -> None:
         self._iam = iam_client
-
-    @staticmethod
-    def principal_problem(principal: str) -> str | None:
-        return iam_user_problem(principal)
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
         target: AwsIamGroupTarget = spec.target

@@ -22,7 +22,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app.flows.schema import AwsRoleTarget
 from app.providers.aws_errors import aws_error, error_code
 from app.providers.base import GrantSpec, ProviderError
-from app.providers.principals import iam_user_problem
 
 REVOKED_POLICY = "latchkey-revoked-sessions"
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
@@ -38,14 +37,6 @@ class AwsRoleProvider:
 
     def __init__(self, iam: Any) -> None:
         self._iam = iam
-
-    @classmethod
-    def principal_problem(cls, principal: str) -> str | None:
-        return iam_user_problem(principal)
-
-    @classmethod
-    def settings_problems(cls, target: AwsRoleTarget) -> list[str]:
-        return []  # the schema checks the ARN; the role itself needs AWS (verify)
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
         target: AwsRoleTarget = spec.target

@@ -16,7 +16,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app.flows.schema import AwsSsoPermissionSetTarget
 from app.providers.aws_errors import aws_error, call_with_backoff, error_code
 from app.providers.base import GrantSpec, ProviderError
-from app.providers.principals import identity_center_user_problem
 
 _SERVICE = "AWS IAM Identity Center"
 # Identity Center answers ConflictException while another operation on the same assignment
@@ -46,14 +45,6 @@ class AwsSsoPermissionSetProvider:
         self._poll_timeout = poll_timeout
         self._sleep = sleep
         self._stores: dict[str, str] = {}  # instance ARN -> identity store id (never changes)
-
-    @classmethod
-    def principal_problem(cls, principal: str) -> str | None:
-        return identity_center_user_problem(principal)
-
-    @classmethod
-    def settings_problems(cls, target: AwsSsoPermissionSetTarget) -> list[str]:
-        return []  # the schema checks every format; the rest needs AWS (verify)
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
         target: AwsSsoPermissionSetTarget = spec.target

@@ -31,9 +31,9 @@ class Provider(Protocol):
     - `native_expiry: bool` — the provider itself ends access at `spec.expires_at`
       (so an extension re-grants with the new end, and overlapping grants of the same
       access are granted with the latest end among them);
-    - `principal_problem(principal) -> str | None` — why a mapped principal cannot be a
-      principal here (checked when a request is made, so nobody waits for a failed grant);
-    - `settings_problems(target) -> list[str]` — offline checks for `latchkey flows check`;
+    (The format of a principal is checked when a request is made: built-ins in
+    `app.providers.principals`, custom providers by their `principal_problem`; custom
+    targets' settings by `settings_problems` when flows load. See `CustomProvider`.)
     - `verify(target) -> list[str]` — online checks for `latchkey flows check --online`
       (does the account, role, permission set or project exist and can we manage it?).
     """

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.flows.schema import GcpImpersonationTarget
-from app.providers import gcp_policy
 from app.providers.base import GrantSpec
 from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep
 
@@ -47,9 +46,6 @@ class GcpImpersonationProvider:
 
     def check(self, spec: GrantSpec) -> bool:
         return self._editor.check(account_resource(spec.target), TOKEN_CREATOR, spec.principal)
-
-    def principal_problem(self, principal: str) -> str | None:
-        return gcp_policy.principal_problem(principal)
 
     def verify(self, target: GcpImpersonationTarget) -> list[str]:
         return self._editor.verify(account_resource(target), "iam.serviceAccounts.setIamPolicy")

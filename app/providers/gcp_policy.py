@@ -24,6 +24,7 @@ from google.protobuf import field_mask_pb2
 from google.type import expr_pb2
 
 from app.providers.base import ProviderError
+from app.providers.principals import GCP_MEMBER_TYPES
 
 # Recognisable in the console; together with the exact expression shape it marks a binding
 # as Latchkey's, so a hand-made conditional binding of the same role is never touched.
@@ -32,8 +33,6 @@ _EXPRESSION = 'request.time < timestamp("{}")'
 _EXPRESSION_RE = re.compile(r'request\.time < timestamp\("(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"\)')
 _REST_PREFIX = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE) \S+: ")
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
-_MEMBER_TYPES = ("user", "group", "serviceAccount")
-_EMAIL = re.compile(r"[^@\s:]+@[^@\s:]+\.[^@\s:]+")
 # Conditions only survive a read and a write at policy version 3; at version 1 Google
 # hides conditional bindings behind mangled role names.
 POLICY_VERSION = 3
@@ -47,18 +46,7 @@ Sleep = Callable[[float], None]
 def member_of(principal: str) -> str:
     """The IAM member for a mapped principal: `user:<email>` unless it names its type."""
     kind, sep, _ = principal.partition(":")
-    return principal if sep and kind in _MEMBER_TYPES else f"user:{principal}"
-
-
-def principal_problem(principal: str) -> str | None:
-    kind, sep, email = principal.partition(":")
-    if not sep:
-        email = principal
-    elif kind not in _MEMBER_TYPES:
-        return f"{principal!r} has type {kind!r}; GCP access takes user:, group: or serviceAccount:"
-    if not _EMAIL.fullmatch(email):
-        return f"{principal!r} is not an email address, which GCP IAM needs for a member"
-    return None
+    return principal if sep and kind in GCP_MEMBER_TYPES else f"user:{principal}"
 
 
 def expiry_expression(expires_at: datetime) -> str:

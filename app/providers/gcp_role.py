@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.flows.schema import GcpRoleBindingTarget
-from app.providers import gcp_policy
 from app.providers.base import GrantSpec
 from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep
 
@@ -49,9 +48,6 @@ class GcpRoleBindingProvider:
     def check(self, spec: GrantSpec) -> bool:
         target: GcpRoleBindingTarget = spec.target
         return self._editor(target).check(target.resource_name, target.role, spec.principal)
-
-    def principal_problem(self, principal: str) -> str | None:
-        return gcp_policy.principal_problem(principal)
 
     def verify(self, target: GcpRoleBindingTarget) -> list[str]:
         kind = "folders" if target.resource_name.startswith("folders/") else "projects"

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateUser.html
 _IAM_USER = re.compile(r"[\w+=,.@-]{1,64}")
-# What Google accepts after `user:`/`group:`/`serviceAccount:` is an email address.
-_EMAIL = re.compile(r"[^@\s:]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_GCP_MEMBER = re.compile(r"(?:(?:user|group|serviceAccount):)?" + _EMAIL.pattern)
+# The member types a Latchkey principal may name at Google; a bare email is a `user:`.
+GCP_MEMBER_TYPES = ("user", "group", "serviceAccount")
+_EMAIL = re.compile(r"[^@\s:]+@[^@\s:]+\.[^@\s:]+")
 
 
 def iam_user_problem(principal: str) -> str | None:
@@ -30,9 +30,14 @@ def identity_center_user_problem(principal: str) -> str | None:
 
 
 def gcp_member_problem(principal: str) -> str | None:
-    if _GCP_MEMBER.fullmatch(principal):
-        return None
-    return "a Google Cloud principal is an email (or user:/group:/serviceAccount: and an email)"
+    kind, sep, email = principal.partition(":")
+    if not sep:
+        email = principal
+    elif kind not in GCP_MEMBER_TYPES:
+        return f"{principal!r} has type {kind!r}; GCP access takes user:, group: or serviceAccount:"
+    if not _EMAIL.fullmatch(email):
+        return f"{principal!r} is not an email address, which GCP IAM needs for a member"
+    return None
 
 
 BUILTIN: dict[str, Callable[[str], str | None]] = {

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from app.providers import principals
 from app.providers.base import Provider
-from app.providers.custom import Guarded
-
-# Built-in providers by name: module and class, imported on first use so the web process
-# never imports cloud SDKs it does not need.
-BUILTIN_CLASSES = {
-    "aws_iam_group": ("app.providers.aws_iam", "AwsIamGroupProvider"),
-    "aws_sso": ("app.providers.aws_sso", "AwsSsoPermissionSetProvider"),
-    "aws_role": ("app.providers.aws_role", "AwsRoleProvider"),
-    "gcp_role": ("app.providers.gcp_role", "GcpRoleBindingProvider"),
-    "gcp_impersonation": ("app.providers.gcp_impersonation", "GcpImpersonationProvider"),
-}
-
-
-def builtin_class(name: str) -> type:
-    module, cls = BUILTIN_CLASSES[name]
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+from app.providers.custom import CustomProvider, Guarded
 
 
 class ProviderRegistry:
@@ -32,10 +16,10 @@ class ProviderRegistry:
     def __init__(
         self,
         factories: dict[str, Callable[[], Provider]],
-        classes: dict[str, Callable[[], type]] | None = None,
+        custom: dict[str, type[CustomProvider]] | None = None,
     ) -> None:
         self._factories = factories
-        self._classes = classes or {}
+        self._custom = custom or {}
         self._built: dict[str, Provider] = {}
 
     def get(self, name: str) -> Provider:
@@ -45,23 +29,18 @@ class ProviderRegistry:
             self._built[name] = self._factories[name]()
         return self._built[name]
 
-    def provider_class(self, name: str) -> type | None:
-        """The class, without building it (and its clients)."""
-        find = self._classes.get(name)
-        return find() if find else None
-
     def principal_problem(self, name: str, principal: str) -> str | None:
-        """Why `principal` cannot be a principal of this provider (format only, no calls)."""
+        """Why `principal` cannot be a principal of this provider: format only, from the
+        class (never an instance, so nothing connects anywhere)."""
         if name in principals.BUILTIN:
             return principals.BUILTIN[name](principal)
-        cls = self.provider_class(name)
-        check = getattr(cls, "principal_problem", None)
-        return check(principal) if check else None
+        custom = self._custom.get(name)
+        return custom.principal_problem(principal) if custom else None
 
 
 def default_providers(
     *,
-    custom: dict[str, type] | None = None,
+    custom: dict[str, type[CustomProvider]] | None = None,
     gcp_endpoint: str | None = None,
     gcp_grpc_endpoint: str | None = None,
     boto3_session_factory: Callable[[], Any] | None = None,
@@ -85,25 +64,36 @@ def default_providers(
             google.append(build_gcp_clients(gcp_endpoint, gcp_grpc_endpoint))
         return google[0]
 
+    # Each imports its module on first use, so the web process never loads cloud SDKs.
     def aws_iam_group() -> Provider:
-        return builtin_class("aws_iam_group")(boto3_client("iam"))  # type: ignore[no-any-return]
+        from app.providers.aws_iam import AwsIamGroupProvider
+
+        return AwsIamGroupProvider(boto3_client("iam"))
 
     def aws_sso() -> Provider:
-        return builtin_class("aws_sso")(  # type: ignore[no-any-return]
+        from app.providers.aws_sso import AwsSsoPermissionSetProvider
+
+        return AwsSsoPermissionSetProvider(
             boto3_client("sso-admin"),
             boto3_client("identitystore"),
             organizations=boto3_client("organizations"),
         )
 
     def aws_role() -> Provider:
-        return builtin_class("aws_role")(boto3_client("iam"))  # type: ignore[no-any-return]
+        from app.providers.aws_role import AwsRoleProvider
+
+        return AwsRoleProvider(boto3_client("iam"))
 
     def gcp_role() -> Provider:
+        from app.providers.gcp_role import GcpRoleBindingProvider
+
         clients = gcp_clients()
-        return builtin_class("gcp_role")(clients.projects, clients.folders)  # type: ignore[no-any-return]
+        return GcpRoleBindingProvider(clients.projects, clients.folders)
 
     def gcp_impersonation() -> Provider:
-        return builtin_class("gcp_impersonation")(gcp_clients().iam)  # type: ignore[no-any-return]
+        from app.providers.gcp_impersonation import GcpImpersonationProvider
+
+        return GcpImpersonationProvider(gcp_clients().iam)
 
     factories: dict[str, Callable[[], Provider]] = {
         "aws_iam_group": aws_iam_group,
@@ -112,10 +102,6 @@ def default_providers(
         "gcp_role": gcp_role,
         "gcp_impersonation": gcp_impersonation,
     }
-    classes: dict[str, Callable[[], type]] = {
-        name: (lambda n=name: builtin_class(n)) for name in BUILTIN_CLASSES
-    }
     for name, cls in (custom or {}).items():
         factories[name] = lambda c=cls: Guarded(c)
-        classes[name] = lambda c=cls: c
-    return ProviderRegistry(factories, classes)
+    return ProviderRegistry(factories, custom)

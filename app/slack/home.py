@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.db import utcnow
-from app.flows.policy import may_decide
+from app.eligibility import approver_verdict
 from app.models import AccessRequest, Approval, Grant, RequestStatus
 from app.queries import pending
 from app.runtime import Runtime
@@ -53,12 +53,7 @@ def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
         if request.requester_id == user_id or request.id in decided or loaded is None:
             continue
         flow = loaded.flow
-        verdict = may_decide(
-            flow,
-            requester_id=request.requester_id,
-            approver_id=user_id,
-            usergroup_members=rt.directory.members_of(flow.approvers.usergroups),
-        )
+        verdict = approver_verdict(rt, flow, requester_id=request.requester_id, user_id=user_id)
         if verdict.allowed:
             waiting.append(request)
     return HomeData(user_id, rt.directory.user(user_id).tz, held, asked, waiting)

@@ -14,6 +14,7 @@ from moto.server import ThreadedMotoServer
 from app.flows.schema import AwsRoleTarget
 from app.providers.aws_role import REVOKED_POLICY, AwsRoleProvider
 from app.providers.base import GrantSpec, ProviderError
+from app.providers.principals import iam_user_problem
 
 ACCOUNT = "123456789012"  # moto's default account
 BOUND = {"StringEquals": {"sts:RoleSessionName": "${aws:username}"}}
@@ -221,5 +222,5 @@ def test_revoke_on_a_missing_role_still_removes_the_user_right(iam: Any) -> None
     [("ann", True), ("ann.lee+ops@example.com", True), ("", False), ("a b", False)],
 )
 def test_principal_problem_is_the_iam_user_name_format(principal: str, ok: bool) -> None:
-    assert (AwsRoleProvider.principal_problem(principal) is None) is ok
-    assert AwsRoleProvider.principal_problem("x" * 65) is not None
+    assert (iam_user_problem(principal) is None) is ok
+    assert iam_user_problem("x" * 65) is not None

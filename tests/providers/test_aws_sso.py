@@ -19,6 +19,7 @@ from app.db import utcnow
 from app.flows.schema import AwsSsoPermissionSetTarget
 from app.providers.aws_sso import AwsSsoPermissionSetProvider
 from app.providers.base import GrantSpec, ProviderError
+from app.providers.principals import identity_center_user_problem
 
 
 @dataclass
@@ -337,5 +338,5 @@ def test_verify_names_what_is_missing(moto: Moto) -> None:
     [("ann@example.com", True), ("bob.smith", True), ("", False), ("ann @x.com", False)],
 )
 def test_principal_problem_checks_the_format_only(principal: str, ok: bool) -> None:
-    assert (AwsSsoPermissionSetProvider.principal_problem(principal) is None) is ok
-    assert AwsSsoPermissionSetProvider.principal_problem("a" * 300) is not None
+    assert (identity_center_user_problem(principal) is None) is ok
+    assert identity_center_user_problem("a" * 300) is not None

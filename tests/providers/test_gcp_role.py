@@ -15,6 +15,7 @@ from app.flows.schema import GcpRoleBindingTarget
 from app.providers.base import GrantSpec, ProviderError
 from app.providers.gcp_clients import GcpClients, build_gcp_clients
 from app.providers.gcp_role import GcpRoleBindingProvider
+from app.providers.principals import gcp_member_problem
 from app.testing.gcp_standin import GcpStandIn
 
 END = datetime(2099, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -199,10 +200,8 @@ def test_verify_reads_the_policy_and_tests_the_write_permission(
         ("domain:example.com", True),
     ],
 )
-def test_principal_must_be_an_email(
-    provider: GcpRoleBindingProvider, principal: str, problem: bool
-) -> None:
-    assert (provider.principal_problem(principal) is not None) is problem
+def test_principal_must_be_an_email(principal: str, problem: bool) -> None:
+    assert (gcp_member_problem(principal) is not None) is problem
 
 
 def test_unreachable_endpoint_is_transient() -> None:

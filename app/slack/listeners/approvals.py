@@ -12,9 +12,9 @@ from slack_sdk import WebClient
 
 from app import lifecycle
 from app.access import run_request_hook
-from app.eligibility import requester_verdict
+from app.eligibility import approver_verdict, requester_verdict
 from app.flows.loader import LoadedFlow
-from app.flows.policy import Verdict, may_decide, refuse
+from app.flows.policy import Verdict, refuse
 from app.flows.schema import Flow
 from app.models import AccessRequest, Decision
 from app.notify import publish_home
@@ -40,12 +40,11 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
     if loaded is None:
         return None, refuse(f"The flow {flow_name!r} no longer exists.")
     flow = loaded.flow
-    members = rt.directory.members_of(flow.approvers.usergroups)
-    verdict = may_decide(
+    verdict = approver_verdict(
+        rt,
         flow,
         requester_id=requester_id,
-        approver_id=decider_id,
-        usergroup_members=members,
+        user_id=decider_id,
         extra_approvers=_hook_approvers(rt, loaded, request),
     )
     if verdict.allowed:

@@ -13,9 +13,9 @@ from slack_sdk import WebClient
 from app import lifecycle
 from app.access import end_grant
 from app.db import utcnow
-from app.eligibility import requestable_flows, requester_verdict
+from app.eligibility import approver_verdict, requestable_flows, requester_verdict
 from app.extensions import extension_problem, request_extension
-from app.flows.policy import Verdict, allow, check_reason, may_decide, refuse
+from app.flows.policy import Verdict, allow, check_reason, refuse
 from app.lifecycle import EndCause
 from app.models import AccessRequest
 from app.notify import publish_home
@@ -40,12 +40,7 @@ def may_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> Verdict:
     if loaded is None:
         return refuse(f"The flow {request.flow!r} no longer exists; ask a Latchkey admin.")
     flow = loaded.flow
-    verdict = may_decide(
-        flow,
-        requester_id=request.requester_id,
-        approver_id=user_id,
-        usergroup_members=rt.directory.members_of(flow.approvers.usergroups),
-    )
+    verdict = approver_verdict(rt, flow, requester_id=request.requester_id, user_id=user_id)
     if not verdict.allowed:
         return refuse(f"Only approvers of {flow.name} and Latchkey admins can revoke this access.")
     return verdict
