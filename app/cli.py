@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from app import cli_audit
+from app.audit import cli as cli_audit
 from app.config import ConfigError, get_settings
 from app.flows.loader import FlowError
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from app.audit import GENESIS, AuditLog, chain_hash
-from app.audit_export import iter_events, read_csv, read_jsonl, write_csv, write_jsonl
+from app.audit.export import iter_events, read_csv, read_jsonl, write_csv, write_jsonl
 from app.cli import migrate
 from app.db import Database
 from app.models import AuditEvent
@@ -94,7 +94,7 @@ def main() -> None:
             with path.open(encoding="utf-8", newline="") as source:
                 back = read_csv(source) if fmt == "csv" else read_jsonl(source)
                 with db.session() as session:
-                    from app.audit_export import as_record
+                    from app.audit.export import as_record
 
                     same = all(
                         json.dumps(a, sort_keys=True) == json.dumps(as_record(b), sort_keys=True)

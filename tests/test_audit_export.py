@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.audit import AuditLog
-from app.audit_export import (
+from app.audit.export import (
     ExportFilter,
     as_record,
     iter_events,

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from app.audit import AuditLog
-from app.audit_sink import Webhook, deliver
+from app.audit.sink import Webhook, deliver
 from app.db import Database, utcnow
 from app.testing.receiver import AuditReceiver
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from app import lifecycle
 from app.audit import AuditLog
+from app.audit.report import access_report, who_had, write_report_csv, write_report_text
 from app.db import Database
 from app.flows.policy import RequestInput, allow
 from app.lifecycle import EndCause
 from app.models import Decision
-from app.report import access_report, who_had, write_report_csv, write_report_text
 from tests.factories import APPROVER, make_flow
 
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)

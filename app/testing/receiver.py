@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from app.audit_sink import sign
+from app.audit.sink import sign
 
 
 class AuditReceiver:

@@ -68,7 +68,7 @@ def sweep() -> None:
 
 @shared_task(name=AUDIT_DELIVER)
 def deliver_audit() -> None:
-    from app.audit_sink import Webhook, deliver
+    from app.audit.sink import Webhook, deliver
 
     rt = runtime()
     webhook = Webhook.from_settings(rt.settings)

@@ -17,7 +17,7 @@ from typing import TextIO
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from app.audit_export import neutralise
+from app.audit.export import neutralise
 from app.db import utcnow
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Approval, AuditEvent, Decision, Grant

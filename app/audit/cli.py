@@ -37,7 +37,7 @@ def cmd_verify(_: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from app.audit_export import ExportFilter, iter_events, write_csv, write_jsonl
+    from app.audit.export import ExportFilter, iter_events, write_csv, write_jsonl
 
     if args.since and args.until and args.since >= args.until:
         raise ConfigError("--since must be before --until")
@@ -55,7 +55,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report_access(args: argparse.Namespace) -> int:
-    from app.report import access_report, write_report_csv, write_report_text
+    from app.audit.report import access_report, write_report_csv, write_report_text
 
     until = args.until or datetime.now(UTC)
     if args.since >= until:
@@ -67,7 +67,7 @@ def cmd_report_access(args: argparse.Namespace) -> int:
 
 
 def cmd_report_who(args: argparse.Namespace) -> int:
-    from app.report import who_had
+    from app.audit.report import who_had
 
     with _database().session() as session:
         holders = who_had(session, args.target, args.at)
