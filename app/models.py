@@ -19,6 +19,8 @@ class RequestStatus(StrEnum):
 
     PENDING = "pending"
     APPROVED = "approved"
+    # Claimed by one worker, with a lease, for the provider call; see lifecycle.claim_grant.
+    GRANTING = "granting"
     ACTIVE = "active"
     REVOKING = "revoking"
     EXPIRED = "expired"
@@ -101,6 +103,10 @@ class AccessRequest(SQLModel, table=True):
     # buttons follow the state: Cancel while pending, Extend / I'm done while active, …).
     dm_channel: str | None = Field(default=None, sa_type=String(32))
     dm_ts: str | None = Field(default=None, sa_type=String(32))
+    # While granting: who holds the claim on the provider call, and until when. Only the
+    # holder may call the provider or activate; an expired lease may be claimed again.
+    lease_owner: str | None = Field(default=None, sa_type=String(64))
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     @property
     def duration(self) -> timedelta:
@@ -181,3 +187,15 @@ class AuditDelivery(SQLModel, table=True):
     failures: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Heartbeat(SQLModel, table=True):
+    """The last sign of life of one process (a worker, the beat), for /healthz."""
+
+    __tablename__ = "heartbeat"
+
+    process: str = Field(sa_type=String(200), primary_key=True)
+    # worker | beat | web
+    kind: str = Field(sa_type=String(20), index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
