@@ -45,6 +45,9 @@ class AwsIamGroupTarget(Strict):
     provider: Literal["aws_iam_group"] = "aws_iam_group"
     name: str = Field(description="what requesters pick; unique within the flow")
     group_name: str
+    # Every member of this group got there through Latchkey: reconciliation removes
+    # members without a live grant. Leave False for groups people are also added to by hand.
+    exclusive: bool = False
     description: str = ""
 
     @field_validator("group_name")

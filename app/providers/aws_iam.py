@@ -64,6 +64,30 @@ class AwsIamGroupProvider:
             raise _error(exc, "GetGroup") from None
         return []
 
+    def provisioned(self, target: AwsIamGroupTarget) -> list[str] | None:
+        """The group's members when the target says Latchkey manages it exclusively.
+
+        Otherwise None: IAM does not record who added a member, so a member added by
+        hand cannot be told from one added by Latchkey.
+        """
+        if not target.exclusive:
+            return None
+        members: list[str] = []
+        try:
+            for page in self._iam.get_paginator("get_group").paginate(GroupName=target.group_name):
+                members.extend(u["UserName"] for u in page["Users"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                return []  # no group, no members
+            raise _error(exc, "GetGroup") from None
+        except BotoCoreError as exc:
+            raise _error(exc, "GetGroup") from None
+        return members
+
+    def principal_key(self, principal: str) -> str:
+        # IAM user names are unique regardless of case.
+        return principal.lower()
+
     def check(self, spec: GrantSpec) -> bool:
         target: AwsIamGroupTarget = spec.target
         try:

@@ -95,6 +95,38 @@ class AwsRoleProvider:
         ]
         return any(end > datetime.now(UTC) for end in ends)
 
+    def provisioned(self, target: AwsRoleTarget) -> list[str]:
+        """IAM users whose `latchkey-<role>` policy still lets them assume the role.
+
+        IAM cannot be asked who holds a policy of a given name, so this reads every
+        user's inline policy names: ListUsers (paged) and one ListUserPolicies per user.
+        """
+        name, holders = _policy_name(target), []
+        try:
+            for page in self._iam.get_paginator("list_users").paginate():
+                for user in page["Users"]:
+                    if name in self._policy_names(user["UserName"]):
+                        holders.append(user["UserName"])
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, "ListUsers") from None
+        # Only policies Latchkey wrote for this role ARN, still in force, are its access.
+        return [u for u in holders if self.check(GrantSpec(u, target, datetime.now(UTC)))]
+
+    def principal_key(self, principal: str) -> str:
+        # IAM user names are unique regardless of case.
+        return principal.lower()
+
+    def _policy_names(self, user: str) -> list[str]:
+        names: list[str] = []
+        try:
+            for page in self._iam.get_paginator("list_user_policies").paginate(UserName=user):
+                names.extend(page["PolicyNames"])
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) == "NoSuchEntity":
+                return []  # deleted since ListUsers
+            raise aws_error(exc, "ListUserPolicies") from None
+        return names
+
     def verify(self, target: AwsRoleTarget) -> list[str]:
         """Online checks: each problem is a sentence naming the role."""
         try:

@@ -36,6 +36,12 @@ class Provider(Protocol):
     targets' settings by `settings_problems` when flows load. See `CustomProvider`.)
     - `verify(target) -> list[str]` — online checks for `latchkey flows check --online`
       (does the account, role, permission set or project exist and can we manage it?).
+    - `provisioned(target) -> list[str] | None` — the principals holding access to the
+      target's resource that Latchkey made (a binding titled "latchkey", a `latchkey-<role>`
+      policy, an exclusive group's members), for reconciliation's orphan pass; None when
+      this provider cannot tell Latchkey's access from anyone else's.
+    - `principal_key(principal) -> str` — the form in which two spellings of one identity
+      compare equal (`user:Ann@x.com` and `ann@x.com` at Google); the identity by default.
     """
 
     name: str

@@ -56,6 +56,10 @@ class Guarded:
         self._inner = self._call("start", cls)
         if hasattr(self._inner, "verify"):
             self.verify = lambda target: self._call("verify", self._inner.verify, target)
+        if hasattr(self._inner, "provisioned"):
+            self.provisioned = lambda target: self._call(
+                "list what it provisioned", self._inner.provisioned, target
+            )
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
         return self._call("grant", self._inner.grant, spec)  # type: ignore[no-any-return]

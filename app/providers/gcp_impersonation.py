@@ -13,7 +13,7 @@ from typing import Any
 
 from app.flows.schema import GcpImpersonationTarget
 from app.providers.base import GrantSpec
-from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep
+from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep, principal_key
 
 TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"  # noqa: S105 (a role name, not a secret)
 
@@ -46,6 +46,13 @@ class GcpImpersonationProvider:
 
     def check(self, spec: GrantSpec) -> bool:
         return self._editor.check(account_resource(spec.target), TOKEN_CREATOR, spec.principal)
+
+    def provisioned(self, target: GcpImpersonationTarget) -> list[str]:
+        """Members of Latchkey's token-creator bindings on the account (orphan detection)."""
+        return self._editor.provisioned(account_resource(target), TOKEN_CREATOR)
+
+    def principal_key(self, principal: str) -> str:
+        return principal_key(principal)
 
     def verify(self, target: GcpImpersonationTarget) -> list[str]:
         return self._editor.verify(account_resource(target), "iam.serviceAccounts.setIamPolicy")

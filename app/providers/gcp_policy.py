@@ -49,6 +49,17 @@ def member_of(principal: str) -> str:
     return principal if sep and kind in GCP_MEMBER_TYPES else f"user:{principal}"
 
 
+def principal_key(principal: str) -> str:
+    """One spelling per member: `ann@x.com` and `user:Ann@x.com` are the same to Google."""
+    return member_of(principal).lower()
+
+
+def principal_of(member: str) -> str:
+    """A member as Latchkey maps principals by default: a user's bare email."""
+    kind, sep, email = member.partition(":")
+    return email if sep and kind == "user" else member
+
+
 def expiry_expression(expires_at: datetime) -> str:
     # Whole seconds, rounded down: access ends at or before the grant's end, never after.
     return _EXPRESSION.format(_utc(expires_at).replace(microsecond=0).strftime(_TIMESTAMP))
@@ -201,6 +212,17 @@ class IamPolicyEditor:
             if end is not None and end > now and _is_ours(binding, role, member):
                 return True
         return False
+
+    def provisioned(self, resource: str, role: str) -> list[str]:
+        """Principals holding `role` on `resource` through a Latchkey binding still in force."""
+        now = self._clock()
+        found: dict[str, str] = {}  # by principal_key, so one member is listed once
+        for binding in self._get(resource).bindings:
+            end = latchkey_expiry(binding)
+            if binding.role == role and end is not None and end > now:
+                for member in binding.members:
+                    found.setdefault(principal_key(member), principal_of(member))
+        return list(found.values())
 
     def verify(self, resource: str, set_permission: str) -> list[str]:
         """Online check: the policy can be read and we hold the permission to write it."""

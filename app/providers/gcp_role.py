@@ -13,7 +13,7 @@ from typing import Any
 
 from app.flows.schema import GcpRoleBindingTarget
 from app.providers.base import GrantSpec
-from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep
+from app.providers.gcp_policy import Clock, IamPolicyEditor, Sleep, principal_key
 
 
 class GcpRoleBindingProvider:
@@ -48,6 +48,13 @@ class GcpRoleBindingProvider:
     def check(self, spec: GrantSpec) -> bool:
         target: GcpRoleBindingTarget = spec.target
         return self._editor(target).check(target.resource_name, target.role, spec.principal)
+
+    def provisioned(self, target: GcpRoleBindingTarget) -> list[str]:
+        """Members of Latchkey's bindings of the target's role (reconciliation's orphans)."""
+        return self._editor(target).provisioned(target.resource_name, target.role)
+
+    def principal_key(self, principal: str) -> str:
+        return principal_key(principal)
 
     def verify(self, target: GcpRoleBindingTarget) -> list[str]:
         kind = "folders" if target.resource_name.startswith("folders/") else "projects"
