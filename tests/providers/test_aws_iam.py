@@ -82,3 +82,19 @@ def test_unreachable_endpoint_is_transient() -> None:
     with pytest.raises(ProviderError) as caught:
         AwsIamGroupProvider(client).grant(_spec())
     assert caught.value.transient
+
+
+def test_provisioned_lists_members_only_of_an_exclusive_group(iam: Any) -> None:
+    iam.create_group(GroupName="latchkey-exclusive")
+    for user in ("bob@example.com", "cy@example.com"):
+        iam.create_user(UserName=user)
+        iam.add_user_to_group(GroupName="latchkey-exclusive", UserName=user)
+    provider = AwsIamGroupProvider(iam)
+    shared = AwsIamGroupTarget(name="ops", group_name="latchkey-exclusive")
+    exclusive = AwsIamGroupTarget(name="ops", group_name="latchkey-exclusive", exclusive=True)
+    gone = AwsIamGroupTarget(name="gone", group_name="latchkey-gone", exclusive=True)
+
+    # IAM does not say who added a member: only the flow can say they all came from Latchkey.
+    assert provider.provisioned(shared) is None
+    assert sorted(provider.provisioned(exclusive)) == ["bob@example.com", "cy@example.com"]
+    assert provider.provisioned(gone) == []

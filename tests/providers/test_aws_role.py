@@ -224,3 +224,35 @@ def test_revoke_on_a_missing_role_still_removes_the_user_right(iam: Any) -> None
 def test_principal_problem_is_the_iam_user_name_format(principal: str, ok: bool) -> None:
     assert (iam_user_problem(principal) is None) is ok
     assert iam_user_problem("x" * 65) is not None
+
+
+def test_provisioned_lists_users_holding_latchkeys_policy_for_the_role(iam: Any) -> None:
+    provider = AwsRoleProvider(iam)
+    future, past = datetime(2099, 1, 2, tzinfo=UTC), datetime(2001, 1, 2, tzinfo=UTC)
+    others = ("bob", "cy", "dee", "eve", "fay")
+    for user in others:
+        iam.create_user(UserName=user)
+    try:
+        provider.grant(_spec(future))  # ann: Latchkey's right to assume ops
+        provider.grant(_spec(future, user="bob"))
+        provider.grant(_spec(past, user="cy"))  # ended: it grants nothing any more
+        provider.grant(_spec(future, user="dee", role="loose"))  # another role
+        # A hand-made policy of another name, and one of Latchkey's name for another role.
+        other = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": _target().role_arn}
+        document = json.dumps({"Version": "2012-10-17", "Statement": [other]})
+        iam.put_user_policy(UserName="eve", PolicyName="assume-ops", PolicyDocument=document)
+        elsewhere = {**other, "Resource": f"arn:aws:iam::{ACCOUNT}:role/team/ops"}
+        iam.put_user_policy(
+            UserName="fay",
+            PolicyName="latchkey-ops",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [elsewhere]}),
+        )
+
+        assert sorted(provider.provisioned(_target())) == ["ann", "bob"]
+        assert provider.provisioned(_target("loose")) == ["dee"]
+        assert provider.principal_key("Ann") == provider.principal_key("ann")
+    finally:
+        for user in others:
+            for name in iam.list_user_policies(UserName=user)["PolicyNames"]:
+                iam.delete_user_policy(UserName=user, PolicyName=name)
+            iam.delete_user(UserName=user)

@@ -135,3 +135,23 @@ def test_unreachable_grpc_endpoint_is_transient() -> None:
         assert caught.value.transient
     finally:
         clients.close()
+
+
+def test_provisioned_lists_only_latchkeys_token_creators(
+    standin: GcpStandIn, provider: GcpImpersonationProvider, account: str
+) -> None:
+    resource = f"projects/-/serviceAccounts/{account}"
+    provider.grant(_spec(account))
+    provider.grant(_spec(account, "serviceAccount:ci@latchkey-prod.iam.gserviceaccount.com"))
+    standin.put_binding(resource, TOKEN_CREATOR, ["user:owner@example.com"])
+    hours = {"title": "business hours", "expression": "request.time.getHours() < 18"}
+    standin.put_binding(resource, TOKEN_CREATOR, ["user:dev@example.com"], hours)
+    until = {"title": "latchkey", "expression": 'request.time < timestamp("2099-01-01T00:00:00Z")'}
+    standin.put_binding(resource, "roles/iam.serviceAccountUser", ["user:eve@example.com"], until)
+
+    listed = provider.provisioned(_spec(account).target)
+
+    assert sorted(listed) == [
+        "ann@example.com",
+        "serviceAccount:ci@latchkey-prod.iam.gserviceaccount.com",
+    ]

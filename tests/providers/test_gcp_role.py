@@ -234,3 +234,41 @@ def test_standin_refuses_conditions_below_version_3_like_google(
                 resource=project, policy=policy_pb2.Policy(version=3, etag=stale)
             )
         )
+
+
+def test_provisioned_lists_the_members_of_latchkeys_bindings_in_force_only(
+    standin: GcpStandIn, clients: GcpClients, project: str
+) -> None:
+    now = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+    provider = GcpRoleBindingProvider(clients.projects, clients.folders, clock=lambda: now)
+    later = now + timedelta(hours=1)
+    provider.grant(_spec(project, "ann@example.com", end=later))
+    provider.grant(_spec(project, "group:ops@example.com", end=later))
+    provider.grant(_spec(project, "old@example.com", end=now - timedelta(minutes=1)))
+    # Not Latchkey's: an unconditional binding, someone else's condition, another role,
+    # and a binding titled "latchkey" whose expression is not Latchkey's.
+    standin.put_binding(project, "roles/viewer", ["user:cto@example.com"])
+    hours = {"title": "business hours", "expression": "request.time.getHours() < 18"}
+    standin.put_binding(project, "roles/viewer", ["user:dev@example.com"], hours)
+    until = {"title": "latchkey", "expression": 'request.time < timestamp("2099-01-01T00:00:00Z")'}
+    standin.put_binding(project, "roles/editor", ["user:eve@example.com"], until)
+    lookalike = {"title": "latchkey", "expression": "request.time.getHours() < 18"}
+    standin.put_binding(project, "roles/viewer", ["user:fay@example.com"], lookalike)
+
+    listed = provider.provisioned(_spec(project).target)
+
+    # Users come back as Latchkey maps them by default (a bare email); others keep a type.
+    assert sorted(listed) == ["ann@example.com", "group:ops@example.com"]
+    assert provider.principal_key("user:Ann@Example.com") == provider.principal_key(
+        "ann@example.com"
+    )
+
+
+def test_provisioned_reads_folder_policies_too(
+    standin: GcpStandIn, provider: GcpRoleBindingProvider
+) -> None:
+    folder = f"folders/{next(_numbers) + 900000}"
+    standin.add_resource(folder)
+    target = GcpRoleBindingTarget(name="viewer", resource_name=folder, role="roles/viewer")
+    provider.grant(GrantSpec("ann@example.com", target, END))
+    assert provider.provisioned(target) == ["ann@example.com"]
