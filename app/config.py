@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # Key for the audit hash chain (HMAC). Kept outside the DB so DB access alone cannot
     # rewrite history. Required outside development; see README.
     audit_key: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_AUDIT_KEY")
+    # Keys the chain was signed with before `latchkey audit rotate-key`, comma-separated:
+    # `audit verify` needs them to check the events written before each rotation.
+    audit_previous_keys: SecretStr = Field(
+        default=SecretStr(""), alias="LATCHKEY_AUDIT_PREVIOUS_KEYS"
+    )
     log_level: str = Field(default="INFO", alias="LATCHKEY_LOG_LEVEL")
     # How often every active grant is checked at its provider (drift repaired, reported).
     reconcile_seconds: float = Field(default=300.0, alias="LATCHKEY_RECONCILE_SECONDS", gt=0)
@@ -65,6 +70,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("audit_previous_keys")
+    @classmethod
+    def _previous_keys_long_enough(cls, value: SecretStr) -> SecretStr:
+        # The message counts the keys, never shows one.
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        short = [n for n, k in enumerate(keys, 1) if len(k) < 16]
+        if short:
+            raise ValueError(
+                f"LATCHKEY_AUDIT_PREVIOUS_KEYS: key number {short[0]} is shorter than 16 "
+                "characters (every audit key has at least 16)"
+            )
+        return value
 
     @field_validator("slack_api_url")
     @classmethod

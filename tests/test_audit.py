@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app.audit import AuditLog
-from app.db import Database
+from app.audit import AuditLog, chain_hash
+from app.db import Database, utcnow
+from app.models import AuditEvent
 from tests.factories import AUDIT_KEY
 
 
@@ -74,11 +75,16 @@ def test_deleted_event_is_named(database: Database, audit: AuditLog) -> None:
 
 def test_rechaining_without_the_key_is_detected(database: Database, audit: AuditLog) -> None:
     _write(database, audit, 3)
-    forger = AuditLog(b"a-different-key-guessed-by-someone")
     with database.session() as session:
         _as_attacker(session)
         session.execute(text("DELETE FROM audit_event WHERE seq = 3"))
-        forger.append(session, event="revoked", actor="U-evil")
+        # The attacker's own script: a well-formed event hashed with a guessed key.
+        forged = AuditEvent(
+            seq=3, at=utcnow(), event="revoked", actor="U-evil", details={}, prev_hash="", hash=""
+        )
+        forged.prev_hash = session.get(AuditEvent, 2).hash  # type: ignore[union-attr]
+        forged.hash = chain_hash(b"a-different-key-guessed-by-someone", forged.prev_hash, forged)
+        session.add(forged)
     with database.session() as session:
         result = AuditLog(AUDIT_KEY.encode()).verify(session)
     assert not result.ok and result.bad_seq == 3

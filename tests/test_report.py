@@ -7,8 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 from app import lifecycle
 from app.audit import AuditLog
-from app.audit.report import access_report, who_had, write_report_csv, write_report_text
-from app.db import Database
+from app.audit.report import (
+    access_report,
+    who_had,
+    write_report_csv,
+    write_report_text,
+    write_who_csv,
+    write_who_text,
+)
+from app.db import Database, utcnow
 from app.flows.policy import RequestInput, allow
 from app.lifecycle import EndCause
 from app.models import Decision
@@ -26,6 +33,7 @@ def _grant(
     hours: float,
     *,
     break_glass: bool = False,
+    end: bool = True,
 ) -> None:
     ask = RequestInput(flow=FLOW.name, target="admins", duration=timedelta(hours=1), reason="=x")
     with db.session() as session:
@@ -53,6 +61,8 @@ def _grant(
             details={},
             now=start,
         )
+        if not end:
+            return
         lifecycle.begin_revoke(
             session=session,
             audit=audit,
@@ -104,3 +114,45 @@ def test_who_had_a_target_at_a_moment(database: Database, audit: AuditLog) -> No
     assert {h.requester_id for h in at_45} == {"U0SAM", "U0BO"}
     assert [h.requester_id for h in at_80] == ["U0BO"]
     assert before == [] and other == []
+
+
+def test_who_had_shows_a_live_grants_real_end_not_now(database: Database, audit: AuditLog) -> None:
+    started = utcnow() - timedelta(minutes=10)
+    _grant(database, audit, "U0SAM", started, 1, end=False)  # a 1-hour grant, still active
+    _grant(database, audit, "U0BO", started, 0.1)  # ended 6 minutes after it began
+    with database.session() as session:
+        holders = who_had(session, "admins", started + timedelta(minutes=5))
+        overdue_check = who_had(session, "admins", utcnow() - timedelta(seconds=1))
+    by_person = {h.requester_id: h for h in holders}
+    sam, bo = by_person["U0SAM"], by_person["U0BO"]
+    assert sam.live and sam.end == started + timedelta(hours=1)  # its expires_at
+    assert not bo.live and bo.end == started + timedelta(minutes=6)
+    assert [h.requester_id for h in overdue_check] == ["U0SAM"]
+
+    text, csv_out = io.StringIO(), io.StringIO()
+    write_who_text(holders, "admins", started, text)
+    write_who_csv(holders, csv_out)
+    expires = started + timedelta(hours=1)
+    assert f"active, expires {expires:%Y-%m-%d %H:%M:%S}" in text.getvalue()
+    assert f"until {started + timedelta(minutes=6):%Y-%m-%d %H:%M:%S}" in text.getvalue()
+    rows = csv_out.getvalue().splitlines()
+    assert rows[0] == "requester,principal,flow,start,end,live,request_id"
+    assert any(
+        r.startswith(
+            f"U0SAM,u0sam@example.com,test-admin,{started.isoformat()},{expires.isoformat()},yes,"
+        )
+        for r in rows
+    )
+
+
+def test_who_had_keeps_a_grant_past_its_end_until_it_is_taken_back(
+    database: Database, audit: AuditLog
+) -> None:
+    started = utcnow() - timedelta(hours=2)
+    _grant(database, audit, "U0SAM", started, 1, end=False)  # expired an hour ago, not revoked
+    with database.session() as session:
+        holders = who_had(session, "admins", utcnow() - timedelta(minutes=1))
+    assert [h.requester_id for h in holders] == ["U0SAM"] and holders[0].live
+    text = io.StringIO()
+    write_who_text(holders, "admins", utcnow(), text)
+    assert "not yet taken back" in text.getvalue()

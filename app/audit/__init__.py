@@ -1,11 +1,13 @@
 """The audit family: the hash chain (chain), its export (export), the SIEM webhook (sink),
-the access reports (report) and their commands (cli).
+the access reports (report), the key's checks and rotation (keys), signed checkpoints of
+the chain's head (checkpoint) and their commands (cli).
 
 `from app.audit import AuditLog` is the chain's writer, used by every state change.
 """
 
 from app.audit.chain import (
     GENESIS,
+    AuditKeyMismatch,
     AuditLog,
     VerifyResult,
     as_record,
@@ -17,6 +19,7 @@ from app.audit.chain import (
 
 __all__ = [
     "GENESIS",
+    "AuditKeyMismatch",
     "AuditLog",
     "VerifyResult",
     "as_record",

@@ -3,15 +3,17 @@
 Each event's hash is HMAC-SHA256(key, prev_hash + canonical JSON of the event). The key
 lives outside the DB (LATCHKEY_AUDIT_KEY), so someone with DB access alone can neither
 alter an event nor re-chain the rest after it without `verify` noticing.
+
+The key can change (`latchkey audit rotate-key`): an `audit_key_rotated` event, signed
+with the old key, names the old and new keys' ids; every later event is signed with the
+new key, and `verify` switches keys there.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
@@ -20,43 +22,27 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
+from app.audit.hashing import GENESIS, as_record, canonical, chain_hash, hashed_fields, signed_by
+from app.audit.keys import ROTATED, AuditKeyMismatch, head_event, head_mismatch, key_id, next_key
 from app.db import utcnow
 from app.models import AuditEvent
 
-GENESIS = "0" * 64
+# Re-exported: the chain's public names, wherever they are defined.
+__all__ = [
+    "GENESIS",
+    "ROTATED",
+    "AuditKeyMismatch",
+    "AuditLog",
+    "VerifyResult",
+    "as_record",
+    "canonical",
+    "chain_hash",
+    "count_events",
+    "hashed_fields",
+    "key_id",
+]
 # Any constant works; it names the one advisory lock that serialises chain appends.
 _PG_CHAIN_LOCK = 0x4C41544348
-
-
-def hashed_fields(event: AuditEvent) -> dict[str, Any]:
-    """Every field but the hashes, as plain JSON types: what the chain covers."""
-    return {
-        "seq": event.seq,
-        "at": event.at.isoformat(),
-        "event": event.event,
-        "actor": event.actor,
-        "request_id": str(event.request_id) if event.request_id else None,
-        "flow": event.flow,
-        "target": event.target,
-        "subject": event.subject,
-        "details": event.details,
-    }
-
-
-def as_record(event: AuditEvent) -> dict[str, Any]:
-    """One event as plain JSON types, the shape of a JSON line and of a webhook delivery:
-    the fields the chain covers, then the chain's own two hashes."""
-    return {**hashed_fields(event), "prev_hash": event.prev_hash, "hash": event.hash}
-
-
-def canonical(event: AuditEvent) -> str:
-    """The exact bytes that are hashed: the hashed fields, sorted keys, UTC ISO time."""
-    body = hashed_fields(event)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def chain_hash(key: bytes, prev_hash: str, event: AuditEvent) -> str:
-    return hmac.new(key, (prev_hash + canonical(event)).encode(), hashlib.sha256).hexdigest()
 
 
 class AuditLog:
@@ -81,10 +67,13 @@ class AuditLog:
         at: datetime | None = None,
     ) -> AuditEvent:
         self._lock_chain(session)
-        last = session.execute(
-            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-        ).first()
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        head = head_event(session)
+        # A process left running with a rotated-out (or wrong) key would sign the next
+        # event with a key `verify` no longer expects: refuse, and the change rolls back.
+        problem = head_mismatch(self._key, head)
+        if problem is not None:
+            raise AuditKeyMismatch(problem)
+        seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS)
         # Round-trip details through JSON so what is hashed is exactly what is stored.
         stored_details = json.loads(json.dumps(details or {}, default=str))
         row = AuditEvent(
@@ -133,8 +122,15 @@ class AuditLog:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_CHAIN_LOCK})
 
-    def verify(self, session: Session) -> VerifyResult:
-        """Walk the chain in order and name the first event that does not fit."""
+    def verify(self, session: Session, previous_keys: Sequence[bytes] = ()) -> VerifyResult:
+        """Walk the chain in order and name the first event that does not fit.
+
+        `previous_keys` are keys the chain was signed with before rotations; the walk
+        starts with whichever key signed event 1 and switches at each rotation event, and
+        must end on this log's own key.
+        """
+        keys = {key_id(k): k for k in (self._key, *previous_keys)}
+        key: bytes | None = None
         expected_seq, prev_hash, count = 1, GENESIS, 0
         for event in _stream(session):
             if event.seq != expected_seq:
@@ -152,11 +148,28 @@ class AuditLog:
                     f"event {event.seq} does not link to event {event.seq - 1}: "
                     "inserted or re-chained",
                 )
-            if not hmac.compare_digest(event.hash, chain_hash(self._key, prev_hash, event)):
+            if key is None:  # the first event says which known key the chain began with
+                key = next((k for k in keys.values() if signed_by(k, prev_hash, event)), self._key)
+            if not signed_by(key, prev_hash, event):
                 return VerifyResult(
                     False, count, event.seq, f"event {event.seq} was altered (hash mismatch)"
                 )
+            if event.event == ROTATED:
+                handed = next_key(key, keys, event)
+                if isinstance(handed, str):
+                    return VerifyResult(False, count, event.seq, handed)
+                key = handed
             expected_seq, prev_hash, count = event.seq + 1, event.hash, count + 1
+        if key is not None and key != self._key:
+            # Intact, but signed to the end with an old key: the rotation to this key is
+            # gone (tail cut and re-written with a leaked old key), or the key is wrong.
+            return VerifyResult(
+                False,
+                count,
+                None,
+                f"the chain ends under key id {key_id(key)}, not LATCHKEY_AUDIT_KEY's "
+                f"({key_id(self._key)}): its rotation to the current key is missing",
+            )
         return VerifyResult(True, count, None, f"{count} events, chain intact")
 
 

@@ -45,7 +45,9 @@ class Holder:
     principal: str
     flow: str
     start: datetime
+    # When the access ended; for a live grant, when it is due to end (its expires_at).
     end: datetime
+    live: bool
 
 
 def _end(grant: Grant, now: datetime) -> datetime:
@@ -161,11 +163,17 @@ def write_report_text(rows: list[AccessRow], out: TextIO) -> None:
 
 
 def who_had(session: Session, target: str, at: datetime) -> list[Holder]:
-    """Everyone whose grant of `target` covered the moment `at` (by the DB's record)."""
+    """Everyone whose grant of `target` covered the moment `at` (by the DB's record).
+
+    A grant not yet taken back (no ended_at) covers every moment from its start up to
+    now, even past its expires_at: until the revoke is confirmed the person may still
+    hold the access, and an auditor must see them.
+    """
     now = utcnow()
     holders = []
     for grant, request in _overlapping(session, at, at + timedelta(microseconds=1)):
-        if grant.target == target and grant.granted_at <= at < _end(grant, now):
+        held = at < grant.ended_at if grant.ended_at is not None else at <= now
+        if grant.target == target and grant.granted_at <= at and held:
             holders.append(
                 Holder(
                     request.id,
@@ -173,7 +181,51 @@ def who_had(session: Session, target: str, at: datetime) -> list[Holder]:
                     grant.principal,
                     request.flow,
                     grant.granted_at,
-                    _end(grant, now),
+                    grant.ended_at or grant.expires_at,
+                    grant.ended_at is None,
                 )
             )
     return holders
+
+
+WHO_COLUMNS = ("requester", "principal", "flow", "start", "end", "live", "request_id")
+
+
+def _end_words(holder: Holder, now: datetime) -> str:
+    end = f"{holder.end:%Y-%m-%d %H:%M:%S}"
+    if not holder.live:
+        return f"until {end}"
+    if holder.end <= now:
+        return f"due to end {end}, not yet taken back"
+    return f"active, expires {end}"
+
+
+def write_who_text(holders: list[Holder], target: str, at: datetime, out: TextIO) -> None:
+    if not holders:
+        out.write(f"nobody held {target} at {at:%Y-%m-%d %H:%M:%S} UTC\n")
+    now = utcnow()
+    for h in holders:
+        out.write(
+            f"{h.requester_id}\t{h.principal}\t{h.flow}\tfrom {h.start:%Y-%m-%d %H:%M:%S}"
+            f"\t{_end_words(h, now)}\trequest {h.request_id}\n"
+        )
+
+
+def write_who_csv(holders: Iterable[Holder], out: TextIO) -> None:
+    writer = csv.writer(out)
+    writer.writerow(WHO_COLUMNS)
+    for h in holders:
+        writer.writerow(
+            [
+                neutralise(v)
+                for v in (
+                    h.requester_id,
+                    h.principal,
+                    h.flow,
+                    h.start.isoformat(),
+                    h.end.isoformat(),
+                    "yes" if h.live else "no",
+                    str(h.request_id),
+                )
+            ]
+        )

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -61,9 +62,11 @@ class Webhook:
 
     def post(self, events: list[AuditEvent]) -> None:
         """Send one batch; raises on anything but a 2xx."""
-        body = json.dumps(
-            {"events": [as_record(e) for e in events]}, ensure_ascii=False, sort_keys=True
-        ).encode()
+        self.post_json({"events": [as_record(e) for e in events]})
+
+    def post_json(self, payload: dict[str, Any]) -> None:
+        """POST one signed JSON body (a batch, a checkpoint); raises on anything but a 2xx."""
+        body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
         timestamp = str(int(time.time()))
         request = urllib.request.Request(  # noqa: S310 - scheme checked at start-up
             self.url,
