@@ -151,6 +151,23 @@ def cmd_beat(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(_: argparse.Namespace) -> int:
+    """Print the health report as JSON; exit 0 when ok, 1 otherwise (a liveness probe)."""
+    import json
+
+    from app.db import Database
+    from app.health import check
+
+    settings = get_settings()
+    db = Database(settings.database_url)
+    try:
+        ok, report = check(db, settings)
+    finally:
+        db.dispose()
+    print(json.dumps(report, indent=2))
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -183,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default="latchkey@%h")
     worker.set_defaults(fn=cmd_worker)
     sub.add_parser("beat", help="run the scheduler (exactly one)").set_defaults(fn=cmd_beat)
+    sub.add_parser(
+        "health", help="check DB, broker, schema, heartbeats and overdue grants (exit 1 if not ok)"
+    ).set_defaults(fn=cmd_health)
     cli_audit.register(sub)
     demo = sub.add_parser("demo", help="run everything locally with stand-ins for Slack and AWS")
     demo.add_argument("--seconds", type=int, default=20, help="how long the demo grant lasts")

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # e.g. 127.0.0.1:8124): both or neither.
     gcp_endpoint: str | None = Field(default=None, alias="LATCHKEY_GCP_ENDPOINT")
     gcp_grpc_endpoint: str | None = Field(default=None, alias="LATCHKEY_GCP_GRPC_ENDPOINT")
+    # /healthz is not ok when a grant stays past its end longer than a sweep plus this.
+    overdue_grace_seconds: float = Field(default=30.0, alias="LATCHKEY_OVERDUE_GRACE_SECONDS", ge=0)
     beat_schedule_file: Path = Field(
         default=Path("celerybeat-schedule"), alias="LATCHKEY_BEAT_SCHEDULE_FILE"
     )

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-from sqlalchemy import text
 
 from app.config import get_settings
+from app.health import check
 from app.runtime import Runtime, build_runtime
 from app.slack.app import create_app
 
@@ -19,24 +19,10 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 
 
-def health(rt: Runtime) -> tuple[int, dict[str, str]]:
-    """Ready when the DB answers and the broker accepts connections."""
-    checks: dict[str, str] = {}
-    try:
-        with rt.db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        import redis
-
-        redis.Redis.from_url(rt.settings.redis_url, socket_timeout=2).ping()
-        checks["broker"] = "ok"
-    except Exception as exc:
-        checks["broker"] = f"error: {type(exc).__name__}"
-    status = 200 if all(v == "ok" for v in checks.values()) else 503
-    return status, {"status": "ok" if status == 200 else "unavailable", **checks}
+def health(rt: Runtime) -> tuple[int, dict[str, Any]]:
+    """200 when Latchkey is doing its job (see app.health), else 503 with the problems."""
+    ok, body = check(rt.db, rt.settings)
+    return (200 if ok else 503), body
 
 
 def create_wsgi(rt: Runtime) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:

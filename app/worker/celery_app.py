@@ -7,6 +7,7 @@ from datetime import timedelta
 from celery import Celery
 
 from app.config import Settings
+from app.worker.heartbeat import HeartbeatScheduler, WorkerHeartbeat
 from app.worker.queue import AUDIT_DELIVER, RECONCILE, SWEEP
 
 
@@ -36,6 +37,9 @@ def create_celery(settings: Settings) -> Celery:
             },
         },
         beat_schedule_filename=str(settings.beat_schedule_file),
+        # Beat writes its heartbeat from its own loop; the worker from a bootstep (/healthz).
+        beat_scheduler=f"{HeartbeatScheduler.__module__}:{HeartbeatScheduler.__name__}",
         include=["app.worker.tasks"],
     )
+    celery.steps["worker"].add(WorkerHeartbeat)
     return celery
