@@ -90,9 +90,9 @@ def run_checkpoint(db: Database, key: bytes, settings: Settings) -> Checkpoint:
 
 
 def load_checkpoint(source: str) -> Checkpoint:
-    """A checkpoint from a literal JSON object, or the last one in a file of lines (the log
-    or the SIEM receiver's JSON lines). Raises ValueError when there is none."""
-    if source.lstrip().startswith("{"):
+    """A checkpoint from a literal JSON object (or log line), or the last one in a file of
+    lines (the log, or the SIEM receiver's JSON lines). Raises ValueError when there is none."""
+    if source.lstrip().startswith("{") or MARKER in source:
         found = _from_line(source)
         if found is None:
             raise ValueError('not a checkpoint: expected {"seq", "hash", "at", "mac"}')
