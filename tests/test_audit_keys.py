@@ -120,6 +120,7 @@ def test_rotation_hands_the_chain_to_the_new_key(
     assert ok.returncode == 0 and "6 events, chain intact" in ok.stdout, ok.stdout + ok.stderr
     without = latchkey(["audit", "verify"], new_env, tmp_path)
     assert without.returncode == 1 and "event 1 was altered" in without.stdout
+    assert "a key not given to verify" in without.stdout
     old_only = latchkey(["audit", "verify"], env, tmp_path)
     assert old_only.returncode == 1
     assert "rotated the audit key to key id" in old_only.stdout

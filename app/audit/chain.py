@@ -122,6 +122,15 @@ class AuditLog:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_CHAIN_LOCK})
 
+    def authentic(self, event: AuditEvent) -> bool:
+        """Whether a key of ours vouches for this one event (its hash over its own prev_hash).
+
+        What the worker acts on must carry this proof: a row written without the key fails.
+        Keys from before a rotation count too (`previous_keys`, when the log was given them).
+        """
+        keys = (self._key, *getattr(self, "previous_keys", ()))
+        return any(signed_by(k, event.prev_hash, event) for k in keys)
+
     def verify(self, session: Session, previous_keys: Sequence[bytes] = ()) -> VerifyResult:
         """Walk the chain in order and name the first event that does not fit.
 
@@ -151,8 +160,13 @@ class AuditLog:
             if key is None:  # the first event says which known key the chain began with
                 key = next((k for k in keys.values() if signed_by(k, prev_hash, event)), self._key)
             if not signed_by(key, prev_hash, event):
+                # At event 1 a forgotten LATCHKEY_AUDIT_PREVIOUS_KEYS looks the same as tampering.
+                hint = "" if count else ", or the chain began under a key not given to verify"
                 return VerifyResult(
-                    False, count, event.seq, f"event {event.seq} was altered (hash mismatch)"
+                    False,
+                    count,
+                    event.seq,
+                    f"event {event.seq} was altered (hash mismatch){hint}",
                 )
             if event.event == ROTATED:
                 handed = next_key(key, keys, event)
