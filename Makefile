@@ -1,5 +1,6 @@
 # Developer entry points. Every target builds the virtualenv first when it is missing or
-# older than pyproject.toml. `make test` and `make demo` need Redis (see README).
+# older than pyproject.toml or requirements.lock (the pinned versions; `scripts/lock`
+# writes it). `make test` and `make demo` need Redis (see README).
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,8 +14,8 @@ LINT_PATHS := $(wildcard app tests flows bench)
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml
-	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[dev]'
+$(VENV_STAMP): pyproject.toml requirements.lock
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -c requirements.lock -e '.[dev]'
 	touch $@
 
 # Ping Redis; on failure print the exact error and how to start it.
