@@ -15,6 +15,7 @@ from app.audit import AuditKeyMismatch, AuditLog
 from app.audit.keys import ROTATED, check_key, key_id, require_matching_key
 from app.config import ConfigError
 from app.db import Database
+from app.models import AuditEvent
 from tests.factories import AUDIT_KEY
 
 OLD = AUDIT_KEY
@@ -159,3 +160,25 @@ def _as_attacker(session) -> None:  # type: ignore[no-untyped-def]
     else:
         session.execute(text("DROP TRIGGER IF EXISTS audit_event_no_update"))
         session.execute(text("DROP TRIGGER IF EXISTS audit_event_no_delete"))
+
+
+def test_a_log_given_previous_keys_vouches_for_old_events_and_verifies(
+    database: Database, audit: AuditLog
+) -> None:
+    _write(database, audit, 1)
+    with database.session() as session:
+        audit.append(
+            session,
+            event=ROTATED,
+            actor="latchkey",
+            details={"old_key_id": key_id(OLD.encode()), "new_key_id": key_id(NEW.encode())},
+        )
+    rotated = AuditLog(NEW.encode(), previous_keys=[OLD.encode()])
+    _write(database, rotated, 1)
+    with database.session() as session:
+        first, last = session.get(AuditEvent, 1), session.get(AuditEvent, 3)
+        assert first is not None and last is not None
+        assert rotated.authentic(first) and rotated.authentic(last)
+        assert not AuditLog(NEW.encode()).authentic(first)
+        assert rotated.verify(session).ok
+        assert not AuditLog(NEW.encode()).verify(session).ok

@@ -48,8 +48,13 @@ _PG_CHAIN_LOCK = 0x4C41544348
 class AuditLog:
     """Writes events into the caller's transaction, so a state change and its record commit together."""
 
-    def __init__(self, key: bytes, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, key: bytes, stream: TextIO | None = None, previous_keys: Sequence[bytes] = ()
+    ) -> None:
         self._key = key
+        # Keys the chain was signed with before rotations (LATCHKEY_AUDIT_PREVIOUS_KEYS):
+        # they check old events, never sign new ones.
+        self.previous_keys = tuple(previous_keys)
         # Where committed events are also written as JSON lines (LATCHKEY_AUDIT_STDOUT).
         self._stream = stream
 
@@ -128,17 +133,20 @@ class AuditLog:
         What the worker acts on must carry this proof: a row written without the key fails.
         Keys from before a rotation count too (`previous_keys`, when the log was given them).
         """
-        keys = (self._key, *getattr(self, "previous_keys", ()))
+        keys = (self._key, *self.previous_keys)
         return any(signed_by(k, event.prev_hash, event) for k in keys)
 
-    def verify(self, session: Session, previous_keys: Sequence[bytes] = ()) -> VerifyResult:
+    def verify(
+        self, session: Session, previous_keys: Sequence[bytes] | None = None
+    ) -> VerifyResult:
         """Walk the chain in order and name the first event that does not fit.
 
-        `previous_keys` are keys the chain was signed with before rotations; the walk
-        starts with whichever key signed event 1 and switches at each rotation event, and
-        must end on this log's own key.
+        `previous_keys` (default: the log's own) are keys the chain was signed with before
+        rotations; the walk starts with whichever key signed event 1 and switches at each
+        rotation event, and must end on this log's own key.
         """
-        keys = {key_id(k): k for k in (self._key, *previous_keys)}
+        older = self.previous_keys if previous_keys is None else previous_keys
+        keys = {key_id(k): k for k in (self._key, *older)}
         key: bytes | None = None
         expected_seq, prev_hash, count = 1, GENESIS, 0
         for event in _stream(session):
