@@ -294,8 +294,12 @@ def _remove_orphan(
     except ProviderError as exc:
         log.warning("reconcile could not check orphan %s: %s", place.resource, exc)
         return None
-    facts = {"drift": ORPHAN, "provider": place.provider, "principal": principal}
-    facts["resource"] = place.resource
+    facts = {
+        "drift": ORPHAN,
+        "provider": place.provider,
+        "principal": principal,
+        "resource": place.resource,
+    }
     with rt.db.session() as session:
         # Decided under the holding lock, as revoke_access decides, against a grant of
         # this access that began since the listing.
@@ -310,7 +314,8 @@ def _remove_orphan(
             _orphan_event(
                 rt, session, "drift_repair_failed", flow, target, {**facts, "error": str(exc)}
             )
-        _alert(rt, place, target, principal, removed=False)
+        # Not posted: the next pass tries again, and a channel told every few minutes
+        # learns to ignore it. The audit trail and the error count say it.
         return None
     with rt.db.session() as session:
         lock_holding(session, lock)
@@ -330,7 +335,7 @@ def _remove_orphan(
     # A grant of this access that became active while the revoke ran lost it: put it back.
     for grant in covering[:1]:
         reapply(rt, grant, why="reconciliation removed orphaned access as this grant began")
-    _alert(rt, place, target, principal, removed=True)
+    _alert(rt, place, target, principal)
     log.warning("removed orphaned access %s at %s", place.resource, place.provider)
     return True
 
@@ -344,11 +349,10 @@ def _orphan_event(
     )
 
 
-def _alert(rt: Runtime, place: _Resource, target: Target, principal: str, *, removed: bool) -> None:
-    outcome = "Latchkey removed it." if removed else "Latchkey could not remove it; it will retry."
+def _alert(rt: Runtime, place: _Resource, target: Target, principal: str) -> None:
     text = (
         f":warning: Drift: {escape(principal)} held {escape(target.name)} at the provider "
-        f"with no live grant. {outcome}"
+        "with no live grant. Latchkey removed it."
     )
     for channel in place.channels:
         try:
