@@ -143,9 +143,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_beat(_: argparse.Namespace) -> int:
     from app.logs import configure_logging
+    from app.runtime import build_runtime
     from app.worker.celery_app import create_celery
 
     settings = get_settings()
+    # Fail closed like the others: the audit key must match the chain, flows must load.
+    build_runtime(settings, require_slack=False)
     configure_logging(settings.log_level)
     create_celery(settings).start(["beat", "--loglevel", settings.log_level])
     return 0

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="LATCHKEY_LOG_LEVEL")
     # How often every active grant is checked at its provider (drift repaired, reported).
     reconcile_seconds: float = Field(default=300.0, alias="LATCHKEY_RECONCILE_SECONDS", gt=0)
+    # How long a worker's claim on a grant's provider call lasts; after it another worker may
+    # take over (the first one, should it finish after all, takes its access back).
+    grant_lease_seconds: float = Field(default=120.0, alias="LATCHKEY_GRANT_LEASE_SECONDS", gt=0)
     # A failed revoke is retried after this, doubling each time up to an hour.
     revoke_retry_seconds: float = Field(default=60.0, alias="LATCHKEY_REVOKE_RETRY_SECONDS", gt=0)
     # Slack user ids (U…) and user-group ids (S…), comma-separated, who may revoke any

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session
 
 from app.audit import AuditLog
@@ -42,15 +42,20 @@ def transition(
     actor: str,
     details: dict[str, Any] | None = None,
     values: dict[str, Any] | None = None,
+    lease_owner: str | None = None,
 ) -> AccessRequest | None:
-    """Move a request from `expected` to `new` if, and only if, it is still in `expected`.
+    """Move a request from `expected` to `new` if, and only if, it is still in `expected`
+    (and, with `lease_owner`, still claimed by that owner).
 
     Returns the updated request when this caller won, None when someone else moved it
     first. The audit event is written only by the winner, in the same transaction.
     """
+    where = [AccessRequest.id == request_id, AccessRequest.status == expected]
+    if lease_owner is not None:
+        where.append(AccessRequest.lease_owner == lease_owner)
     result = session.execute(
         update(AccessRequest)
-        .where(AccessRequest.id == request_id, AccessRequest.status == expected)  # type: ignore[arg-type]
+        .where(*where)  # type: ignore[arg-type]
         .values(status=new, updated_at=utcnow(), **(values or {}))
         .execution_options(synchronize_session=False)
     )
@@ -234,6 +239,61 @@ def decide(
     return DecisionOutcome(moved or request, moved is not None, None, counted)
 
 
+def claim_grant(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    owner: str,
+    lease: timedelta,
+    now: datetime | None = None,
+) -> AccessRequest | None:
+    """approved -> granting: claim the one provider call, with a lease.
+
+    Also takes over a claim whose lease ran out (its worker died mid-call) and renews the
+    caller's own claim (a retry of the same task). While the lease runs nobody else may
+    call the provider for this request; whoever loses after all takes the access back.
+    """
+    now = now or utcnow()
+    result = session.execute(
+        update(AccessRequest)
+        .where(
+            AccessRequest.id == request_id,  # type: ignore[arg-type]
+            or_(
+                AccessRequest.status == S.APPROVED,  # type: ignore[arg-type]
+                and_(
+                    AccessRequest.status == S.GRANTING,  # type: ignore[arg-type]
+                    or_(
+                        AccessRequest.lease_until < now,  # type: ignore[arg-type,operator]
+                        AccessRequest.lease_owner == owner,  # type: ignore[arg-type]
+                    ),
+                ),
+            ),
+        )
+        .values(status=S.GRANTING, lease_owner=owner, lease_until=now + lease, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    request = session.get(AccessRequest, request_id, populate_existing=True)
+    assert request is not None
+    record(
+        session,
+        audit,
+        request,
+        "granting",
+        "latchkey",
+        {"lease_owner": owner, "lease_until": (now + lease).isoformat()},
+    )
+    return request
+
+
+def grant_end(start: datetime, duration: timedelta) -> datetime:
+    """The one end of a grant, to the whole second: the same value goes to the provider's
+    own expiry, the DB and the audit trail (providers keep whole seconds)."""
+    return (start + duration).replace(microsecond=0)
+
+
 def activate(
     *,
     session: Session,
@@ -242,29 +302,34 @@ def activate(
     provider: str,
     principal: str,
     details: dict[str, Any],
+    expires_at: datetime,
+    lease_owner: str,
     now: datetime | None = None,
     resource: str | None = None,
 ) -> Grant | None:
-    """approved -> active, with the Grant row and its audit event in one transaction."""
+    """granting -> active for the claim's holder, with the Grant row and its audit event in
+    one transaction. `expires_at` is the end already handed to the provider."""
     now = now or utcnow()
     request = session.get(AccessRequest, request_id)
     if request is None:
         return None
-    expires_at = now + request.duration
     won = transition(
         session,
         audit,
         request_id,
-        expected=S.APPROVED,
+        expected=S.GRANTING,
         new=S.ACTIVE,
         event="granted",
         actor="latchkey",
         details={
             "principal": principal,
             "provider": provider,
+            "resource": resource or request.target,
             "expires_at": expires_at.isoformat(),
             **details,
         },
+        values={"lease_owner": None, "lease_until": None},
+        lease_owner=lease_owner,
     )
     if won is None:
         return None
@@ -284,18 +349,26 @@ def activate(
 
 
 def fail(
-    *, session: Session, audit: AuditLog, request_id: uuid.UUID, error: str
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    error: str,
+    lease_owner: str | None = None,
 ) -> AccessRequest | None:
+    """granting -> failed for the claim's holder (or approved -> failed before any claim)."""
+    expected = S.APPROVED if lease_owner is None else S.GRANTING
     return transition(
         session,
         audit,
         request_id,
-        expected=S.APPROVED,
+        expected=expected,
         new=S.FAILED,
         event="grant_failed",
         actor="latchkey",
         details={"error": error},
-        values={"failure": error},
+        values={"failure": error, "lease_owner": None, "lease_until": None},
+        lease_owner=lease_owner,
     )
 
 

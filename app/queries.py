@@ -163,3 +163,51 @@ def recently_ended(session: Session, since: datetime, limit: int = 2000) -> list
             .limit(limit)
         ).scalars()
     )
+
+
+def ending_between(
+    session: Session, start: datetime, end: datetime, limit: int = 2000
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Active grants whose end falls in [start, end): the revokes to hand the broker now."""
+    rows = session.execute(
+        select(Grant.request_id, Grant.expires_at)
+        .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+        .where(
+            AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
+            Grant.expires_at >= start,  # type: ignore[arg-type]
+            Grant.expires_at < end,  # type: ignore[arg-type]
+        )
+        .order_by(Grant.expires_at)
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def lapsed_claims(session: Session, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Requests claimed for granting whose lease ran out: their worker died mid-call."""
+    return list(
+        session.execute(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.status == S.GRANTING,  # type: ignore[arg-type]
+                AccessRequest.lease_until < now,  # type: ignore[arg-type,operator]
+            )
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def cardless(session: Session, made_before: datetime, limit: int = 500) -> list[uuid.UUID]:
+    """Pending requests (not extensions) made before a time that still have no card."""
+    return list(
+        session.execute(
+            select(AccessRequest.id)
+            .where(
+                AccessRequest.status == S.PENDING,  # type: ignore[arg-type]
+                AccessRequest.approval_message_ts.is_(None),  # type: ignore[union-attr]
+                AccessRequest.created_at <= made_before,  # type: ignore[arg-type]
+            )
+            .order_by(AccessRequest.created_at)
+            .limit(limit)
+        ).scalars()
+    )

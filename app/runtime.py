@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -16,6 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from app.audit import AuditLog
+from app.audit.keys import previous_keys, require_matching_key
 from app.config import Settings
 from app.db import Database
 from app.flows.loader import FlowRegistry, load_flows
@@ -91,7 +93,9 @@ class Runtime:
     def tasks(self) -> TaskQueue:
         from app.worker.celery_app import create_celery
 
-        return TaskQueue(create_celery(self.settings))
+        # Timed revokes go to the broker only when due within about one sweep interval.
+        horizon = timedelta(seconds=self.settings.sweep_seconds + 5)
+        return TaskQueue(create_celery(self.settings), horizon=horizon)
 
 
 def build_runtime(settings: Settings, *, require_slack: bool = True) -> Runtime:
@@ -101,11 +105,14 @@ def build_runtime(settings: Settings, *, require_slack: bool = True) -> Runtime:
     key = settings.require_audit_key()
     flows = load_flows(settings.flows_dir)
     stream = sys.stdout if settings.audit_stdout else None
+    db = Database(settings.database_url)
+    # A process with another key than the chain's would write events `verify` rejects.
+    require_matching_key(db, key)
     return Runtime(
         settings=settings,
-        db=Database(settings.database_url),
+        db=db,
         flows=flows,
-        audit=AuditLog(key, stream),
+        audit=AuditLog(key, stream, previous_keys(settings)),
         providers=default_providers(
             custom=flows.providers,
             gcp_endpoint=settings.gcp_endpoint,

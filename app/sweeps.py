@@ -22,8 +22,11 @@ from app.runtime import Runtime
 log = logging.getLogger(__name__)
 S = RequestStatus
 
-# A request approved this long ago but not yet active lost its grant task: run it again.
-STUCK_APPROVED = timedelta(seconds=60)
+# A request approved this long ago but not yet claimed lost its grant task (the broker was
+# away, or a worker died): ring again. Safe early: the claim lets one caller at a time in.
+STUCK_APPROVED = timedelta(seconds=5)
+# A stored request with no card this long after it was made lost its submission task.
+CARDLESS = timedelta(seconds=10)
 # A revoke started this long ago and not finished lost its worker mid-call.
 STUCK_REVOKING = timedelta(seconds=120)
 REVOKE_RETRY_MAX = timedelta(hours=1)
@@ -33,17 +36,40 @@ def sweep(rt: Runtime) -> dict[str, int]:
     now = utcnow()
     with rt.db.session() as session:
         due = queries.due_for_expiry(session, now)
+        ending_soon = queries.ending_between(session, now, now + rt.tasks.horizon)
         stuck_approved = queries.stuck(session, S.APPROVED, STUCK_APPROVED, now)
-        stuck_revoking = queries.stuck(session, S.REVOKING, STUCK_REVOKING, now)
-    counts = {"expired": 0, "regranted": len(stuck_approved)}
-    for request_id in due + stuck_revoking:
+        lapsed = queries.lapsed_claims(session, now)
+        cardless = queries.cardless(session, now - CARDLESS)
+    counts = {
+        "expired": 0,
+        "regranted": len(stuck_approved) + len(lapsed),
+        "scheduled": 0,
+        "resubmitted": 0,
+    }
+    for request_id in due + stuck_revoking_ids(rt, now):
         counts["expired"] += _guarded(lambda i: revoke_access(rt, i, EndCause.EXPIRED), request_id)
-    for request_id in stuck_approved:
+    # The DB is the schedule: ends within the next interval go to the broker with a short
+    # countdown, for punctuality; nothing is handed over hours ahead.
+    for request_id, ends in ending_soon:
+        if _first_ring(rt, f"revoke:{request_id}:{ends.isoformat()}", rt.tasks.horizon):
+            counts["scheduled"] += rt.tasks.revoke_at(request_id, ends)
+    for request_id in stuck_approved + lapsed:
         rt.tasks.grant(request_id)
+    for request_id in cardless:
+        # Stored while the broker was away: its card and the flow's rules never ran. Once a
+        # minute at most, so a Slack outage does not pile up copies of the same work.
+        if _first_ring(rt, f"submission:{request_id}", timedelta(seconds=60)):
+            counts["resubmitted"] += rt.tasks.process_submission(request_id)
     counts.update(retry_failed_revokes(rt, now))
     counts.update(send_expiry_notices(rt, now))
     counts.update(expire_pending(rt, now))
     return counts
+
+
+def stuck_revoking_ids(rt: Runtime, now: datetime) -> list[uuid.UUID]:
+    """Revokes begun long enough ago that their worker must have died mid-call."""
+    with rt.db.session() as session:
+        return queries.stuck(session, S.REVOKING, STUCK_REVOKING, now)
 
 
 def revoke_retry_delay(base: timedelta, failures: int) -> timedelta:
@@ -124,6 +150,15 @@ def expire_pending(rt: Runtime, now: datetime) -> dict[str, int]:
                 counts["reminded"] += 1
                 rt.tasks.notify(request_id, "remind")
     return counts
+
+
+def _first_ring(rt: Runtime, what: str, ttl: timedelta) -> bool:
+    """Whether this doorbell was not rung for `what` within `ttl` (and mark it rung)."""
+    try:
+        seconds = max(int(ttl.total_seconds()), 1)
+        return bool(rt.redis.set(f"latchkey:rung:{what}", "1", nx=True, ex=seconds))
+    except Exception:
+        return True  # ringing twice is harmless; every task is idempotent
 
 
 def _guarded(act: Callable[[uuid.UUID], bool], request_id: uuid.UUID) -> int:

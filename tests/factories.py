@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 from app.flows.schema import AwsIamGroupTarget, Flow, People
 
@@ -70,3 +71,32 @@ def make_flow(**overrides: object) -> Flow:
     }
     fields.update(overrides)
     return Flow(**fields)  # type: ignore[arg-type]
+
+
+def activate(*, session: Any, audit: Any, request_id: Any, now: Any = None, **kwargs: Any) -> Any:
+    """approved -> granting -> active as the worker does it: claim, then activate with the
+    end the claim's holder handed to the provider (now + the request's duration)."""
+    from app import lifecycle
+    from app.db import utcnow
+    from app.models import AccessRequest
+
+    now = now or utcnow()
+    owner = "test-worker"
+    lifecycle.claim_grant(
+        session=session,
+        audit=audit,
+        request_id=request_id,
+        owner=owner,
+        lease=timedelta(minutes=2),
+        now=now,
+    )
+    request = session.get(AccessRequest, request_id)
+    return lifecycle.activate(
+        session=session,
+        audit=audit,
+        request_id=request_id,
+        expires_at=now + request.duration,
+        lease_owner=owner,
+        now=now,
+        **kwargs,
+    )

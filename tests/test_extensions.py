@@ -14,6 +14,7 @@ from app.extensions import apply_extension, request_extension
 from app.flows.policy import RequestInput, allow
 from app.flows.schema import Flow
 from app.models import AccessRequest, AuditEvent, Decision, Grant, RequestStatus
+from tests import factories
 from tests.factories import APPROVER, REQUESTER, make_flow
 
 S = RequestStatus
@@ -31,7 +32,7 @@ def _active(db: Database, audit: AuditLog, flow: Flow, seconds: int = 3600) -> A
         lifecycle.auto_decide(
             session=session, audit=audit, request_id=request.id, approve=True, reason="test"
         )
-        lifecycle.activate(
+        factories.activate(
             session=session,
             audit=audit,
             request_id=request.id,

@@ -15,6 +15,7 @@ from app.flows.loader import FlowRegistry
 from app.flows.policy import RequestInput, allow, refuse
 from app.lifecycle import EndCause
 from app.models import AccessRequest, Approval, AuditEvent, Decision, Grant, RequestStatus
+from tests import factories
 from tests.factories import APPROVER, REQUESTER, SECOND_APPROVER, make_flow
 
 S = RequestStatus
@@ -121,7 +122,7 @@ def test_grant_then_expire_with_timed_revoke_after_extension_a_noop(
     _approve(database, audit, request)
     now = utcnow()
     with database.session() as session:
-        grant = lifecycle.activate(
+        grant = factories.activate(
             session=session,
             audit=audit,
             request_id=request.id,
@@ -159,7 +160,14 @@ def test_grant_then_expire_with_timed_revoke_after_extension_a_noop(
         lifecycle.finish_revoke(session=session, audit=audit, request_id=request.id, details={})
         assert session.get(AccessRequest, request.id).status == S.EXPIRED
         assert session.get(Grant, grant.id).ended_at is not None
-    assert _events(database) == ["requested", "approved", "granted", "revoking", "expired"]
+    assert _events(database) == [
+        "requested",
+        "approved",
+        "granting",
+        "granted",
+        "revoking",
+        "expired",
+    ]
     with database.session() as session:
         assert audit.verify(session).ok
 
@@ -177,7 +185,7 @@ def _active(
         request = _submit(database, audit, flows, seconds=seconds)
         _approve(database, audit, request)
         with database.session() as session:
-            grant = lifecycle.activate(
+            grant = factories.activate(
                 session=session,
                 audit=audit,
                 request_id=request.id,
@@ -265,7 +273,7 @@ def test_approver_may_shorten_never_lengthen(
     shorter = _approve(database, audit, request, duration=timedelta(seconds=4))
     assert shorter.won and shorter.request.duration == timedelta(seconds=4)
     with database.session() as session:
-        grant = lifecycle.activate(
+        grant = factories.activate(
             session=session,
             audit=audit,
             request_id=request.id,

@@ -19,6 +19,7 @@ from app.db import Database, utcnow
 from app.flows.policy import RequestInput, allow
 from app.lifecycle import EndCause
 from app.models import Decision
+from tests import factories
 from tests.factories import APPROVER, make_flow
 
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
@@ -52,7 +53,7 @@ def _grant(
                 verdict=allow("listed"),
                 decision=Decision.APPROVE,
             )
-        lifecycle.activate(
+        factories.activate(
             session=session,
             audit=audit,
             request_id=request.id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -53,6 +54,8 @@ class AwsFaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self._refusals: dict[str, Refusal] = {}
+        # Seconds to hold a call of an action before relaying it: a slow AWS.
+        self._delays: dict[str, float] = {}
         self._seen: Counter[str] = Counter()
         self._refused: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -75,12 +78,19 @@ class AwsFaultProxy:
         with self._lock:
             self._refusals[action] = Refusal(code, status, message)
 
+    def delay(self, action: str, seconds: float) -> None:
+        """Hold every later call of `action` this long before relaying it to moto."""
+        with self._lock:
+            self._delays[action] = seconds
+
     def heal(self, action: str | None = None) -> None:
         with self._lock:
             if action is None:
                 self._refusals.clear()
+                self._delays.clear()
             else:
                 self._refusals.pop(action, None)
+                self._delays.pop(action, None)
 
     def refused(self, action: str) -> int:
         """How many calls of `action` were refused so far."""
@@ -107,6 +117,10 @@ class AwsFaultProxy:
                     refusal = proxy._refusals.get(action)
                     if refusal is not None:
                         proxy._refused[action] += 1
+                    # A refusal answers at once, as AWS does; only relayed calls are slow.
+                    pause = 0.0 if refusal is not None else proxy._delays.get(action, 0.0)
+                if pause:
+                    time.sleep(pause)
                 if refusal is not None:
                     json_protocol = bool(self.headers.get("X-Amz-Target"))
                     content_type, payload = error_body(refusal, json_protocol)

@@ -17,6 +17,7 @@ class AuditReceiver:
         self.secret = secret.encode()
         self.fail_first = fail_first
         self.events: list[dict[str, Any]] = []
+        self.checkpoints: list[dict[str, Any]] = []
         self.attempts = 0
         self.bad_signatures = 0
         self._lock = threading.Lock()
@@ -52,7 +53,11 @@ class AuditReceiver:
                     elif receiver.attempts <= receiver.fail_first:
                         status = 503
                     else:
-                        receiver.events += json.loads(body)["events"]
+                        delivered = json.loads(body)
+                        if "latchkey_checkpoint" in delivered:
+                            receiver.checkpoints.append(delivered["latchkey_checkpoint"])
+                        else:
+                            receiver.events += delivered["events"]
                         status = 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

@@ -242,6 +242,10 @@ class LocalStack:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
+    def pids(self) -> dict[str, int]:
+        """The running processes by name: the same pids later mean nobody restarted them."""
+        return {n: p.pid for n, p in self._processes.items() if p.poll() is None}
+
     def kill_process(self, name: str) -> None:
         """SIGKILL, as when a machine dies: no clean shutdown, no acks."""
         self.stop_process(name, signal.SIGKILL)

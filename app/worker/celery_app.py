@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from celery import Celery
 
+from app.audit.checkpoint import CHECKPOINT_EVERY
 from app.config import Settings
 from app.worker.heartbeat import HeartbeatScheduler, WorkerHeartbeat
-from app.worker.queue import AUDIT_DELIVER, RECONCILE, SWEEP
+from app.worker.queue import AUDIT_CHECKPOINT, AUDIT_DELIVER, RECONCILE, SWEEP
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -20,8 +21,14 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        # ETA tasks longer than this are redelivered; harmless, as every task is idempotent.
-        broker_transport_options={"visibility_timeout": 3600},
+        # No message waits longer than about a sweep interval (app/worker/queue.py), so the
+        # visibility timeout only matters for a task whose worker died: redelivered then.
+        # Short socket timeouts: a hung Redis fails a publish fast instead of a Slack ack.
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            "socket_timeout": 5,
+            "socket_connect_timeout": 2,
+        },
         timezone="UTC",
         enable_utc=True,
         beat_schedule={
@@ -31,6 +38,7 @@ def create_celery(settings: Settings) -> Celery:
                 "task": AUDIT_DELIVER,
                 "schedule": timedelta(seconds=settings.sweep_seconds),
             },
+            "audit-checkpoint": {"task": AUDIT_CHECKPOINT, "schedule": CHECKPOINT_EVERY},
             "reconcile": {
                 "task": RECONCILE,
                 "schedule": timedelta(seconds=settings.reconcile_seconds),

@@ -1,10 +1,22 @@
-"""How the web and the worker hand work to Celery: task names and ids only, never objects."""
+"""How the web and the worker hand work to Celery: task names and ids only, never objects.
+
+The broker is a doorbell, not the schedule (DESIGN.md, invariant 1): every piece of due work
+is found again from the DB by the beat's sweep. So ringing never raises — with Redis down
+the action stays stored and the caller says so — and no message waits in the broker longer
+than about one sweep interval: a revoke further away than that is left to the sweep, which
+hands it over with a short countdown when its time comes.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from app.db import utcnow
+
+log = logging.getLogger(__name__)
 
 GRANT = "latchkey.grant_access"
 REVOKE = "latchkey.revoke_access"
@@ -13,26 +25,53 @@ NOTIFY = "latchkey.notify"
 SUBMITTED = "latchkey.process_submission"
 RECONCILE = "latchkey.reconcile"
 AUDIT_DELIVER = "latchkey.audit_deliver"
+AUDIT_CHECKPOINT = "latchkey.audit_checkpoint"
+
+# A publish with the broker down gives up after about a second: the caller is usually
+# answering a person, and the sweep will find the work anyway.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
 
 
 class TaskQueue:
-    """Sends tasks by name, so the web needs no worker code loaded to enqueue them."""
+    """Sends tasks by name, so the web needs no worker code loaded to enqueue them.
 
-    def __init__(self, celery: Any) -> None:
+    Every method returns whether the doorbell rang; False means the broker could not take
+    the message and the work waits, stored in the DB, for the next sweep.
+    """
+
+    def __init__(self, celery: Any, horizon: timedelta = timedelta(seconds=30)) -> None:
         self._celery = celery
+        # How far ahead a timed revoke may be handed to the broker (about one sweep).
+        self.horizon = horizon
 
-    def grant(self, request_id: uuid.UUID) -> None:
-        self._celery.send_task(GRANT, args=[str(request_id)])
+    def _send(self, name: str, args: list[str], *, eta: datetime | None = None) -> bool:
+        try:
+            self._celery.send_task(name, args=args, eta=eta, retry_policy=PUBLISH_RETRY)
+        except Exception as exc:  # kombu and redis raise several kinds for "broker away"
+            log.warning(
+                "broker did not take %s for %s (%s); the sweep will find the work in the DB",
+                name,
+                args[0] if args else "-",
+                type(exc).__name__,
+            )
+            return False
+        return True
 
-    def revoke_at(self, request_id: uuid.UUID, when: datetime) -> None:
-        # Punctuality only: the sweep revokes from the DB if this task is ever lost.
-        self._celery.send_task(REVOKE, args=[str(request_id), "expired"], eta=when)
+    def grant(self, request_id: uuid.UUID) -> bool:
+        return self._send(GRANT, [str(request_id)])
 
-    def revoke_now(self, request_id: uuid.UUID, cause: str, actor: str, reason: str = "") -> None:
-        self._celery.send_task(REVOKE, args=[str(request_id), cause, actor, reason])
+    def revoke_at(self, request_id: uuid.UUID, when: datetime) -> bool:
+        """Punctuality only, and only for ends within the horizon; the sweep does the rest."""
+        if when - utcnow() > self.horizon:
+            return False
+        return self._send(REVOKE, [str(request_id)], eta=when)
 
-    def process_submission(self, request_id: uuid.UUID) -> None:
-        self._celery.send_task(SUBMITTED, args=[str(request_id)])
+    def revoke_now(self, request_id: uuid.UUID) -> bool:
+        # Who ended it and why were stored with the revoking transition; the task re-reads them.
+        return self._send(REVOKE, [str(request_id)])
 
-    def notify(self, request_id: uuid.UUID, what: str) -> None:
-        self._celery.send_task(NOTIFY, args=[str(request_id), what])
+    def process_submission(self, request_id: uuid.UUID) -> bool:
+        return self._send(SUBMITTED, [str(request_id)])
+
+    def notify(self, request_id: uuid.UUID, what: str) -> bool:
+        return self._send(NOTIFY, [str(request_id), what])

@@ -15,7 +15,16 @@ from app.config import get_settings
 from app.lifecycle import EndCause
 from app.providers.base import ProviderError
 from app.runtime import Runtime, build_runtime, retry_after
-from app.worker.queue import AUDIT_DELIVER, GRANT, NOTIFY, RECONCILE, REVOKE, SUBMITTED, SWEEP
+from app.worker.queue import (
+    AUDIT_CHECKPOINT,
+    AUDIT_DELIVER,
+    GRANT,
+    NOTIFY,
+    RECONCILE,
+    REVOKE,
+    SUBMITTED,
+    SWEEP,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +49,30 @@ class TransientProviderError(Exception):
 )
 def grant_access(self: Any, request_id: str) -> None:
     rt = runtime()
+    # The task's id names the claim on the provider call, so its own retries renew it.
+    owner = self.request.id or uuid.uuid4().hex
     try:
-        access.grant_access(rt, uuid.UUID(request_id))
+        access.grant_access(rt, uuid.UUID(request_id), owner=owner)
     except ProviderError as exc:
         if self.request.retries >= self.max_retries:
             access.fail_grant(
-                rt, uuid.UUID(request_id), f"{exc} (after {self.max_retries} retries)"
+                rt, uuid.UUID(request_id), f"{exc} (after {self.max_retries} retries)", owner
             )
             return
         raise TransientProviderError(str(exc)) from None
 
 
 @shared_task(name=REVOKE)
-def revoke_access(
-    request_id: str, cause: str = "expired", actor: str = "latchkey", reason: str = ""
-) -> None:
+def revoke_access(request_id: str, *ignored: str) -> None:
+    """End a grant that is due or already ending; who ended it and why come from the DB.
+
+    Anything else a message carries is ignored (messages of older versions carried the
+    cause and actor; an injected one must not name an actor in the audit trail).
+    """
+    if ignored:
+        log.warning("revoke task for %s: ignored %d extra arguments", request_id, len(ignored))
     # Failures are recorded as revoke_failed inside; the sweep retries them with backoff.
-    access.revoke_access(runtime(), uuid.UUID(request_id), EndCause(cause), actor, reason)
+    access.revoke_access(runtime(), uuid.UUID(request_id), EndCause.EXPIRED)
 
 
 @shared_task(name=SWEEP)
@@ -84,6 +100,15 @@ def deliver_audit() -> None:
         lock.release()
     if sent:
         log.info("audit webhook: delivered %d events", sent)
+
+
+@shared_task(name=AUDIT_CHECKPOINT)
+def publish_audit_checkpoint() -> None:
+    """The chain's head, keyed, to the logs and the SIEM: a cut tail shows against it."""
+    from app.audit.checkpoint import run_checkpoint
+
+    rt = runtime()
+    run_checkpoint(rt.db, rt.settings.require_audit_key(), rt.settings)
 
 
 @shared_task(name=RECONCILE)

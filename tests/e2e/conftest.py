@@ -158,8 +158,11 @@ def _people(stack: LocalStack) -> None:
 def _logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed and "stack" in request.fixturenames:
-        print(request.getfixturevalue("stack").all_logs())
+    if report is not None and report.failed:
+        for name in ("stack", "faulty"):
+            if name in request.fixturenames:
+                held = request.getfixturevalue(name)
+                print((held[0] if isinstance(held, tuple) else held).all_logs())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

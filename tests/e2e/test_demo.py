@@ -43,5 +43,5 @@ def test_demo_tells_the_whole_story(redis_url: str) -> None:
 
     audit = transcript[transcript.index("audit trail") :]
     events = [line.split()[2] for line in audit.splitlines() if line[:3].strip().isdigit()]
-    assert events == ["requested", "approved", "granted", "revoking", "expired"], audit
+    assert events == ["requested", "approved", "granting", "granted", "revoking", "expired"], audit
     assert "<@" not in transcript, "mentions must be shown as @name"

@@ -83,7 +83,7 @@ def test_custom_provider_request_approve_expire(
             ).all()
         # (An expiry notice may come between granted and revoking on a 4-second grant.)
         trail = [e for e, _ in events if e != "expiry_notice_sent"]
-        assert trail == ["requested", "approved", "granted", "revoking", "expired"]
+        assert trail == ["requested", "approved", "granting", "granted", "revoking", "expired"]
         granted = dict(events)["granted"]
         assert granted["provider"] == "postgres_role"
         assert granted["principal"] == person.email

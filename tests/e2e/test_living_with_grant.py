@@ -152,6 +152,7 @@ def test_extension_with_approval_moves_the_end_and_revokes_once(stack: LocalStac
     assert _names(stack, request_id) == [
         "requested",
         "approved",
+        "granting",
         "granted",
         "extended",
         "expiry_notice_sent",

@@ -22,7 +22,14 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import deny_modal
-from app.slack.listeners.errors import Refusal, from_home, guarded, request_id_from
+from app.slack.listeners.errors import (
+    APPROVAL_LATER,
+    Refusal,
+    from_home,
+    guarded,
+    request_id_from,
+    tell,
+)
 
 
 def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Flow | None, Verdict]:
@@ -65,7 +72,11 @@ def _hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> 
 
 
 def _approve(
-    rt: Runtime, body: dict[str, Any], request_id: uuid.UUID, duration: timedelta | None
+    rt: Runtime,
+    body: dict[str, Any],
+    client: WebClient,
+    request_id: uuid.UUID,
+    duration: timedelta | None,
 ) -> None:
     approver_id = body["user"]["id"]
     flow, verdict = verdict_for(rt, request_id, approver_id)
@@ -85,8 +96,10 @@ def _approve(
     if outcome.refusal:
         raise Refusal(outcome.refusal)
     if outcome.won:
-        rt.tasks.grant(request_id)
+        rang = rt.tasks.grant(request_id)
         rt.tasks.notify(request_id, "approved")
+        if not rang:
+            tell(client, body, APPROVAL_LATER)
     else:
         rt.tasks.notify(request_id, "approval_recorded")
     if from_home(body):
@@ -98,7 +111,7 @@ def register(app: App, rt: Runtime) -> None:
     @guarded
     def approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        _approve(rt, body, request_id_from(body["actions"][0]["value"]), None)
+        _approve(rt, body, client, request_id_from(body["actions"][0]["value"]), None)
 
     @app.action(ids.APPROVE_FOR_ACTION)
     @guarded
@@ -107,7 +120,7 @@ def register(app: App, rt: Runtime) -> None:
         raw_id, _, seconds = body["actions"][0]["selected_option"]["value"].partition("|")
         if not seconds.isdigit():
             raise Refusal("That choice does not name a duration.")
-        _approve(rt, body, request_id_from(raw_id), timedelta(seconds=int(seconds)))
+        _approve(rt, body, client, request_id_from(raw_id), timedelta(seconds=int(seconds)))
 
     @app.action(ids.DENY_ACTION)
     @guarded

@@ -24,6 +24,25 @@ class Refusal(Exception):
     """Something a person may not do, or cannot do now; the message is shown to them."""
 
 
+# What a person hears when their action was stored but the broker could not take the
+# follow-up work: the beat's sweep finds it in the DB as soon as the broker is back.
+APPROVAL_LATER = (
+    ":hourglass_flowing_sand: Your approval is recorded. Access will be granted shortly: "
+    "Latchkey is catching up after a hiccup."
+)
+BREAK_GLASS_LATER = (
+    ":hourglass_flowing_sand: Your break-glass activation is recorded. Access will be granted "
+    "shortly: Latchkey is catching up after a hiccup."
+)
+
+
+def recorded_for_later(channel: str) -> str:
+    return (
+        f":hourglass_flowing_sand: Your request is recorded. Its approval card will appear in "
+        f"<#{channel}> shortly: Latchkey is catching up after a hiccup."
+    )
+
+
 def request_id_from(raw: str) -> uuid.UUID:
     """The request id a button or menu carries; anything else is refused, not crashed on."""
     try:

@@ -18,7 +18,15 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.modals import break_glass_confirm, problem_view, request_modal
 from app.slack.blocks.text import escape
-from app.slack.listeners.errors import Refusal, from_home, guarded, request_id_from
+from app.slack.listeners.errors import (
+    BREAK_GLASS_LATER,
+    Refusal,
+    from_home,
+    guarded,
+    recorded_for_later,
+    request_id_from,
+    tell,
+)
 
 _FIELD_BLOCKS = {
     "target": ids.TARGET_BLOCK,
@@ -103,7 +111,8 @@ def register(app: App, rt: Runtime) -> None:
                 ask=ask,
             )
         ack()
-        rt.tasks.process_submission(request.id)
+        if not rt.tasks.process_submission(request.id):
+            tell(client, body, recorded_for_later(loaded.flow.approval_channel))
 
 
 def _ask_break_glass_confirmation(ack: Ack, allowed: bool, ask: RequestInput) -> None:
@@ -174,8 +183,10 @@ def _register_break_glass(app: App, rt: Runtime) -> None:
                 session=session, audit=rt.audit, request_id=request.id, actor=requester_id
             )
         ack(response_action="clear")
-        rt.tasks.grant(request.id)
+        rang = rt.tasks.grant(request.id)
         rt.tasks.notify(request.id, "break_glass")
+        if not rang:
+            tell(client, body, BREAK_GLASS_LATER)
 
 
 def _register_cancel(app: App, rt: Runtime) -> None:

@@ -1,0 +1,103 @@
+"""What the audit chain proves was decided: the worker acts on that, never on a row alone.
+
+A DB row can be edited by anyone with DB access; an audit event cannot be forged without
+LATCHKEY_AUDIT_KEY (DESIGN.md, invariant 4). So before the worker grants, extends or
+re-applies, it asks here whether keyed events show that this exact request — requester,
+target, duration — was decided (approved with its quorum, auto-approved or break-glass),
+and, for a live grant, that its principal, resource and end are the ones the chain recorded.
+The answer is a reason to refuse, or None.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from app.audit import AuditLog
+from app.flows.policy import quorum
+from app.flows.schema import Flow
+from app.models import AccessRequest, AuditEvent, Grant
+from app.queries import events_of
+
+DECISIONS = ("approved", "auto_approved", "break_glass")
+APPROVALS = ("approval_recorded", "approved")
+
+
+def _keyed(audit: AuditLog, session: Session, request: AccessRequest, names: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """This request's events of these names that the key vouches for, in chain order."""
+    return [
+        e
+        for e in events_of(session, request.id, names)
+        if audit.authentic(e) and e.flow == request.flow and e.target == request.target
+    ]
+
+
+def decision_problem(
+    *, session: Session, audit: AuditLog, flow: Flow, request: AccessRequest
+) -> str | None:
+    """Why this request may not be granted (or its extension applied), or None if the
+    audit chain holds a keyed decision for exactly what the row says."""
+    asked = [
+        e
+        for e in _keyed(audit, session, request, ("requested", "extension_requested"))
+        if e.actor == request.requester_id and e.subject == request.requester_id
+    ]
+    if not asked:
+        return "no keyed record of this request in the audit trail"
+    if int(asked[0].details.get("duration_seconds", -1)) != request.requested_seconds:
+        return "the requested duration differs from the audit trail"
+    decided = _keyed(audit, session, request, DECISIONS)
+    if not decided:
+        return "no keyed approval of this request in the audit trail"
+    decision = decided[0]
+    if decision.event == "break_glass":
+        if not flow.break_glass or decision.actor != request.requester_id:
+            return "a break-glass record the flow does not allow"
+    elif decision.event == "approved":
+        approvals = _keyed(audit, session, request, APPROVALS)
+        counted = quorum(
+            flow, requester_id=request.requester_id, approver_ids=[e.actor for e in approvals]
+        )
+        if not counted.reached:
+            return f"the audit trail shows {counted.progress} approvals"
+        shortest = min(
+            (
+                int(e.details["approved_seconds"])
+                for e in approvals
+                if "approved_seconds" in e.details
+            ),
+            default=None,
+        )
+        if shortest != request.approved_seconds:
+            return "the approved duration differs from the audit trail"
+    elif request.approved_seconds is not None:
+        return "the approved duration differs from the audit trail"
+    return None
+
+
+def binding_problem(
+    *, session: Session, audit: AuditLog, request: AccessRequest, grant: Grant
+) -> str | None:
+    """Why this live grant may not be applied again, or None if its principal, resource and
+    end are the ones the keyed `granted` (and latest `extended`) events recorded."""
+    granted = _keyed(audit, session, request, ("granted",))
+    if not granted:
+        return "no keyed record of this grant in the audit trail"
+    bound = granted[-1].details
+    if bound.get("principal") != grant.principal:
+        return "the grant's principal differs from the audit trail"
+    if bound.get("resource", grant.target) != (grant.resource or grant.target):
+        return "the grant's resource differs from the audit trail"
+    ends = _keyed(audit, session, request, ("granted", "extended"))
+    if _moment(ends[-1]) != grant.expires_at:
+        return "the grant's end differs from the audit trail"
+    return None
+
+
+def _moment(event: AuditEvent) -> datetime | None:
+    raw = event.details.get("expires_at")
+    try:
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
