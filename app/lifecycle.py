@@ -290,7 +290,8 @@ def claim_grant(
 
 def grant_end(start: datetime, duration: timedelta) -> datetime:
     """The one end of a grant, to the whole second: the same value goes to the provider's
-    own expiry, the DB and the audit trail (providers keep whole seconds)."""
+    own expiry, the DB and the audit trail (providers keep whole seconds). A start taken to
+    the whole second keeps the grant exactly as long as approved."""
     return (start + duration).replace(microsecond=0)
 
 

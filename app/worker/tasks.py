@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 from slack_sdk.errors import SlackApiError
 
-from app import access, notify, reconcile, sweeps
+from app import access, granting, notify, reconcile, sweeps
 from app.config import get_settings
 from app.lifecycle import EndCause
 from app.providers.base import ProviderError
@@ -52,10 +52,10 @@ def grant_access(self: Any, request_id: str) -> None:
     # The task's id names the claim on the provider call, so its own retries renew it.
     owner = self.request.id or uuid.uuid4().hex
     try:
-        access.grant_access(rt, uuid.UUID(request_id), owner=owner)
+        granting.grant_access(rt, uuid.UUID(request_id), owner=owner)
     except ProviderError as exc:
         if self.request.retries >= self.max_retries:
-            access.fail_grant(
+            granting.fail_grant(
                 rt, uuid.UUID(request_id), f"{exc} (after {self.max_retries} retries)", owner
             )
             return

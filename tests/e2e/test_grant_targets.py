@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -128,9 +128,12 @@ def test_gcp_binding_carries_the_grants_end_and_goes_at_expiry(
         ends = grant.expires_at
     [(members, expression)] = _latchkey_bindings(stack, resource, role)
     assert members == [f"user:{person.email}"]
-    # Google ends the access by itself at (or a moment before) the end Latchkey recorded.
-    native = _stamp(expression)
-    assert timedelta(0) <= ends - native < timedelta(seconds=5)
+    # One end, computed once: Google ends the access by itself at exactly the end Latchkey
+    # recorded in the DB and in the trail's `granted` event.
+    assert _stamp(expression) == ends
+    with stack.database().session() as session:
+        [granted] = queries.events_of(session, request_id, ("granted",))
+    assert datetime.fromisoformat(granted.details["expires_at"]) == ends
     assert stack.google.policy(resource).version == 3  # type: ignore[attr-defined]
 
     dm_to(stack, person, "expired", timeout=20)
@@ -183,8 +186,8 @@ def test_overlapping_gcp_grants_keep_the_latest_end(stack: LocalStack) -> None:
     long_end = _grant(stack, person, seconds=3600)
     _grant(stack, person, seconds=4)
     [(_, expression)] = _latchkey_bindings(stack, resource, "roles/viewer")
-    # The native end is the long grant's (taken a moment before the DB's own end).
-    assert timedelta(0) <= long_end - _stamp(expression) < timedelta(seconds=5)
+    # The native end is exactly the long grant's.
+    assert _stamp(expression) == long_end
     dm_to(stack, person, "expired", timeout=20)
     [(members, after)] = _latchkey_bindings(stack, resource, "roles/viewer")
     assert (members, after) == ([f"user:{person.email}"], expression), "the long grant stays"

@@ -1,0 +1,228 @@
+"""Granting at the provider: claim the request, check the audit chain backs it, apply the
+access with the one end, activate; a caller that lost its claim takes its access back.
+
+Provider calls happen outside DB transactions (they are slow); the claim before them and the
+compare-and-set after them decide that exactly one caller's grant stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from app import lifecycle, proof, queries
+from app.db import lock_holding, utcnow
+from app.eligibility import requester_verdict
+from app.flows.schema import provider_of
+from app.identity import principal_for
+from app.models import AccessRequest, RequestStatus
+from app.providers.base import GrantSpec, ProviderError
+from app.runtime import Runtime
+from app.slack.blocks.text import escape
+
+log = logging.getLogger(__name__)
+S = RequestStatus
+
+
+def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -> bool:
+    """Apply an approved request at its provider. True when this call activated it.
+
+    The request is claimed first (approved -> granting, with a lease), so only one caller
+    talks to the provider; `owner` names the claim (a task's id, so its own retries renew
+    it). Raises ProviderError(transient=True) for the task to retry; a permanent error
+    fails the request with the provider's words.
+    """
+    owner = owner or uuid.uuid4().hex
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.status not in (S.APPROVED, S.GRANTING):
+            return False  # already granted, failed or gone: nothing to do
+    if request.extends_id is not None:
+        from app.access import extend_access  # the extension path lives with revokes
+
+        return extend_access(rt, request_id)
+    loaded = rt.flows.get(request.flow)
+    target = loaded.flow.target(request.target) if loaded else None
+    # Whole seconds, as providers keep them: start + duration is then the exact end.
+    now = utcnow().replace(microsecond=0)
+    with rt.db.session() as session:
+        claimed = lifecycle.claim_grant(
+            session=session,
+            audit=rt.audit,
+            request_id=request_id,
+            owner=owner,
+            lease=timedelta(seconds=rt.settings.grant_lease_seconds),
+            now=now,
+        )
+        if claimed is None:
+            return False  # another caller holds a live claim, or it moved on
+        refusal = (
+            proof.decision_problem(
+                session=session, audit=rt.audit, flow=loaded.flow, request=claimed
+            )
+            if loaded is not None
+            else None
+        )
+        duration, requester_id = claimed.duration, claimed.requester_id
+    if loaded is None or target is None:
+        return _fail(
+            rt,
+            request_id,
+            f"flow {request.flow!r} or target {request.target!r} no longer exists",
+            owner,
+        )
+    if refusal is not None:
+        return _refuse_unproven(rt, request_id, owner, refusal)
+
+    eligible = requester_verdict(rt, loaded, requester_id)
+    if not eligible.allowed:
+        return _fail(
+            rt,
+            request_id,
+            f"the requester may no longer request {loaded.flow.name}: {eligible.reason}",
+            owner,
+        )
+    user = rt.directory.user(requester_id)
+    # Checked when the request was made too; checked again because maps and hooks change.
+    mapped = principal_for(
+        rt.providers, loaded, target.name, user_id=requester_id, email=user.email
+    )
+    if mapped.value is None:
+        return _fail(
+            rt, request_id, mapped.problem or "no principal for you at this provider", owner
+        )
+    principal, provider = mapped.value, provider_of(target)
+
+    resource = target.resource
+    # The end, computed once: the provider's own expiry, the DB and the trail all get it.
+    expires_at = lifecycle.grant_end(now, duration)
+    ends = native_end(rt, provider, resource, principal, expires_at)
+    spec = GrantSpec(principal=principal, target=target, expires_at=ends)
+    try:
+        details = rt.providers.get(provider).grant(spec)
+    except ProviderError as exc:
+        if exc.transient:
+            raise
+        return _fail(rt, request_id, str(exc), owner)
+
+    with rt.db.session() as session:
+        lock_holding(session, f"{provider}|{resource}|{principal}")
+        grant = lifecycle.activate(
+            session=session,
+            audit=rt.audit,
+            request_id=request_id,
+            provider=provider,
+            principal=principal,
+            details=details,
+            expires_at=expires_at,
+            lease_owner=owner,
+            now=now,
+            resource=resource,
+        )
+    if grant is None:
+        # Someone else moved the request while we were at the provider (the lease ran
+        # out and a second caller failed it, say): what we applied must not outlive that.
+        take_back(rt, request_id, provider=provider, resource=resource, spec=spec)
+        return False
+    rt.tasks.revoke_at(request_id, grant.expires_at)
+    rt.tasks.notify(request_id, "granted")
+    log.info("granted request=%s principal=%s until=%s", request_id, principal, grant.expires_at)
+    return True
+
+
+def take_back(
+    rt: Runtime, request_id: uuid.UUID, *, provider: str, resource: str, spec: GrantSpec
+) -> bool:
+    """Remove access our provider call applied after our claim was lost, unless a live
+    grant (this request's, if another caller activated it, or another's) covers it."""
+    with rt.db.session() as session:
+        lock_holding(session, f"{provider}|{resource}|{spec.principal}")
+        covered = queries.latest_live_end(session, provider, resource, spec.principal, utcnow())
+    if covered is not None:
+        return False
+    try:
+        details = rt.providers.get(provider).revoke(spec)
+    except ProviderError as exc:
+        # Reconciliation's orphan pass finds Latchkey-made access with no live grant.
+        log.error("could not take back request=%s after a lost claim: %s", request_id, exc)
+        details = {"error": str(exc)}
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is not None:
+            lifecycle.record(
+                session,
+                rt.audit,
+                request,
+                "grant_taken_back",
+                "latchkey",
+                {
+                    "principal": spec.principal,
+                    "provider": provider,
+                    "resource": resource,
+                    **details,
+                },
+            )
+    log.warning("took back access of request=%s: its claim was lost", request_id)
+    return "error" not in details
+
+
+def _refuse_unproven(rt: Runtime, request_id: uuid.UUID, owner: str, problem: str) -> bool:
+    """A request the audit chain does not vouch for: never granted; audited and alerted."""
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is not None:
+            lifecycle.record(
+                session, rt.audit, request, "grant_refused", "latchkey", {"reason": problem}
+            )
+    log.error("refused to grant request=%s: %s", request_id, problem)
+    alert_unproven(rt, request_id, f"was not granted: {problem}")
+    return _fail(rt, request_id, f"refused: {problem}", owner)
+
+
+def alert_unproven(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
+    """Tell the flow's channel that the DB asked for something the audit chain does not back."""
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+    loaded = rt.flows.get(request.flow) if request else None
+    if request is None or loaded is None:
+        return
+    try:
+        rt.slack.chat_postMessage(
+            channel=loaded.flow.approval_channel,
+            text=(
+                f":rotating_light: Request `{str(request_id)[:8]}` for *{escape(request.target)}* "
+                f"by <@{request.requester_id}> {escape(what)}. Its database row does not match "
+                "the keyed audit trail: someone may have edited the database."
+            ),
+        )
+    except Exception:
+        log.exception("could not alert the channel about request=%s", request_id)
+
+
+def native_end(
+    rt: Runtime, provider: str, resource: str, principal: str, own: datetime
+) -> datetime:
+    """The end to hand a native-expiry provider: the latest among this grant and the live
+    grants of the same access, since they share one binding or policy at the provider and
+    an earlier end written last would cut the others short."""
+    if not getattr(rt.providers.get(provider), "native_expiry", False):
+        return own
+    with rt.db.session() as session:
+        latest = queries.latest_live_end(session, provider, resource, principal, utcnow())
+    return max(own, latest) if latest else own
+
+
+def fail_grant(rt: Runtime, request_id: uuid.UUID, error: str, owner: str | None = None) -> bool:
+    return _fail(rt, request_id, error, owner)
+
+
+def _fail(rt: Runtime, request_id: uuid.UUID, error: str, owner: str | None = None) -> bool:
+    with rt.db.session() as session:
+        failed = lifecycle.fail(
+            session=session, audit=rt.audit, request_id=request_id, error=error, lease_owner=owner
+        )
+    if failed is not None:
+        rt.tasks.notify(request_id, "failed")
+    log.warning("grant failed request=%s error=%s", request_id, error)
+    return False
