@@ -9,7 +9,7 @@ from typing import Any
 
 from app.slack import ids
 from app.testing.slack_driver import Response, plain_text_value, static_select_value
-from app.testing.slack_standin import RecordedCall
+from app.testing.slack_standin import RESPONSE_URL, RecordedCall
 from app.testing.stack import LocalStack, wait_until
 
 _counter = itertools.count(1)
@@ -21,6 +21,14 @@ class Person:
     email: str
 
 
+def connect(stack: LocalStack) -> LocalStack:
+    """Let the driver's clicks and commands carry response_urls served by the stack's Slack
+    stand-in, so what the app replies there is recorded like any other call."""
+    if stack.driver.response_urls is None:
+        stack.driver.response_urls = stack.slack.response_url
+    return stack
+
+
 def new_person(
     stack: LocalStack,
     *,
@@ -29,6 +37,7 @@ def new_person(
     name: str | None = None,
 ) -> Person:
     """A Slack user with a profile email, and (by default) an IAM user of that name."""
+    connect(stack)
     n = next(_counter)
     user_id = f"U0P{uuid.uuid4().hex[:6].upper()}{n}"
     email = f"{(name or 'person').lower()}{n}@example.com"
@@ -40,7 +49,7 @@ def new_person(
 
 def open_request_modal(stack: LocalStack, person: Person) -> dict[str, Any]:
     before = len(stack.slack.calls("views.open"))
-    response = stack.driver.slash_command(person.user_id)
+    response = connect(stack).driver.slash_command(person.user_id)
     assert response.status == 200, response.body
     trigger = stack.driver.last_trigger_id
     call = stack.slack.wait_for("views.open", lambda a: a.get("trigger_id") == trigger)
@@ -87,7 +96,7 @@ def request_id_on(card: RecordedCall) -> str:
 
 
 def click(stack: LocalStack, user_id: str, action_id: str, card: RecordedCall) -> Response:
-    return stack.driver.block_action(
+    return connect(stack).driver.block_action(
         user_id,
         action_id,
         request_id_on(card),
@@ -129,7 +138,7 @@ def click_in_dm(
 ) -> Response:
     """Press a button on a DM the bot sent this person (Extend, I'm done, Cancel, …)."""
     dm = f"D0{person.user_id[1:]}"
-    return stack.driver.block_action(
+    return connect(stack).driver.block_action(
         person.user_id, action_id, str(request_id), channel_id=dm, message_ts="1.000001"
     )
 
@@ -153,13 +162,15 @@ def extend(
 
 
 def said_to(stack: LocalStack, user_id: str, contains: str, timeout: float = 15) -> RecordedCall:
-    """An ephemeral message (or DM) only this person sees, containing `contains`."""
+    """An ephemeral message (through a response_url or chat.postEphemeral) or a DM only this
+    person sees, containing `contains`."""
 
     def said() -> RecordedCall | None:
         return next(
             (
                 call
-                for call in stack.slack.calls("chat.postEphemeral")
+                for call in stack.slack.calls(RESPONSE_URL)
+                + stack.slack.calls("chat.postEphemeral")
                 + stack.slack.calls("chat.postMessage")
                 if call.ok
                 and user_id in (call.args.get("user"), call.args.get("channel"))

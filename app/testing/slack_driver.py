@@ -22,6 +22,9 @@ from urllib.parse import urlencode, urlsplit
 
 Payload = dict[str, Any]
 FORM = "application/x-www-form-urlencoded"
+# Issues a response_url for an interaction of (user id, channel id or None), e.g.
+# SlackStandIn.response_url: the app's replies then land where a test can read them.
+ResponseUrls = Callable[[str, str | None], str]
 
 
 def sign(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
@@ -72,6 +75,7 @@ class SlackDriver:
         user_names: Mapping[str, str] | None = None,
         timeout: float = 10,
         clock: Callable[[], float] = time.time,
+        response_urls: ResponseUrls | None = None,
     ) -> None:
         if urlsplit(events_url).scheme not in ("http", "https"):
             raise ValueError(f"events_url must be an http(s) URL, got {events_url!r}")
@@ -79,6 +83,8 @@ class SlackDriver:
         self.team_id, self.team_domain, self.api_app_id = team_id, team_domain, api_app_id
         self.user_names = dict(user_names or {})
         self.timeout, self._clock = timeout, clock
+        # Without an issuer, payloads carry inert hooks.slack.com-shaped URLs.
+        self.response_urls = response_urls
         self._counter = itertools.count(1)
         self._counter_lock = threading.Lock()
         self.last_trigger_id: str | None = None
@@ -143,7 +149,7 @@ class SlackDriver:
             "text": text,
             "api_app_id": self.api_app_id,
             "is_enterprise_install": "false",
-            "response_url": self._response_url("commands"),
+            "response_url": self._response_url("commands", user_id, channel_id),
             "trigger_id": trigger_id or self._trigger_id(),
         }
         return self.post(urlencode(fields), timestamp=timestamp, secret=secret)
@@ -198,7 +204,7 @@ class SlackDriver:
         if message_ts is not None or message is not None:
             ts = message_ts or (message or {}).get("ts")
             payload["message"] = {"type": "message", "ts": ts, "text": "", **(message or {})}
-            payload["response_url"] = self._response_url("actions")
+            payload["response_url"] = self._response_url("actions", user_id, channel_id)
         if view is not None:
             payload["view"] = self._view(view, (view.get("state") or {}).get("values", {}))
         payload["state"] = {"values": {}}
@@ -260,7 +266,9 @@ class SlackDriver:
         self.last_trigger_id = f"tr-{self._next()}"
         return self.last_trigger_id
 
-    def _response_url(self, kind: str) -> str:
+    def _response_url(self, kind: str, user_id: str, channel_id: str | None) -> str:
+        if self.response_urls is not None:
+            return self.response_urls(user_id, channel_id)
         return f"https://hooks.slack.com/{kind}/{self.team_id}/{self._next()}/fakeResponseSecret"
 
     def _action_ts(self) -> str:

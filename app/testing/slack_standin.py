@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import secrets
 import threading
 import time
 import zlib
@@ -24,6 +25,18 @@ from zoneinfo import ZoneInfo
 Args = dict[str, Any]
 Answer = tuple[int, dict[str, str], Args]  # HTTP status, extra headers, JSON body
 DEFAULT_TOKEN = "xoxb-test-token"
+# Slack's limits on an interaction's response_url: "up to 5 times within 30 minutes".
+RESPONSE_URL_SECONDS = 30 * 60
+RESPONSE_URL_USES = 5
+RESPONSE_URL = "response_url"  # the `method` of a recorded post to a response_url
+
+
+@dataclass
+class _ResponseUrl:
+    user: str
+    channel: str | None
+    issued: float  # the stand-in's clock
+    uses: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,8 @@ class SlackStandIn:
         self._users: dict[str, Args] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._channels: dict[str, Args] = {}
+        self._members: dict[str, set[str]] = {}
+        self._response_urls: dict[str, _ResponseUrl] = {}
         self._messages: dict[tuple[str, str], Args] = {}
         self._views: dict[str, Args] = {}
         self._last_ts_us = self._view_count = 0
@@ -241,8 +256,17 @@ class SlackStandIn:
         with self._lock:
             self._usergroups[group_id] = list(user_ids)
 
-    def add_channel(self, channel_id: str, *, name: str, is_private: bool = False) -> None:
+    def add_channel(
+        self,
+        channel_id: str,
+        *,
+        name: str,
+        is_private: bool = False,
+        members: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        """Add a channel the bot is in, with these people in it (see join / leave)."""
         with self._lock:
+            self._members[channel_id] = set(members)
             self._channels[channel_id] = {
                 "id": channel_id,
                 "name": name,
@@ -254,6 +278,19 @@ class SlackStandIn:
                 "is_member": True,
                 "created": int(self._clock()),
             }
+
+    def join(self, channel_id: str, *user_ids: str) -> None:
+        """These people join the channel; chat.postEphemeral to them there now works."""
+        with self._lock:
+            self._members.setdefault(channel_id, set()).update(user_ids)
+
+    def leave(self, channel_id: str, *user_ids: str) -> None:
+        with self._lock:
+            self._members.get(channel_id, set()).difference_update(user_ids)
+
+    def members(self, channel_id: str) -> set[str]:
+        with self._lock:
+            return set(self._members.get(channel_id, ()))
 
     def user_names(self) -> dict[str, str]:
         """User id -> handle, for app.testing.render."""
@@ -325,6 +362,47 @@ class SlackStandIn:
             self._limits.append((prefix, until, retry_after))
         return until
 
+    # ---- response_url: where an app replies to one interaction --------------------------
+    def response_url(self, user_id: str, channel_id: str | None = None) -> str:
+        """A new response_url for an interaction of `user_id` (in `channel_id`), as Slack
+        puts in block_actions and slash-command payloads: 5 uses within 30 minutes."""
+        token = secrets.token_urlsafe(12)
+        with self._lock:
+            self._response_urls[token] = _ResponseUrl(user_id, channel_id, self._clock())
+        return f"{self.base_url.removesuffix('/api/')}/response/{token}"
+
+    def responses(self, user_id: str | None = None) -> list[RecordedCall]:
+        """What was posted to response_urls (for `user_id`): what the person was shown."""
+        return [c for c in self.calls(RESPONSE_URL) if user_id in (None, c.args.get("user"))]
+
+    def respond(self, token: str, payload: Args) -> Answer:
+        """Answer a POST to a response_url; accepted posts are recorded with the user and
+        channel of the interaction, so `user`/`channel` read as in chat.postEphemeral."""
+        received = time.monotonic()
+        with self._lock:
+            issued = self._response_urls.get(token)
+            if issued is None:
+                answer: Answer = (404, {}, _error("no_active_hooks"))
+            elif self._clock() - issued.issued > RESPONSE_URL_SECONDS:
+                answer = (404, {}, _error("expired_url"))
+            elif issued.uses >= RESPONSE_URL_USES:
+                answer = (404, {}, _error("used_url"))
+            elif not (
+                payload.get("text") or payload.get("blocks") or payload.get("delete_original")
+            ):
+                answer = (400, {}, _error("no_text"))
+            else:
+                issued.uses += 1
+                answer = (200, {}, {"ok": True})
+            args = dict(payload)
+            if issued is not None:
+                args.update(user=issued.user, channel=issued.channel)
+            self._calls.append(
+                RecordedCall(RESPONSE_URL, args, received, status=answer[0], response=answer[2])
+            )
+            self._lock.notify_all()
+        return answer
+
     def next_ts(self) -> str:
         """A message ts: epoch seconds.microseconds, strictly increasing across threads."""
         with self._lock:
@@ -390,8 +468,18 @@ class SlackStandIn:
     def _post_message(self, args: Args, *, ephemeral: bool = False) -> Args:
         if not args.get("channel"):
             return _error("channel_not_found")
-        if ephemeral and not args.get("user"):
-            return _error("user_not_in_channel")
+        if ephemeral:
+            # Slack shows an ephemeral message only to a member of the channel; for anyone
+            # else (an outsider who clicked a card in a public channel) it refuses.
+            channel, user = str(args["channel"]), str(args.get("user") or "")
+            with self._lock:
+                members = self._members.get(channel)
+            if channel[:1] == "D":
+                members = {channel[1:]}  # the bot's DM with that person
+            if members is None:
+                return _error("channel_not_found")
+            if user not in members:
+                return _error("user_not_in_channel")
         if not (args.get("text") or args.get("blocks") or args.get("attachments")):
             return _error("no_text")
         if problems := _block_problems(args.get("blocks"), limit=50, at="/blocks"):
@@ -575,6 +663,16 @@ def _handler_for(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, raw: bytes) -> None:
             url = urlsplit(self.path)
+            if url.path.startswith("/response/") and self.command == "POST":
+                try:
+                    payload = json.loads(raw.decode("utf-8") or "{}")
+                except ValueError:
+                    payload = None
+                if not isinstance(payload, dict):
+                    self._send(400, {}, _error("invalid_payload"))
+                    return
+                self._send(*standin.respond(url.path.removeprefix("/response/"), payload))
+                return
             if not url.path.startswith("/api/"):
                 self._send(404, {}, _error("unknown_method"))
                 return

@@ -16,6 +16,7 @@ from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
 
 from app.testing.slack_driver import (
     SlackDriver,
@@ -340,3 +341,21 @@ def test_interaction_body_is_one_json_payload_field() -> None:
         "name": "alice",
         "team_id": "T0LATCHKEY",
     }
+
+
+def test_clicks_and_commands_carry_response_urls_the_standin_serves(
+    bolt: BoltUnderTest,
+) -> None:
+    driver = SlackDriver(bolt.events_url, SECRET, response_urls=bolt.standin.response_url)
+    card = WebClient(token=TOKEN, base_url=bolt.standin.base_url).chat_postMessage(
+        channel="C0REQUESTS", text="card"
+    )
+    driver.block_action("U0DEE", "approve", "req-1", channel_id="C0REQUESTS", message_ts=card["ts"])
+    driver.slash_command("U0ALICE", channel_id="C0OTHER")
+
+    click, command = bolt.seen["approve"][0], bolt.seen["command"][0]
+    for body, user, channel in ((click, "U0DEE", "C0REQUESTS"), (command, "U0ALICE", "C0OTHER")):
+        assert body["response_url"].startswith(bolt.standin.base_url.removesuffix("api/"))
+        assert WebhookClient(body["response_url"]).send(text=f"hi {user}").status_code == 200
+        [shown] = bolt.standin.responses(user)
+        assert (shown.args["channel"], shown.args["text"]) == (channel, f"hi {user}")

@@ -15,6 +15,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.webhook import WebhookClient
 
 from app.testing.slack_standin import SlackStandIn
 
@@ -74,7 +75,7 @@ def standin() -> Iterator[SlackStandIn]:
             "U0BOB", name="bob", email="Bob@Example.com", tz="Asia/Kolkata", is_admin=True
         )
         running.add_usergroup("S0LEADS", ["U0BOB"])
-        running.add_channel("C0REQUESTS", name="access-requests")
+        running.add_channel("C0REQUESTS", name="access-requests", members=["U0ALICE", "U0BOB"])
         yield running
 
 
@@ -344,3 +345,59 @@ def test_a_refused_call_does_not_use_up_an_injected_fault(standin: SlackStandIn)
     with pytest.raises(SlackApiError) as limited:
         WebClient(token=TOKEN, base_url=standin.base_url).auth_test()
     assert limited.value.response.status_code == 429
+
+
+def test_ephemeral_only_reaches_members_of_the_channel(
+    standin: SlackStandIn, client: WebClient
+) -> None:
+    standin.add_user("U0DEE", name="dee", email="dee@example.com")
+    for channel, error in (("C0REQUESTS", "user_not_in_channel"), ("C0NOPE", "channel_not_found")):
+        with pytest.raises(SlackApiError) as refused:
+            client.chat_postEphemeral(channel=channel, user="U0DEE", text="Only you")
+        assert refused.value.response["error"] == error
+    standin.join("C0REQUESTS", "U0DEE")
+    assert client.chat_postEphemeral(channel="C0REQUESTS", user="U0DEE", text="Now you")["ok"]
+    standin.leave("C0REQUESTS", "U0DEE")
+    assert standin.members("C0REQUESTS") == {"U0ALICE", "U0BOB"}
+
+
+def test_response_url_records_what_the_person_was_shown(standin: SlackStandIn) -> None:
+    url = standin.response_url("U0DEE", "C0REQUESTS")
+    assert url.startswith(standin.base_url.removesuffix("api/") + "response/")
+
+    answer = WebhookClient(url).send(
+        text=":no_entry: Not yours", response_type="ephemeral", replace_original=False
+    )
+
+    assert answer.status_code == 200
+    [shown] = standin.responses("U0DEE")
+    assert shown.method == "response_url" and shown.ok
+    assert shown.args == {
+        "text": ":no_entry: Not yours",
+        "response_type": "ephemeral",
+        "replace_original": False,
+        "user": "U0DEE",
+        "channel": "C0REQUESTS",
+    }
+    assert standin.responses("U0ALICE") == []
+
+
+def test_response_url_takes_five_posts_within_thirty_minutes() -> None:
+    now = [1_000_000.0]
+    with SlackStandIn(token=TOKEN, clock=lambda: now[0]) as standin:
+        busy, late = standin.response_url("U0DEE"), standin.response_url("U0DEE")
+        statuses = [WebhookClient(busy).send(text=str(n)).status_code for n in range(6)]
+        assert statuses == [200] * 5 + [404]
+        assert standin.responses()[-1].response["error"] == "used_url"
+
+        now[0] += 30 * 60 - 1
+        assert WebhookClient(late).send(text="in time").status_code == 200
+        now[0] += 2
+        expired = WebhookClient(late).send(text="too late")
+        assert (expired.status_code, json.loads(expired.body)["error"]) == (404, "expired_url")
+        unknown = WebhookClient(standin.base_url.removesuffix("api/") + "response/nope")
+        assert unknown.send(text="x").status_code == 404
+        assert [c.args["text"] for c in standin.responses("U0DEE") if c.ok] == [
+            *map(str, range(5)),
+            "in time",
+        ]

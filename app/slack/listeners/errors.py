@@ -3,6 +3,11 @@
 Listeners are wrapped by `guarded` rather than left to raise into Bolt: with
 process_before_response=False, Bolt resets the acknowledged response when a listener
 raises after ack(), so Slack would see a 404 for a click that was in fact handled.
+
+Words reach the person whether or not they are in the channel: through the click's
+`response_url` (an ephemeral reply Slack shows to whoever clicked, member or not), else
+a DM. `chat.postEphemeral` is not used: Slack refuses it (`user_not_in_channel`) for
+anyone outside the channel, such as an outsider clicking a card in a public channel.
 """
 
 from __future__ import annotations
@@ -14,8 +19,18 @@ from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
+
+from app import lifecycle
+from app.models import AccessRequest
+from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+# slack_sdk logs the URL it posts to at DEBUG; a response_url is a credential (it lets
+# anyone post as the app to that person for 30 minutes), so it never reaches the logs.
+_webhook_log = logging.getLogger(f"{__name__}.response_url")
+_webhook_log.setLevel(logging.WARNING)
+RESPONSE_URL_TIMEOUT = 5  # seconds; a slow response_url falls back to a DM
 
 Listener = Callable[[Ack, dict[str, Any], WebClient], None]
 
@@ -56,33 +71,80 @@ def from_home(body: dict[str, Any]) -> bool:
     return (body.get("view") or {}).get("type") == "home"
 
 
+def refused(
+    rt: Runtime, request: AccessRequest, event: str, actor: str, reason: str, message: str = ""
+) -> Refusal:
+    """Audit a refused action and return the Refusal to raise.
+
+    The event is written in a transaction of its own, committed before the refusal is
+    raised, so it is never rolled back with whatever the refusal interrupts.
+    """
+    with rt.db.session() as session:
+        lifecycle.record(session, rt.audit, request, event, actor, {"reason": reason})
+    return Refusal(message or reason)
+
+
+def actor_of(body: dict[str, Any]) -> str | None:
+    """Who clicked, typed or submitted: interactions carry `user.id`, commands `user_id`."""
+    return (body.get("user") or {}).get("id") or body.get("user_id")
+
+
+def response_url_of(body: dict[str, Any]) -> str | None:
+    """Where Slack takes a reply to this interaction: clicks on messages and slash commands
+    carry one; a modal carries one only when a block asked for it; App Home clicks none."""
+    urls = body.get("response_urls") or [{}]
+    return body.get("response_url") or urls[0].get("response_url")
+
+
 def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
-    """Say something only the actor sees: ephemeral in the channel, else a DM."""
-    user = (body.get("user") or {}).get("id") or body.get("user_id")
-    channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
+    """Say something only the actor sees: an ephemeral reply through the interaction's
+    response_url (shown whether or not they are in the channel), else a DM."""
+    user = actor_of(body)
     if not user:
         return
-    if channel:
-        client.chat_postEphemeral(channel=channel, user=user, text=text)
-    else:
-        client.chat_postMessage(channel=user, text=text)
+    url = response_url_of(body)
+    if url and _reply(url, text):
+        return
+    client.chat_postMessage(channel=user, text=text)
+
+
+def _reply(url: str, text: str) -> bool:
+    """Post an ephemeral reply to a response_url; False when Slack did not take it (the
+    URL is older than 30 minutes or was used 5 times) or could not be reached."""
+    try:
+        answer = WebhookClient(url, timeout=RESPONSE_URL_TIMEOUT, logger=_webhook_log).send(
+            text=text, response_type="ephemeral", replace_original=False
+        )
+    except Exception as error:  # a DM follows; the URL itself is never logged
+        log.warning("response_url unreachable (%s); sending a DM", type(error).__name__)
+        return False
+    if answer.status_code != 200:
+        log.warning("response_url answered %s; sending a DM", answer.status_code)
+        return False
+    return True
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")[:300]
 
 
 def report(error: Exception, body: dict[str, Any], client: WebClient) -> None:
+    """Tell the actor about a refusal or a failure; a refusal is not an error."""
+    user = actor_of(body)
     if isinstance(error, Refusal):
-        tell(client, body, f":no_entry: {error}")
-        return
-    reference = uuid.uuid4().hex[:8]
-    log.error("unhandled error (ref %s)", reference, exc_info=error)
-    try:
-        tell(
-            client,
-            body,
+        log.info("refused: %s (user %s)", _one_line(str(error)), user)
+        text = f":no_entry: {error}"
+    else:
+        reference = uuid.uuid4().hex[:8]
+        log.error("unhandled error (ref %s, user %s)", reference, user, exc_info=error)
+        text = (
             f":warning: Something went wrong on our side (ref {reference}). "
-            "Try again, or give your admins this reference.",
+            "Try again, or give your admins this reference."
         )
+    try:
+        tell(client, body, text)
     except Exception:
-        log.exception("could not tell the user about ref %s", reference)
+        log.exception("could not tell %s: %s", user, _one_line(text))
 
 
 def guarded(listener: Listener) -> Listener:

@@ -10,7 +10,6 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from app import lifecycle
 from app.access import end_grant
 from app.db import utcnow
 from app.eligibility import approver_verdict, requestable_flows, requester_verdict
@@ -24,7 +23,7 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import Prefill, extend_modal, request_modal, revoke_modal
-from app.slack.listeners.errors import Refusal, from_home, guarded, request_id_from
+from app.slack.listeners.errors import Refusal, from_home, guarded, refused, request_id_from
 from app.slack.listeners.requests import field_value
 
 
@@ -50,11 +49,7 @@ def authorise_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> None:
     """Raise a Refusal (audited as revoke_refused) unless this person may revoke the grant."""
     verdict = may_revoke(rt, request, user_id)
     if not verdict.allowed:
-        with rt.db.session() as session:
-            lifecycle.record(
-                session, rt.audit, request, "revoke_refused", user_id, {"reason": verdict.reason}
-            )
-        raise Refusal(verdict.reason)
+        raise refused(rt, request, "revoke_refused", user_id, verdict.reason)
 
 
 def revoke(rt: Runtime, request_id: uuid.UUID, user_id: str, reason: str) -> None:
@@ -66,7 +61,12 @@ def revoke(rt: Runtime, request_id: uuid.UUID, user_id: str, reason: str) -> Non
     authorise_revoke(rt, request, user_id)
     refusal = end_grant(rt, request_id, cause=EndCause.REVOKED, actor=user_id, reason=reason)
     if refusal:
-        raise Refusal(refusal)
+        raise refused(rt, request, "revoke_refused", user_id, refusal)
+
+
+def _refusal_event(body: dict[str, Any]) -> str:
+    """'release_refused', 'extend_refused', 'request_again_refused' from the button."""
+    return f"{body['actions'][0]['action_id'].rpartition('.')[2]}_refused"
 
 
 def _holder_request(rt: Runtime, body: dict[str, Any]) -> AccessRequest:
@@ -75,18 +75,17 @@ def _holder_request(rt: Runtime, body: dict[str, Any]) -> AccessRequest:
     user_id = body["user"]["id"]
     with rt.db.session() as session:
         request = session.get(AccessRequest, request_id)
-        if request is None:
-            raise Refusal("That request no longer exists.")
-        if request.requester_id != user_id:
-            lifecycle.record(
-                session,
-                rt.audit,
-                request,
-                f"{body['actions'][0]['action_id'].rpartition('.')[2]}_refused",
-                user_id,
-                {"reason": "not the holder"},
-            )
-            raise Refusal("Only the person who holds this access can do that.")
+    if request is None:
+        raise Refusal("That request no longer exists.")
+    if request.requester_id != user_id:
+        raise refused(
+            rt,
+            request,
+            _refusal_event(body),
+            user_id,
+            "not the holder",
+            "Only the person who holds this access can do that.",
+        )
     return request
 
 
@@ -120,7 +119,8 @@ def register(app: App, rt: Runtime) -> None:
         request = _holder_request(rt, body)
         choices, problem = _extension_choices(rt, request)
         if not choices:
-            raise Refusal(problem or "This grant cannot be extended.")
+            why = problem or "This grant cannot be extended."
+            raise refused(rt, request, _refusal_event(body), request.requester_id, why)
         loaded = rt.flows.get(request.flow)
         assert loaded is not None
         text = f"{summary(request)}.\n" + (
@@ -162,6 +162,7 @@ def register(app: App, rt: Runtime) -> None:
             return
         eligible = requester_verdict(rt, loaded, user_id)
         if not eligible.allowed:
+            refused(rt, parent, "extend_refused", user_id, eligible.reason)
             ack(response_action="errors", errors={ids.EXTEND_DURATION_BLOCK: eligible.reason})
             return
         with rt.db.session() as session:
@@ -176,6 +177,7 @@ def register(app: App, rt: Runtime) -> None:
                 now=utcnow(),
             )
         if isinstance(outcome, str):
+            refused(rt, parent, "extend_refused", user_id, outcome)
             ack(response_action="errors", errors={ids.EXTEND_DURATION_BLOCK: outcome})
             return
         ack()
@@ -190,7 +192,7 @@ def register(app: App, rt: Runtime) -> None:
             rt, request.id, cause=EndCause.RELEASED, actor=body["user"]["id"], reason=""
         )
         if refusal:
-            raise Refusal(refusal)
+            raise refused(rt, request, _refusal_event(body), request.requester_id, refusal)
         if from_home(body):
             publish_home(rt, body["user"]["id"])
 
@@ -202,7 +204,8 @@ def register(app: App, rt: Runtime) -> None:
         flows = requestable_flows(rt, request.requester_id)
         chosen = next((f for f in flows if f.name == request.flow), None)
         if chosen is None:
-            raise Refusal(f"You may no longer request {request.flow}.")
+            why = f"You may no longer request {request.flow}."
+            raise refused(rt, request, _refusal_event(body), request.requester_id, why)
         again = Prefill(request.target, request.duration, request.reason)
         client.views_open(trigger_id=body["trigger_id"], view=request_modal(flows, chosen, again))
 
