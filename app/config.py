@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +71,10 @@ class Settings(BaseSettings):
     overdue_grace_seconds: float = Field(default=30.0, alias="LATCHKEY_OVERDUE_GRACE_SECONDS", ge=0)
     beat_schedule_file: Path = Field(
         default=Path("celerybeat-schedule"), alias="LATCHKEY_BEAT_SCHEDULE_FILE"
+    )
+    # The web refuses larger request bodies with 413 before reading them (Slack's are a few KiB).
+    max_body_bytes: int = Field(
+        default=1024 * 1024, alias="LATCHKEY_MAX_BODY_BYTES", ge=1024, le=64 * 1024 * 1024
     )
 
     @field_validator("audit_webhook_url", "gcp_endpoint", "gcp_grpc_endpoint", mode="before")
@@ -141,8 +147,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _webhook_complete(self) -> Settings:
         if self.audit_webhook_url is not None:
-            if not self.audit_webhook_url.startswith(("https://", "http://")):
-                raise ValueError("LATCHKEY_AUDIT_WEBHOOK_URL must be an http(s) URL")
+            if problem := _webhook_url_problem(self.audit_webhook_url):
+                raise ValueError(f"LATCHKEY_AUDIT_WEBHOOK_URL {problem}")
             if len(self.audit_webhook_secret.get_secret_value()) < 16:
                 raise ValueError(
                     "LATCHKEY_AUDIT_WEBHOOK_SECRET must be at least 16 characters when "
@@ -182,6 +188,26 @@ class Settings(BaseSettings):
                 "(it keys the audit hash chain; generate one with `openssl rand -hex 32`)"
             )
         return key.encode()
+
+
+def _webhook_url_problem(url: str) -> str | None:
+    """Why the SIEM webhook URL is refused, or None: https, or http to this machine only."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an https URL (http only to a loopback address)"
+    if parts.scheme == "https":
+        return None
+    host = parts.hostname
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return (
+            f"must use https: plain http would carry the audit trail and its Authorization "
+            f"header in clear to {host!r} (http is accepted only for 127.0.0.0/8, ::1 and localhost)"
+        )
+    return None
 
 
 def _split(value: str) -> list[str]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from app.audit import AuditLog
 from app.audit.sink import Webhook, deliver
 from app.db import Database, utcnow
+from app.models import AuditDelivery
 from app.testing.receiver import AuditReceiver
 
 SECRET = "siem-shared-secret-0123456789"
@@ -67,3 +70,63 @@ def test_stdout_lines_are_written_for_committed_events_only(database: Database) 
     lines = [json.loads(line)["latchkey_audit"] for line in out.getvalue().splitlines()]
     assert [(line["seq"], line["event"]) for line in lines] == [(1, "requested"), (2, "approved")]
     assert lines[0]["details"] == {"reason": "<!here>"} and len(lines[1]["hash"]) == 64
+
+
+class _Recorder:
+    """A local HTTP server answering every request with `status` (and `Location`), recording
+    the method, path and headers it received."""
+
+    def __init__(self, status: int, location: str | None = None) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                recorder.requests.append((self.command, self.path, dict(self.headers)))
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/audit"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_failed_delivery_and_never_followed(
+    database: Database, audit: AuditLog, status: int
+) -> None:
+    elsewhere = _Recorder(200)
+    redirecting = _Recorder(status, location=elsewhere.url.replace("/audit", "/collect"))
+    try:
+        _write(database, audit, 3)
+        webhook = Webhook(redirecting.url, SECRET.encode(), {"Authorization": "Bearer siem"})
+        assert deliver(database, webhook) == 0
+        with database.session() as session:
+            cursor = session.get(AuditDelivery, "webhook")
+            assert cursor is not None
+            assert (cursor.last_seq, cursor.failures) == (0, 1)
+            assert cursor.next_attempt_at is not None  # backs off like any failure
+            assert f"HTTP {status}" in (cursor.last_error or "")
+        # Retried after the backoff: refused again, still nothing sent elsewhere.
+        assert deliver(database, webhook, now=utcnow() + timedelta(minutes=10)) == 0
+        assert [r[0] for r in redirecting.requests] == ["POST", "POST"]
+        assert elsewhere.requests == []  # neither the body nor the Authorization header left
+    finally:
+        redirecting.stop()
+        elsewhere.stop()

@@ -17,6 +17,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         "LATCHKEY_AUDIT_WEBHOOK_URL",
         "LATCHKEY_AUDIT_WEBHOOK_SECRET",
         "LATCHKEY_AUDIT_WEBHOOK_HEADERS",
+        "LATCHKEY_MAX_BODY_BYTES",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
@@ -94,4 +95,50 @@ def test_webhook_settings_are_checked_at_start(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=problem):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://siem.example.com/audit",
+        "http://10.0.0.5:8088/services/collector",
+        "http://localhost.example.com/audit",
+        "http://[::2]/audit",
+        "https:///no-host",
+    ],
+)
+def test_webhook_must_be_https_unless_loopback(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("LATCHKEY_AUDIT_WEBHOOK_URL", url)
+    monkeypatch.setenv("LATCHKEY_AUDIT_WEBHOOK_SECRET", "0123456789abcdef")
+    with pytest.raises(
+        ConfigError, match=r"LATCHKEY_AUDIT_WEBHOOK_URL must (be an https|use https)"
+    ):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://siem.example.com/audit",
+        "http://127.0.0.1:8088/audit",
+        "http://127.3.2.1/audit",
+        "http://[::1]:9000/audit",
+        "http://localhost:8088/audit",
+    ],
+)
+def test_webhook_over_https_or_to_loopback_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("LATCHKEY_AUDIT_WEBHOOK_URL", url)
+    monkeypatch.setenv("LATCHKEY_AUDIT_WEBHOOK_SECRET", "0123456789abcdef")
+    assert load_settings().audit_webhook_url == url
+
+
+def test_max_body_bytes_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().max_body_bytes == 1024 * 1024
+    monkeypatch.setenv("LATCHKEY_MAX_BODY_BYTES", "65536")
+    assert load_settings().max_body_bytes == 65536
+    monkeypatch.setenv("LATCHKEY_MAX_BODY_BYTES", "10")
+    with pytest.raises(ConfigError, match="LATCHKEY_MAX_BODY_BYTES"):
         load_settings()

@@ -8,6 +8,10 @@ grant or a revoke: the sink only reads events that were already committed.
 
 Each POST carries `X-Latchkey-Timestamp` and `X-Latchkey-Signature: sha256=<hex>`, an
 HMAC-SHA256 of `<timestamp>.<body>` with LATCHKEY_AUDIT_WEBHOOK_SECRET.
+
+Redirects are never followed: a 3xx is a failed delivery like any other (urllib would
+otherwise turn the POST into a body-less GET to wherever the answer points, with our
+headers). The URL is https, or http to this machine only (checked at start-up).
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ log = logging.getLogger(__name__)
 SINK = "webhook"
 BATCH = 200
 MAX_BACKOFF = timedelta(minutes=5)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: urllib then raises HTTPError with the 3xx status."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None
+
+
+# urllib's usual handlers (proxies from the environment included), minus redirects.
+_OPENER = urllib.request.build_opener(_NoRedirects())
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -80,7 +95,13 @@ class Webhook:
                 "X-Latchkey-Signature": sign(self.secret, timestamp, body),
             },
         )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+        try:
+            response = _OPENER.open(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            note = " (redirects are not followed)" if 300 <= exc.code < 400 else ""
+            raise OSError(f"webhook answered HTTP {exc.code}{note}") from None
+        with response:
             if not 200 <= response.status < 300:
                 raise OSError(f"webhook answered HTTP {response.status}")
 
