@@ -1,0 +1,95 @@
+"""The log formatter: one line per record whatever users type; no response_url, token or secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from app.logs import SafeFormatter, configure_logging, redact
+
+HOOK = "https://hooks.slack.com/commands/T0LATCHKEY/1234567890/fakeResponseSecret"
+FORGED = "\r\n2026-01-01 00:00:00,000 INFO app.access granted admin principal=ceo@example.com"
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("tests.logs")
+    logger.handlers[:], logger.propagate, logger.level = [handler], False, logging.DEBUG
+    yield logger, out
+    logger.handlers[:], logger.propagate = [], True
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        HOOK,
+        quote(HOOK, safe=""),  # a form body: response_url=https%3A%2F%2Fhooks…
+        quote(quote(HOOK, safe=""), safe=""),  # encoded twice
+        json.dumps({"response_url": HOOK}).replace("/", "\\/"),  # Slack's JSON: https:\/\/…
+        urlencode({"payload": json.dumps({"response_url": HOOK}).replace("/", "\\/")}),
+        repr(json.dumps({"response_url": HOOK}).replace("/", "\\/")),  # \\/ inside a repr
+        HOOK.replace("/", "\\u002f"),
+        HOOK.upper().replace("HTTPS", "https"),
+        "https://hooks.slack-gov.com/actions/T0/1/secret",
+    ],
+)
+def test_response_urls_are_redacted_in_every_encoding(encoded: str) -> None:
+    cleaned = redact(f"request body: command=/access&{encoded}&trigger_id=tr-1")
+    assert "fakeResponseSecret".lower() not in cleaned.lower() and "secret" not in cleaned
+    assert "[redacted]" in cleaned and cleaned.startswith("request body: command=/access&")
+
+
+def test_tokens_and_secrets_are_redacted() -> None:
+    cleaned = redact("token xoxb-123-abc app xapp-1-A-2 signing_secret=s3cr3t Authorization: Bx")
+    assert "xoxb-123" not in cleaned and "xapp-1" not in cleaned
+    assert "s3cr3t" not in cleaned and "Bx" not in cleaned
+
+
+def test_user_text_cannot_start_a_new_line(captured: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = captured
+    logger.info("reason given: %s", f"deploy{FORGED}")
+    logger.warning(f"message itself {FORGED}\x1b[2J\u2028\x85 end")
+    logger.info("args as a dict: %(reason)s", {"reason": FORGED})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert all(" tests.logs " in line for line in lines)
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    assert "\\r\\n2026-01-01 00:00:00,000 INFO app.access granted" in lines[0]
+    assert "\\x1b[2J\\u2028\\x85 end" in lines[1]
+
+
+def test_a_traceback_quoting_user_text_stays_attached(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, out = captured
+    try:
+        raise ValueError(f"bad reason {FORGED} {HOOK}")
+    except ValueError:
+        logger.exception("listener failed for %s", "U0SAM")
+    first, *rest = out.getvalue().splitlines()
+    assert "listener failed for U0SAM" in first
+    assert rest and all(line.startswith("  | ") for line in rest)
+    assert "fakeResponseSecret" not in out.getvalue()
+
+
+def test_configure_logging_keeps_bolt_and_the_sdk_quiet_when_debugging() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("DEBUG")
+        for name in ("slack_bolt", "slack_sdk", "app.slack"):
+            assert logging.getLogger(name).getEffectiveLevel() == logging.INFO, name
+        assert isinstance(root.handlers[0].formatter, SafeFormatter)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name in ("slack_bolt", "slack_sdk", "app.slack"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
