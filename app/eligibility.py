@@ -1,24 +1,64 @@
-"""Who may request a flow, asked again at every step (submit, approval, grant)."""
+"""Who may request a flow and who may decide, asked again at every step (submit, approval,
+grant), from Slack as it is now: never from an answer older than Slack's last change event
+about that person or group (see app.slack.directory)."""
 
 from __future__ import annotations
 
+from app.accounts import account_problem
 from app.flows.hooks import call_hook
 from app.flows.loader import LoadedFlow
-from app.flows.policy import Verdict, may_decide, may_request
+from app.flows.policy import Verdict, may_decide, may_request, refuse
 from app.flows.schema import Flow
 from app.identity import principal_for
 from app.runtime import Runtime
+from app.slack.directory import SlackChanges, SlackUser, group_key, user_key
+
+
+def current_user(rt: Runtime, user_id: str) -> SlackUser:
+    """users.info as of Slack's last change event about this person (afresh when the
+    shared counters cannot be read)."""
+    versions = SlackChanges(rt.redis).versions([user_key(user_id)])
+    if versions is None:
+        return rt.directory.user(user_id, fresh=True)
+    return rt.directory.user(user_id, version=versions[user_key(user_id)])
+
+
+def current_members(rt: Runtime, group_ids: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """Members of these user groups as of Slack's last change event about each."""
+    if not group_ids:
+        return {}
+    versions = SlackChanges(rt.redis).versions(group_key(g) for g in group_ids)
+    return rt.directory.members_of(group_ids, versions or {})
+
+
+def requester_account_problem(rt: Runtime, flow: Flow, user_id: str) -> str | None:
+    """Why this person's Slack account may not request this flow (None: it may)."""
+    account = current_user(rt, user_id).account
+    if account is None:
+        return None
+    return account_problem(
+        account,
+        rt.directory.workspace(),
+        allow_guests=flow.allow_guests,
+        allow_other_teams=flow.allow_other_teams,
+    )
 
 
 def requester_verdict(rt: Runtime, loaded: LoadedFlow, user_id: str) -> Verdict:
-    """Whether this person may request this flow now, per Slack's current profile and groups
-    and the flow's get_requesters hook (which, if it fails, adds nobody: fail closed)."""
+    """Whether this person may request this flow now, per Slack's current account, profile
+    and groups and the flow's get_requesters hook (which, if it fails, adds nobody: fail
+    closed). Group members are asked of Slack only for someone not listed by id."""
     flow = loaded.flow
+    problem = requester_account_problem(rt, flow, user_id)
+    if problem is not None:
+        return refuse(problem)
     if flow.requesters is None:
         return may_request(flow, user_id=user_id, email=None, group_members={})
+    if user_id in flow.requesters.users:
+        return may_request(flow, user_id=user_id, email=None, group_members={})
     needs_email = bool(flow.requesters.email_domains) or "get_requesters" in loaded.hooks
-    email = rt.directory.user(user_id).email if needs_email else None
-    members = rt.directory.members_of(flow.requesters.usergroups)
+    email = current_user(rt, user_id).email if needs_email else None
+    members = current_members(rt, flow.requesters.usergroups)
     extra = (
         call_hook(loaded, "get_requesters").names()
         if "get_requesters" in loaded.hooks
@@ -43,21 +83,34 @@ def approver_verdict(
     extra_approvers: frozenset[str] = frozenset(),
 ) -> Verdict:
     """May this person decide (or revoke) this requester's access, per the flow and Slack's
-    user groups now (plus anyone a get_approvers hook named, where the caller asked it)."""
-    return may_decide(
+    user groups now (plus anyone a get_approvers hook named, where the caller asked it).
+
+    Listed ids are checked before any call to Slack; group members are fetched only for
+    someone not listed. An approver's own account must be a full member of the workspace
+    (no flow opts approvers in).
+    """
+    verdict = may_decide(
         flow,
         requester_id=requester_id,
         approver_id=user_id,
-        usergroup_members=rt.directory.members_of(flow.approvers.usergroups),
+        usergroup_members=lambda: current_members(rt, flow.approvers.usergroups),
         extra_approvers=extra_approvers,
     )
+    if not verdict.allowed:
+        return verdict
+    account = current_user(rt, user_id).account
+    problem = account_problem(account, rt.directory.workspace()) if account else None
+    if problem is not None:
+        return refuse(f"You cannot decide on access: {problem}")
+    return verdict
 
 
 def request_problem(rt: Runtime, loaded: LoadedFlow, target: str, user_id: str) -> str | None:
-    """Why this person cannot request this target now (None: they can): not among the
-    requesters, or no identity at the target's provider (told now, not at grant time)."""
+    """Why this person cannot request this target now (None: they can): their Slack
+    account, not among the requesters, or no identity at the target's provider (told now,
+    not at grant time)."""
     eligible = requester_verdict(rt, loaded, user_id)
     if not eligible.allowed:
         return eligible.reason
-    email = rt.directory.user(user_id).email
+    email = current_user(rt, user_id).email
     return principal_for(rt.providers, loaded, target, user_id=user_id, email=email).problem

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from app import lifecycle, proof, queries
 from app.db import lock_holding, utcnow
-from app.eligibility import requester_verdict
+from app.eligibility import current_user, requester_account_problem, requester_verdict
 from app.flows.schema import provider_of
 from app.identity import principal_for
 from app.models import AccessRequest, RequestStatus
@@ -75,6 +75,10 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
     if refusal is not None:
         return _refuse_unproven(rt, request_id, owner, refusal)
 
+    # The account as Slack says it is now (deactivated, a guest, another organisation…).
+    account = requester_account_problem(rt, loaded.flow, requester_id)
+    if account is not None:
+        return _fail(rt, request_id, f"the requester's Slack account: {account}", owner)
     eligible = requester_verdict(rt, loaded, requester_id)
     if not eligible.allowed:
         return _fail(
@@ -83,7 +87,7 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
             f"the requester may no longer request {loaded.flow.name}: {eligible.reason}",
             owner,
         )
-    user = rt.directory.user(requester_id)
+    user = current_user(rt, requester_id)
     # Checked when the request was made too; checked again because maps and hooks change.
     mapped = principal_for(
         rt.providers, loaded, target.name, user_id=requester_id, email=user.email

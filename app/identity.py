@@ -50,12 +50,31 @@ def principal_for(
     value = _mapped(loaded, provider, target_name, user_id=user_id, email=email)
     if isinstance(value, Principal):
         return value
-    problem = providers.principal_problem(provider, value)
+    problem = providers.principal_problem(provider, value) or domain_problem(
+        flow.principal_domains, value
+    )
     if problem:
         return Principal(
             None, f"Your identity for {target_name} ({value!r}) cannot be used: {problem}."
         )
     return Principal(value)
+
+
+def domain_problem(domains: tuple[str, ...], principal: str) -> str | None:
+    """Why a principal is outside the flow's `principal_domains` (None: inside, or no rule).
+
+    A GCP member (`user:…`, `group:…`, `serviceAccount:…`) is judged by its email.
+    """
+    if not domains:
+        return None
+    email = principal.partition(":")[2] if ":" in principal else principal
+    domain = email.rpartition("@")[2].lower() if "@" in email else ""
+    if domain in domains:
+        return None
+    allowed = ", ".join(domains)
+    if not domain:
+        return f"this flow grants only to emails in {allowed}"
+    return f"{domain} is not among the domains this flow grants to ({allowed})"
 
 
 def _mapped(

@@ -13,9 +13,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
+from app.flows.loader import LoadedFlow
 from app.flows.schema import Flow
+from app.identity import principal_for
 from app.lifecycle import BREAK_GLASS_REVIEWS
-from app.models import AccessRequest, AuditEvent
+from app.models import AccessRequest, AuditEvent, Grant
 from app.queries import approvals_of, events_of, grant_of
 from app.runtime import Runtime
 from app.slack.blocks.cards import (
@@ -64,6 +66,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         approvals_required=loaded.flow.approvals_required if loaded else 1,
         durations=loaded.flow.durations if loaded else (),
         auto_reason=_auto_reason(session, request_id),
+        principal=_principal(rt, loaded, request, grant_of(session, request_id)),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
@@ -72,6 +75,22 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         if loaded
         else "",
     )
+
+
+def _principal(
+    rt: Runtime, loaded: LoadedFlow | None, request: AccessRequest, grant: Grant | None
+) -> str | None:
+    """Who the access goes to at the provider: the grant's principal once granted, else
+    worked out now as the grant will (so approvers see it before they click)."""
+    if grant is not None:
+        return grant.principal
+    if loaded is None or request.extends_id is not None:
+        return None
+    email = rt.directory.user(request.requester_id).email
+    found = principal_for(
+        rt.providers, loaded, request.target, user_id=request.requester_id, email=email
+    )
+    return found.value or f"none ({found.problem})"
 
 
 def _auto_reason(session: Session, request_id: uuid.UUID) -> str | None:

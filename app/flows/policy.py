@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -128,23 +128,27 @@ def may_decide(
     *,
     requester_id: str,
     approver_id: str,
-    usergroup_members: Mapping[str, frozenset[str]],
+    usergroup_members: Mapping[str, frozenset[str]] | Callable[[], Mapping[str, frozenset[str]]],
     extra_approvers: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Decide whether this person may approve or deny this request, and say why.
 
     Approvers come from the flow (and its get_approvers hook) only, never from who can
     see the channel; group membership is what Slack says at the moment of the click.
+    `usergroup_members` may be a loader: it is called only for someone not listed by id,
+    so a listed approver's click needs no call to Slack.
     """
     if approver_id == requester_id and not flow.allow_self_approval:
         return refuse("You can't approve or deny your own request.")
     if approver_id in flow.approvers.users:
         return allow(f"<@{approver_id}> is an approver of {flow.name}")
-    for group in flow.approvers.usergroups:
-        if approver_id in usergroup_members.get(group, frozenset()):
-            return allow(f"<@{approver_id}> is in approver group <!subteam^{group}>")
     if approver_id in extra_approvers:
         return allow(f"<@{approver_id}> was named by the flow's get_approvers hook")
+    if flow.approvers.usergroups:
+        members = usergroup_members() if callable(usergroup_members) else usergroup_members
+        for group in flow.approvers.usergroups:
+            if approver_id in members.get(group, frozenset()):
+                return allow(f"<@{approver_id}> is in approver group <!subteam^{group}>")
     return refuse(f"You are not an approver of the {flow.name} flow.")
 
 

@@ -135,6 +135,13 @@ class Flow(_Strict):
     reason_pattern: str | None = None
     reason_hint: str = ""
     identity: Identity = Field(default_factory=Identity)
+    # Slack accounts: guests (multi- and single-channel) and people of another team or
+    # organisation (Slack Connect) may request only where the flow opts them in.
+    # Deactivated accounts, bots and unconfirmed emails never may; approvers never are guests.
+    allow_guests: bool = False
+    allow_other_teams: bool = False
+    # Principals must be emails (or GCP members) in these domains; empty: any principal.
+    principal_domains: tuple[str, ...] = ()
     # The requester is warned this long before a grant ends, or a tenth of the grant's
     # length when that is shorter (a 20-minute grant is warned 2 minutes ahead). None: never.
     expiry_notice: timedelta | None = timedelta(minutes=10)
@@ -165,6 +172,14 @@ class Flow(_Strict):
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
+
+    @field_validator("principal_domains")
+    @classmethod
+    def _principal_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in value:
+            if not _DOMAIN.match(domain):
+                raise ValueError(f"{domain!r} is not an email domain (like example.com)")
+        return tuple(d.lower() for d in value)
 
     @field_validator("name")
     @classmethod

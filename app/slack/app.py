@@ -7,7 +7,7 @@ import logging
 from slack_bolt import App
 
 from app.runtime import Runtime
-from app.slack.listeners import approvals, commands, errors, grants, home, requests
+from app.slack.listeners import approvals, commands, errors, events, grants, home, requests
 
 
 def create_app(rt: Runtime, *, token_verification: bool = True) -> App:
@@ -28,4 +28,5 @@ def create_app(rt: Runtime, *, token_verification: bool = True) -> App:
     approvals.register_reviews(app, rt)
     grants.register(app, rt)
     home.register(app, rt)
+    events.register(app, rt)
     return app

@@ -627,6 +627,16 @@ class SlackStandIn:
             self._views[view_id] = stored
             return {"ok": True, "view": dict(stored)}
 
+    def set_user_flags(self, user_id: str, **fields: Any) -> Args:
+        """Change what users.info says about an account (deleted, is_restricted,
+        is_ultra_restricted, is_bot, team_id, enterprise_user, is_email_confirmed, …) and
+        return the user as a user_change event would carry it."""
+        with self._lock:
+            user = self._users[user_id]
+            user.update(fields)
+            user["updated"] = int(self._clock())
+            return json.loads(json.dumps(user))
+
 
 _METHODS: dict[str, Callable[[SlackStandIn, Args], Args]] = {
     "auth.test": SlackStandIn._auth_test,

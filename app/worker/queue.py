@@ -26,6 +26,7 @@ SUBMITTED = "latchkey.process_submission"
 RECONCILE = "latchkey.reconcile"
 AUDIT_DELIVER = "latchkey.audit_deliver"
 AUDIT_CHECKPOINT = "latchkey.audit_checkpoint"
+DECIDE_DEFERRED = "latchkey.decide_deferred"
 
 # A publish with the broker down gives up after about a second: the caller is usually
 # answering a person, and the sweep will find the work anyway.
@@ -75,3 +76,7 @@ class TaskQueue:
 
     def notify(self, request_id: uuid.UUID, what: str) -> bool:
         return self._send(NOTIFY, [str(request_id), what])
+
+    def decide_deferred(self, request_id: uuid.UUID, seq: int) -> bool:
+        """A click kept as the keyed audit event `seq`: the worker re-reads it and decides."""
+        return self._send(DECIDE_DEFERRED, [str(request_id), str(seq)])

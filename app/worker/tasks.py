@@ -18,6 +18,7 @@ from app.runtime import Runtime, build_runtime, retry_after
 from app.worker.queue import (
     AUDIT_CHECKPOINT,
     AUDIT_DELIVER,
+    DECIDE_DEFERRED,
     GRANT,
     NOTIFY,
     RECONCILE,
@@ -151,3 +152,19 @@ def notify_request(self: Any, request_id: str, what: str) -> None:
 def process_submission(request_id: str) -> None:
     # Hooks may call slow services (an on-call schedule), so they run here, not in the web.
     access.process_submission(runtime(), uuid.UUID(request_id))
+
+
+@shared_task(name=DECIDE_DEFERRED, bind=True, max_retries=240)
+def decide_deferred(self: Any, request_id: str, seq: str) -> None:
+    """Finish an approver's click that Slack could not check at the time, from its keyed
+    audit event; while Slack still cannot answer, wait (its Retry-After, at most a minute)."""
+    from app.slack.directory import slack_unreachable
+    from app.slack.listeners.approvals import finish_deferred_decision
+
+    try:
+        finish_deferred_decision(runtime(), uuid.UUID(request_id), int(seq))
+    except Exception as exc:
+        if not slack_unreachable(exc):
+            raise
+        wait = (_retry_after(exc) if isinstance(exc, SlackApiError) else None) or 5
+        raise self.retry(countdown=min(wait, 60)) from None

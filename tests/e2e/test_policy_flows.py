@@ -180,7 +180,11 @@ def test_on_request_hook_auto_approves_with_its_reason(stack: LocalStack) -> Non
     dm_to(stack, person, "You now have")
     assert person.email in group_members(stack, GROUP_NAME)
     card = _card_of_any_status(stack, person)
-    assert not [b for b in card.args["blocks"] if b["type"] == "actions"]
+    # Nobody is asked to decide; once active, the card may offer approvers Revoke.
+    offered = {
+        e["action_id"] for b in card.args["blocks"] if b["type"] == "actions" for e in b["elements"]
+    }
+    assert not offered & {ids.APPROVE_ACTION, ids.DENY_ACTION, ids.APPROVE_FOR_ACTION}
     card_update(stack, card, "Approved automatically — on_request: on call for PAGE-77")
 
 

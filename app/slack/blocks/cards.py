@@ -65,6 +65,8 @@ class CardContext:
     extended: tuple[tuple[str, int, datetime], ...] = ()
     # Whether the flow allows extensions at all (the DM offers Extend only then).
     extensions_allowed: bool = True
+    # Who gets the access at the provider (an IAM user, a Google member…), or why nobody.
+    principal: str | None = None
 
     @property
     def progress(self) -> str:
@@ -112,6 +114,8 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
         mrkdwn(f"*Access to*\n{escape(request.target)}"),
         mrkdwn(f"*{'Extend by' if request.extends_id else 'Duration'}*\n{_duration(request)}"),
     ]
+    if ctx.principal:
+        fields.append(mrkdwn(f"*Granted to (at the provider)*\n`{escape(ctx.principal)}`"))
     if ctx.extends_grant is not None:
         end = ctx.extends_grant.expires_at
         fields.append(mrkdwn(f"*Access now ends*\n{slack_date(end, _utc(end))}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,12 +17,15 @@ from app.eligibility import approver_verdict, requester_verdict
 from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, refuse
 from app.flows.schema import Flow
-from app.models import AccessRequest, Decision
+from app.models import AccessRequest, AuditEvent, Decision
 from app.notify import publish_home
+from app.queries import events_of
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import deny_modal
+from app.slack.blocks.text import escape
+from app.slack.directory import slack_unreachable
 from app.slack.listeners.errors import (
     APPROVAL_LATER,
     Refusal,
@@ -79,7 +83,14 @@ def _approve(
     duration: timedelta | None,
 ) -> None:
     approver_id = body["user"]["id"]
-    flow, verdict = verdict_for(rt, request_id, approver_id)
+    try:
+        flow, verdict = verdict_for(rt, request_id, approver_id)
+    except Exception as exc:
+        if not slack_unreachable(exc):
+            raise
+        # Slack cannot say now who may approve: the click is kept, keyed, for the worker.
+        defer_decision(rt, client, body, request_id, Decision.APPROVE, duration=duration)
+        return
     if flow is None:
         raise Refusal(verdict.reason)
     with rt.db.session() as session:
@@ -95,13 +106,9 @@ def _approve(
         )
     if outcome.refusal:
         raise Refusal(outcome.refusal)
-    if outcome.won:
-        rang = rt.tasks.grant(request_id)
-        rt.tasks.notify(request_id, "approved")
-        if not rang:
-            tell(client, body, APPROVAL_LATER)
-    else:
-        rt.tasks.notify(request_id, "approval_recorded")
+    rang = _follow_up(rt, request_id, Decision.APPROVE, outcome)
+    if not rang:
+        tell(client, body, APPROVAL_LATER)
     if from_home(body):
         publish_home(rt, approver_id)
 
@@ -127,8 +134,15 @@ def register(app: App, rt: Runtime) -> None:
     def ask_deny_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         request_id = request_id_from(body["actions"][0]["value"])
-        flow, verdict = verdict_for(rt, request_id, body["user"]["id"])
-        if flow is None or not verdict.allowed:
+        try:
+            flow, verdict = verdict_for(rt, request_id, body["user"]["id"])
+        except Exception as exc:
+            if not slack_unreachable(exc):
+                raise
+            # Slack cannot say now: the form opens, and its submission is decided (or
+            # deferred to the worker) then.
+            flow, verdict = None, None
+        if verdict is not None and (flow is None or not verdict.allowed):
             # Refused before the form opens; audited by the same path as a refused decision.
             if flow is None:
                 raise Refusal(verdict.reason)
@@ -168,7 +182,14 @@ def register(app: App, rt: Runtime) -> None:
             or ""
         )
         # Checked again at submission: membership may have changed since the click.
-        flow, verdict = verdict_for(rt, request_id, approver_id)
+        try:
+            flow, verdict = verdict_for(rt, request_id, approver_id)
+        except Exception as exc:
+            if not slack_unreachable(exc):
+                raise
+            ack()
+            defer_decision(rt, client, body, request_id, Decision.DENY, reason=reason)
+            return
         if flow is None:
             ack(response_action="errors", errors={ids.DENY_REASON_BLOCK: verdict.reason})
             return
@@ -226,3 +247,148 @@ def register_reviews(app: App, rt: Runtime) -> None:
     def flag(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         review(body, flagged=True)
+
+
+# A click whose approver check could not reach Slack (a 429 burst, an outage) is stored as
+# a keyed `decision_deferred` audit event and finished by the worker once Slack answers:
+# the same check, the same decide, the approver told the outcome. Never dropped.
+DEFERRED = "decision_deferred"
+RESUMED = "decision_resumed"
+log = logging.getLogger(__name__)
+
+
+def deciding_text(decision: Decision) -> str:
+    what = "approval" if decision is Decision.APPROVE else "denial"
+    return (
+        f":hourglass_flowing_sand: Your {what} is recorded; deciding… Slack is not answering "
+        "right now, so Latchkey checks who may decide as soon as it does, and tells you."
+    )
+
+
+def defer_decision(
+    rt: Runtime,
+    client: WebClient,
+    body: dict[str, Any],
+    request_id: uuid.UUID,
+    decision: Decision,
+    *,
+    duration: timedelta | None = None,
+    reason: str = "",
+) -> None:
+    """Store the click as a keyed audit event, ring the worker, tell the approver."""
+    approver_id = body["user"]["id"]
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None:
+            raise Refusal("That request no longer exists.")
+        details: dict[str, Any] = {"decision": decision.value}
+        if duration is not None:
+            details["duration_seconds"] = int(duration.total_seconds())
+        if reason.strip():
+            details["reason"] = reason.strip()
+        event = rt.audit.append(
+            session,
+            event=DEFERRED,
+            actor=approver_id,
+            request_id=request.id,
+            flow=request.flow,
+            target=request.target,
+            subject=request.requester_id,
+            details=details,
+        )
+        seq = event.seq
+    rt.tasks.decide_deferred(request_id, seq)
+    tell(client, body, deciding_text(decision))
+
+
+def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> str | None:
+    """Decide a click stored by `defer_decision`, from its keyed audit event.
+
+    Raises what Slack raised while it still cannot answer (the task retries). Returns what
+    the approver was told, or None when there was nothing (left) to do.
+    """
+    with rt.db.session() as session:
+        event = session.get(AuditEvent, seq)
+        if (
+            event is None
+            or event.event != DEFERRED
+            or event.request_id != request_id
+            or not rt.audit.authentic(event)
+        ):
+            log.error("deferred decision %s of request=%s: no keyed event", seq, request_id)
+            return None
+        if any(
+            e.details.get("deferred_seq") == seq for e in events_of(session, request_id, (RESUMED,))
+        ):
+            return None  # finished by an earlier delivery of the task
+        approver_id, details = event.actor, dict(event.details)
+    decision = Decision(details["decision"])
+    seconds = details.get("duration_seconds")
+    duration = timedelta(seconds=int(seconds)) if seconds is not None else None
+    try:
+        flow, verdict = verdict_for(rt, request_id, approver_id)
+    except Refusal as refusal:
+        flow, verdict = None, refuse(str(refusal))
+    outcome = None
+    with rt.db.session() as session:
+        request = lifecycle.lock_request(session, request_id)
+        if request is None:
+            return None
+        if any(
+            e.details.get("deferred_seq") == seq for e in events_of(session, request_id, (RESUMED,))
+        ):
+            return None
+        if flow is not None:
+            outcome = lifecycle.decide(
+                session=session,
+                audit=rt.audit,
+                flow=flow,
+                request_id=request_id,
+                decider_id=approver_id,
+                verdict=verdict,
+                decision=decision,
+                reason=str(details.get("reason", "")),
+                duration=duration,
+            )
+        refusal = verdict.reason if outcome is None else outcome.refusal
+        lifecycle.record(
+            session,
+            rt.audit,
+            request,
+            RESUMED,
+            "latchkey",
+            {"deferred_seq": seq, "approver": approver_id, "refusal": refusal},
+        )
+        what = f"<@{request.requester_id}>'s request for *{escape(request.target)}*"
+    if outcome is not None and refusal is None:
+        _follow_up(rt, request_id, decision, outcome)
+        verb = "approval" if decision is Decision.APPROVE else "denial"
+        text = f":white_check_mark: Your {verb} of {what} is decided: {_result(outcome)}."
+    else:
+        text = f":no_entry: Your decision on {what} was not applied: {refusal}"
+    rt.slack.chat_postMessage(channel=approver_id, text=text)
+    return text
+
+
+def _result(outcome: lifecycle.DecisionOutcome) -> str:
+    if outcome.request is None:
+        return "recorded"
+    if outcome.won:
+        return f"the request is {outcome.request.status.value}"
+    return f"recorded ({outcome.quorum.progress})" if outcome.quorum else "recorded"
+
+
+def _follow_up(
+    rt: Runtime, request_id: uuid.UUID, decision: Decision, outcome: lifecycle.DecisionOutcome
+) -> bool:
+    """Ring the worker after a decision; False when the broker could not take the grant."""
+    if decision is Decision.DENY:
+        if outcome.won:
+            rt.tasks.notify(request_id, "denied")
+        return True
+    if outcome.won:
+        rang = rt.tasks.grant(request_id)
+        rt.tasks.notify(request_id, "approved")
+        return rang
+    rt.tasks.notify(request_id, "approval_recorded")
+    return True
