@@ -11,10 +11,14 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
+from sqlmodel import Session
+
 from app import lifecycle, proof, queries
+from app.audit import AuditLog
 from app.db import lock_holding, utcnow
 from app.eligibility import current_user, requester_account_problem, requester_verdict
-from app.flows.schema import provider_of
+from app.flows.policy import clamp_duration
+from app.flows.schema import Flow, provider_of
 from app.identity import principal_for
 from app.models import AccessRequest, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
@@ -64,6 +68,12 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
             if loaded is not None
             else None
         )
+        # Clamped to the flow as it is now, after the claim and before the provider call.
+        too_long = (
+            clamp_to_flow(session, rt.audit, loaded.flow, claimed)
+            if loaded is not None and refusal is None
+            else None
+        )
         duration, requester_id = claimed.duration, claimed.requester_id
     if loaded is None or target is None:
         return _fail(
@@ -74,6 +84,8 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
         )
     if refusal is not None:
         return _refuse_unproven(rt, request_id, owner, refusal)
+    if too_long is not None:
+        return _fail(rt, request_id, too_long, owner)
 
     # The account as Slack says it is now (deactivated, a guest, another organisation…).
     account = requester_account_problem(rt, loaded.flow, requester_id)
@@ -133,6 +145,30 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
     rt.tasks.notify(request_id, "granted")
     log.info("granted request=%s principal=%s until=%s", request_id, principal, grant.expires_at)
     return True
+
+
+def clamp_to_flow(
+    session: Session, audit: AuditLog, flow: Flow, request: AccessRequest
+) -> str | None:
+    """Shorten a claimed request to what its flow allows now (a lowered max_duration),
+    recorded by a keyed `duration_clamped` that proof.py takes as the approved duration.
+    Returns why it cannot be granted at all when the flow offers nothing that short."""
+    allowed, note = clamp_duration(flow, request.duration)
+    if allowed is None:
+        return note
+    if allowed < request.duration:
+        decided = int(request.duration.total_seconds())
+        request.approved_seconds = int(allowed.total_seconds())
+        session.add(request)
+        lifecycle.record(
+            session,
+            audit,
+            request,
+            "duration_clamped",
+            "latchkey",
+            {"approved_seconds": request.approved_seconds, "from_seconds": decided, "why": note},
+        )
+    return None
 
 
 def take_back(

@@ -17,7 +17,14 @@ from sqlmodel import Session
 
 from app.audit import AuditLog
 from app.db import utcnow
-from app.flows.policy import Quorum, RequestInput, Verdict, quorum
+from app.flows.policy import (
+    Quorum,
+    RequestInput,
+    Verdict,
+    approve_for_less_problem,
+    clamp_duration,
+    quorum,
+)
 from app.flows.schema import Flow
 from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
 from app.queries import approvals_of, events_of, grant_of
@@ -163,7 +170,9 @@ def decide(
 
     A refused verdict is audited and changes nothing else. One deny ends the request;
     approvals accumulate until the flow's quorum of distinct approvers is reached. An
-    approver may shorten the duration (the shortest proposal wins), never lengthen it.
+    approver may shorten the duration to one of the flow's shorter durations (the shortest
+    proposal wins), never lengthen it; what is approved is clamped to the flow as it is now
+    (clamp_duration), and a choice the flow does not offer is refused and audited.
     """
     reason = reason.strip()
     request = lock_request(session, request_id)
@@ -188,15 +197,26 @@ def decide(
     details: dict[str, Any] = {"why_decider": verdict.reason}
     if reason:
         details["reason"] = reason
-    if duration is not None:
-        if duration > timedelta(seconds=request.requested_seconds):
-            return DecisionOutcome(
-                request, False, "You can approve for less time than asked, never more."
+    if decision is Decision.APPROVE:
+        # What is approved is clamped to the flow as it is now: a card posted before its
+        # max_duration was lowered must not grant the old, longer time.
+        asked = timedelta(seconds=request.requested_seconds)
+        problem = approve_for_less_problem(flow, asked, duration) if duration is not None else None
+        proposed = request.duration if duration is None else min(duration, request.duration)
+        allowed, note = clamp_duration(flow, proposed) if problem is None else (None, problem)
+        if allowed is None:
+            chosen = {} if duration is None else {"chosen_seconds": int(duration.total_seconds())}
+            record(
+                session, audit, request, "approve_refused", decider_id, {"reason": note, **chosen}
             )
-        if duration < request.duration:
-            request.approved_seconds = int(duration.total_seconds())
+            return DecisionOutcome(request, False, note)
+        if allowed < request.duration:
+            # The shortest approver choice (or clamp) wins; a longer one changes nothing.
+            request.approved_seconds = int(allowed.total_seconds())
             details["approved_seconds"] = request.approved_seconds
             session.add(request)
+        if note:
+            details["clamped"] = note
     session.add(
         Approval(
             request_id=request.id, approver_id=decider_id, decision=decision, reason=reason or None

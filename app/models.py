@@ -199,3 +199,19 @@ class Heartbeat(SQLModel, table=True):
     kind: str = Field(sa_type=String(20), index=True)
     at: datetime = Field(sa_type=UTCDateTime)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class RequestDraft(SQLModel, table=True):
+    """A request waiting for its break-glass confirmation: kept here, so the confirm view
+    carries only this id in private_metadata (Slack allows 3,000 characters there, and a
+    view's metadata is not ours to trust). Single use; stale after a few minutes."""
+
+    __tablename__ = "request_draft"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: str = Field(sa_type=String(32))
+    flow: str = Field(sa_type=String(100))
+    target: str = Field(sa_type=String(200))
+    seconds: int
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

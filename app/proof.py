@@ -3,8 +3,9 @@
 A DB row can be edited by anyone with DB access; an audit event cannot be forged without
 LATCHKEY_AUDIT_KEY (DESIGN.md, invariant 4). So before the worker grants, extends or
 re-applies, it asks here whether keyed events show that this exact request — requester,
-target, duration — was decided (approved with its quorum, auto-approved or break-glass),
-and, for a live grant, that its principal, resource and end are the ones the chain recorded.
+target, duration — was decided (approved with its quorum, auto-approved or break-glass;
+its duration shortened since only by a keyed `duration_clamped`), and, for a live grant,
+that its principal, resource and end are the ones the chain recorded.
 The answer is a reason to refuse, or None.
 """
 
@@ -22,6 +23,7 @@ from app.queries import events_of
 
 DECISIONS = ("approved", "auto_approved", "break_glass")
 APPROVALS = ("approval_recorded", "approved")
+CLAMPS = ("duration_clamped",)
 
 
 def _keyed(audit: AuditLog, session: Session, request: AccessRequest, names: tuple[str, ...]):  # type: ignore[no-untyped-def]
@@ -51,6 +53,7 @@ def decision_problem(
     if not decided:
         return "no keyed approval of this request in the audit trail"
     decision = decided[0]
+    approved: int | None = None  # seconds, when shorter than asked
     if decision.event == "break_glass":
         if not flow.break_glass or decision.actor != request.requester_id:
             return "a break-glass record the flow does not allow"
@@ -61,7 +64,7 @@ def decision_problem(
         )
         if not counted.reached:
             return f"the audit trail shows {counted.progress} approvals"
-        shortest = min(
+        approved = min(
             (
                 int(e.details["approved_seconds"])
                 for e in approvals
@@ -69,9 +72,15 @@ def decision_problem(
             ),
             default=None,
         )
-        if shortest != request.approved_seconds:
-            return "the approved duration differs from the audit trail"
-    elif request.approved_seconds is not None:
+    # A grant shortened to the flow as it is now (granting.py) is recorded by a keyed
+    # `duration_clamped`; the latest one is the approved duration, and it only shortens.
+    clamps = _keyed(audit, session, request, CLAMPS)
+    if clamps:
+        clamped = int(clamps[-1].details.get("approved_seconds", -1))
+        if not 0 < clamped <= (approved or request.requested_seconds):
+            return "a clamped duration longer than what was decided"
+        approved = clamped
+    if approved != request.approved_seconds:
         return "the approved duration differs from the audit trail"
     return None
 

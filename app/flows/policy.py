@@ -58,6 +58,50 @@ def check_request(flow: Flow | None, ask: RequestInput) -> dict[str, str]:
     return errors
 
 
+def clamp_duration(flow: Flow, asked: timedelta) -> tuple[timedelta | None, str | None]:
+    """The duration the flow allows now for something decided as `asked`, and why it differs.
+
+    A flow may have changed since a request was made (a lower `max_duration`, other
+    durations): what was asked is kept when the flow still offers it, else shortened to the
+    longest duration it offers that is not above what was asked, never lengthened. (None,
+    why) when the flow offers nothing that short.
+    """
+    allowed = [d for d in flow.durations if timedelta(0) < d <= min(asked, flow.max_duration)]
+    if asked in allowed:
+        return asked, None
+    if not allowed:
+        return None, (
+            f"The {flow.name} flow no longer allows {format_duration(asked)} or less "
+            f"(it allows {', '.join(format_duration(d) for d in flow.durations)}); "
+            "ask for it again."
+        )
+    longest = max(allowed)
+    why = (
+        f"at most {format_duration(flow.max_duration)}"
+        if asked > flow.max_duration
+        else f"{', '.join(format_duration(d) for d in flow.durations)}, not {format_duration(asked)}"
+    )
+    return longest, (
+        f"Shortened from {format_duration(asked)} to {format_duration(longest)}: "
+        f"the {flow.name} flow now allows {why}."
+    )
+
+
+def approve_for_less_problem(flow: Flow, asked: timedelta, chosen: timedelta) -> str | None:
+    """Why an approver's "approve for less" choice is not one (None when it is): only the
+    flow's durations above zero and below what was asked may be chosen, so a forged value
+    (0, or a length the flow does not offer) is refused."""
+    if timedelta(0) < chosen < asked and chosen in flow.durations:
+        return None
+    if chosen > asked:
+        return "You can approve for less time than asked, never more."
+    offered = ", ".join(format_duration(d) for d in flow.durations if timedelta(0) < d < asked)
+    return (
+        f"You can approve for less only with one of the {flow.name} flow's durations "
+        f"shorter than asked ({offered or 'none'}); {format_duration(chosen)} is not one."
+    )
+
+
 def check_reason(flow: Flow, text: str) -> str | None:
     """What is wrong with a justification under the flow's rules, if anything."""
     reason = text.strip()

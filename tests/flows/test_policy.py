@@ -10,9 +10,11 @@ from app.flows.hooks import approve, deny
 from app.flows.loader import FlowRegistry
 from app.flows.policy import (
     RequestInput,
+    approve_for_less_problem,
     auto_decide,
     check_reason,
     check_request,
+    clamp_duration,
     may_decide,
     may_request,
     quorum,
@@ -265,3 +267,77 @@ def test_auto_approval_never_applies_to_an_ineligible_requester() -> None:
             eligible=eligible,
         )
         assert decision.outcome == "deny" and "not eligible" in decision.reason
+
+
+_M = timedelta(minutes=1)
+# A flow whose max_duration was lowered to 20 minutes after requests for an hour were made.
+_LOWERED = dict(durations=(10 * _M, 20 * _M), max_duration=20 * _M)
+
+
+@pytest.mark.parametrize(
+    ("flow_fields", "asked", "allowed", "says"),
+    [
+        ({}, timedelta(hours=1), timedelta(hours=1), None),
+        ({}, timedelta(seconds=6), timedelta(seconds=6), None),
+        # Above the current max_duration: the longest duration allowed now.
+        (
+            _LOWERED,
+            60 * _M,
+            20 * _M,
+            "Shortened from 1h to 20m: the test-admin flow now allows at most 20m.",
+        ),
+        # Not among the flow's durations any more: the longest one below it.
+        (
+            dict(durations=(10 * _M, 20 * _M), max_duration=60 * _M),
+            30 * _M,
+            20 * _M,
+            "Shortened from 30m to 20m: the test-admin flow now allows 10m, 20m, not 30m.",
+        ),
+        # Nothing the flow offers is that short: never lengthened, refused.
+        (
+            dict(durations=(10 * _M, 20 * _M), max_duration=20 * _M),
+            5 * _M,
+            None,
+            "The test-admin flow no longer allows 5m or less (it allows 10m, 20m); ask for it again.",
+        ),
+        (_LOWERED, timedelta(0), None, "The test-admin flow no longer allows 0s or less"),
+    ],
+)
+def test_clamp_duration_keeps_what_the_flow_allows_now_and_never_lengthens(
+    flow_fields: dict, asked: timedelta, allowed: timedelta | None, says: str | None
+) -> None:
+    flow = make_flow(**flow_fields)
+    got, note = clamp_duration(flow, asked)
+    assert got == allowed
+    assert (note is None) if says is None else note is not None and note.startswith(says)
+    if got is not None:
+        assert got <= asked and got <= flow.max_duration and got in flow.durations
+
+
+@pytest.mark.parametrize(
+    ("chosen", "problem"),
+    [
+        (timedelta(seconds=4), None),
+        (
+            timedelta(seconds=0),
+            "You can approve for less only with one of the test-admin flow's durations shorter than asked (4s); 0s is not one.",
+        ),
+        (
+            timedelta(seconds=5),
+            "You can approve for less only with one of the test-admin flow's durations shorter than asked (4s); 5s is not one.",
+        ),
+        (
+            timedelta(seconds=6),
+            "You can approve for less only with one of the test-admin flow's durations shorter than asked (4s); 6s is not one.",
+        ),
+        (timedelta(hours=1), "You can approve for less time than asked, never more."),
+        (
+            timedelta(seconds=-4),
+            "You can approve for less only with one of the test-admin flow's durations shorter than asked (4s); 0s is not one.",
+        ),
+    ],
+)
+def test_approve_for_less_accepts_only_shorter_durations_of_the_flow(
+    chosen: timedelta, problem: str | None
+) -> None:
+    assert approve_for_less_problem(make_flow(), timedelta(seconds=6), chosen) == problem

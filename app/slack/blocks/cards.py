@@ -9,13 +9,14 @@ from typing import Any
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
 from app.slack import ids
-from app.slack.blocks.text import button, escape, mrkdwn, plain, slack_date
+from app.slack.blocks.text import button, decision_reason, escape, mrkdwn, plain, slack_date
 
 S = RequestStatus
 
 _STATUS_LINE = {
     S.PENDING: ":hourglass_flowing_sand: Waiting for an approver",
     S.APPROVED: ":arrows_counterclockwise: Approved, granting…",
+    S.GRANTING: ":arrows_counterclockwise: Approved, granting…",
     S.ACTIVE: ":white_check_mark: Access granted",
     S.REVOKING: ":arrows_counterclockwise: Ending access…",
     S.EXPIRED: ":lock: Access expired",
@@ -222,9 +223,12 @@ def _history(ctx: CardContext) -> list[str]:
             else "Reviewed and acknowledged"
         )
         lines.append(f"{verb} by <@{reviewer}>")
+    shortened = clamp_line(ctx)
+    if shortened:
+        lines.append(shortened)
     if ctx.auto_reason:
         verb = "Denied" if ctx.request.status == S.DENIED else "Approved"
-        lines.append(f"{verb} automatically — {escape(ctx.auto_reason)}")
+        lines.append(f"{verb} automatically — {decision_reason(ctx.auto_reason)}")
     for approval in ctx.approvals:
         verb = "Approved" if approval.decision == Decision.APPROVE else "Denied"
         line = f"{verb} by <@{approval.approver_id}> {slack_date(approval.created_at, _utc(approval.created_at))}"
@@ -246,6 +250,17 @@ def _history(ctx: CardContext) -> list[str]:
     if ctx.request.status in (S.FAILED, S.REVOKE_FAILED) and ctx.request.failure:
         lines.append(f"Error: {escape(ctx.request.failure)}")
     return lines
+
+
+def clamp_line(ctx: CardContext) -> str | None:
+    """'Shortened to 20m: …' once what was asked is more than the flow allows now."""
+    request, asked = ctx.request, timedelta(seconds=ctx.request.requested_seconds)
+    if not ctx.durations or asked in ctx.durations or request.duration >= asked:
+        return None
+    return (
+        f":scissors: Shortened to {format_duration(request.duration)}: the {escape(request.flow)} "
+        f"flow no longer allows {format_duration(asked)}"
+    )
 
 
 def _end_line(grant: Grant) -> str:

@@ -26,14 +26,20 @@ def _option(text: str, value: str) -> dict[str, Any]:
 
 
 def request_modal(
-    flows: list[Flow], selected: Flow | None = None, again: Prefill | None = None
+    flows: list[Flow],
+    selected: Flow | None = None,
+    again: Prefill | None = None,
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """The /access form for the flows this person may request.
 
     Picking a flow re-renders the form (dispatch_action) with that flow's targets and
     durations, so every choice shown is one the flow allows. `again` prefills it from an
-    earlier request ("Request again"), keeping only what the flow still offers.
+    earlier request ("Request again"), keeping only what the flow still offers. `notice`
+    (plain words, escaped here) says why the form did not do what was asked.
     """
+    if selected is not None and selected not in flows:
+        selected = None  # only ever a flow this person may request
     if not flows:
         return {
             "type": "modal",
@@ -52,7 +58,13 @@ def request_modal(
     if again is not None:
         duration = max((d for d in flow.durations if d <= again.duration), default=duration)
     flow_options = [_option(f.name, f.name) for f in flows]
+    warning = (
+        [{"type": "context", "elements": [mrkdwn(f":no_entry: {escape(notice)}")]}]
+        if notice
+        else []
+    )
     blocks: list[dict[str, Any]] = [
+        *warning,
         {
             "type": "input",
             "block_id": ids.FLOW_BLOCK,
@@ -172,16 +184,15 @@ def deny_modal(
     }
 
 
-def break_glass_confirm(
-    flow: str, target: str, seconds: int, reason: str, summary: str
-) -> dict[str, Any]:
-    """The confirm step: what the requester is about to do, said plainly."""
+def break_glass_confirm(draft_id: str, summary: str) -> dict[str, Any]:
+    """The confirm step: what the requester is about to do, said plainly.
+
+    What they asked for stays on the server (a RequestDraft); the view carries its id only.
+    """
     return {
         "type": "modal",
         "callback_id": ids.BREAK_GLASS_VIEW,
-        "private_metadata": json.dumps(
-            {"flow": flow, "target": target, "seconds": seconds, "reason": reason}
-        ),
+        "private_metadata": json.dumps({"draft_id": draft_id}),
         "title": plain("Break glass?"),
         "submit": plain("Activate now"),
         "close": plain("Back"),

@@ -127,6 +127,8 @@ def register(app: App, rt: Runtime) -> None:
         raw_id, _, seconds = body["actions"][0]["selected_option"]["value"].partition("|")
         if not seconds.isdigit():
             raise Refusal("That choice does not name a duration.")
+        # Any number reaches decide, which accepts only the flow's durations above zero and
+        # below what was asked, and audits the refusal of anything else (a forged "0").
         _approve(rt, body, client, request_id_from(raw_id), timedelta(seconds=int(seconds)))
 
     @app.action(ids.DENY_ACTION)

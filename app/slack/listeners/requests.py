@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from sqlalchemy import delete
+from sqlmodel import Session
 
 from app import lifecycle
+from app.db import utcnow
 from app.eligibility import request_problem, requestable_flows
 from app.flows.policy import RequestInput, check_request
 from app.flows.schema import format_duration
+from app.models import RequestDraft
 from app.notify import publish_home
 from app.runtime import Runtime
 from app.slack import ids
@@ -27,6 +32,9 @@ from app.slack.listeners.errors import (
     request_id_from,
     tell,
 )
+
+# How long a break-glass confirmation stays valid after the form was submitted.
+DRAFT_TTL = timedelta(minutes=15)
 
 _FIELD_BLOCKS = {
     "target": ids.TARGET_BLOCK,
@@ -70,14 +78,21 @@ def register(app: App, rt: Runtime) -> None:
     @guarded
     def switch_flow(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        chosen = rt.flows.get(body["actions"][0]["selected_option"]["value"])
-        if chosen is None:
-            return
         view = body["view"]
+        flows = requestable_flows(rt, body["user"]["id"])
+        wanted = str(body["actions"][0]["selected_option"]["value"])
+        chosen = next((f for f in flows if f.name == wanted), None)
+        notice = None
+        if chosen is None:
+            # Whatever the payload names, the form shows only flows this person may request:
+            # keep the flow it showed, and say why nothing else appeared.
+            shown = json.loads(view.get("private_metadata") or "{}").get("flow")
+            chosen = next((f for f in flows if f.name == shown), None)
+            notice = "You may not request that flow; pick one from the list."
         client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),
-            view=request_modal(requestable_flows(rt, body["user"]["id"]), chosen.flow),
+            view=request_modal(flows, chosen, notice=notice),
         )
 
     @app.view(ids.REQUEST_VIEW)
@@ -99,7 +114,7 @@ def register(app: App, rt: Runtime) -> None:
             return
         assert loaded is not None
         if _break_glass_checked(view):
-            _ask_break_glass_confirmation(ack, loaded.flow.break_glass, ask)
+            _ask_break_glass_confirmation(ack, rt, body["user"]["id"], loaded.flow.break_glass, ask)
             return
         # Stored before the ack: once the modal closes, the request exists.
         with rt.db.session() as session:
@@ -115,7 +130,9 @@ def register(app: App, rt: Runtime) -> None:
             tell(client, body, recorded_for_later(loaded.flow.approval_channel))
 
 
-def _ask_break_glass_confirmation(ack: Ack, allowed: bool, ask: RequestInput) -> None:
+def _ask_break_glass_confirmation(
+    ack: Ack, rt: Runtime, user_id: str, allowed: bool, ask: RequestInput
+) -> None:
     if not allowed:
         ack(
             response_action="errors",
@@ -131,11 +148,9 @@ def _ask_break_glass_confirmation(ack: Ack, allowed: bool, ask: RequestInput) ->
             f"You are about to take *{escape(ask.target)}* ({escape(ask.flow)}) "
             f"for {format_duration(ask.duration)}."
         )
-        seconds = int(ask.duration.total_seconds())
-        ack(
-            response_action="push",
-            view=break_glass_confirm(ask.flow, ask.target, seconds, ask.reason, summary),
-        )
+        with rt.db.session() as session:
+            draft = save_draft(session=session, user_id=user_id, ask=ask, now=utcnow())
+        ack(response_action="push", view=break_glass_confirm(str(draft.id), summary))
 
 
 def _break_glass_checked(view: dict[str, Any]) -> bool:
@@ -147,14 +162,18 @@ def _register_break_glass(app: App, rt: Runtime) -> None:
     @app.view(ids.BREAK_GLASS_VIEW)
     @guarded
     def confirm_break_glass(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        meta = json.loads(body["view"].get("private_metadata") or "{}")
-        ask = RequestInput(
-            flow=str(meta.get("flow", "")),
-            target=str(meta.get("target", "")),
-            duration=timedelta(seconds=int(meta.get("seconds", 0))),
-            reason=str(meta.get("reason", "")),
-        )
         requester_id = body["user"]["id"]
+        meta = json.loads(body["view"].get("private_metadata") or "{}")
+        with rt.db.session() as session:
+            ask = take_draft(
+                session=session,
+                draft_id=str(meta.get("draft_id", "")),
+                user_id=requester_id,
+                now=utcnow(),
+            )
+        if isinstance(ask, str):
+            ack(response_action="update", view=problem_view("Break glass refused", ask))
+            return
         # Everything is checked again: the confirm step must not be a way around the rules.
         loaded = rt.flows.get(ask.flow)
         problems = list(check_request(loaded.flow if loaded else None, ask).values())
@@ -187,6 +206,52 @@ def _register_break_glass(app: App, rt: Runtime) -> None:
         rt.tasks.notify(request.id, "break_glass")
         if not rang:
             tell(client, body, BREAK_GLASS_LATER)
+
+
+def save_draft(*, session: Session, user_id: str, ask: RequestInput, now: datetime) -> RequestDraft:
+    """Keep a request that waits for its break-glass confirmation on the server; the view
+    carries only the draft's id. Drafts nobody confirmed in time are cleared on the way."""
+    session.execute(delete(RequestDraft).where(RequestDraft.created_at < now - DRAFT_TTL))  # type: ignore[arg-type,operator]
+    draft = RequestDraft(
+        user_id=user_id,
+        flow=ask.flow,
+        target=ask.target,
+        seconds=int(ask.duration.total_seconds()),
+        reason=ask.reason,
+        created_at=now,
+    )
+    session.add(draft)
+    session.flush()
+    return draft
+
+
+def take_draft(
+    *, session: Session, draft_id: str, user_id: str, now: datetime
+) -> RequestInput | str:
+    """The draft this person confirms, used up (single use); or why there is none: not a
+    draft id, not theirs, already used, or older than DRAFT_TTL."""
+    try:
+        key = uuid.UUID(draft_id)
+    except ValueError:
+        return "That confirmation does not point at a request; start again with /access."
+    draft = session.get(RequestDraft, key)
+    if draft is None or draft.user_id != user_id:
+        return "That confirmation was already used or is not yours; start again with /access."
+    taken = session.execute(
+        delete(RequestDraft)
+        .where(RequestDraft.id == key, RequestDraft.user_id == user_id)  # type: ignore[arg-type]
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return "That confirmation was already used; start again with /access."
+    if draft.created_at < now - DRAFT_TTL:
+        return "That confirmation is too old; start again with /access."
+    return RequestInput(
+        flow=draft.flow,
+        target=draft.target,
+        duration=timedelta(seconds=draft.seconds),
+        reason=draft.reason,
+    )
 
 
 def _register_cancel(app: App, rt: Runtime) -> None:
