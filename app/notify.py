@@ -13,6 +13,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
+from app.db import utcnow
+from app.extensions import extension_problem
 from app.flows.loader import LoadedFlow
 from app.flows.schema import Flow
 from app.identity import principal_for
@@ -57,7 +59,8 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
     return CardContext(
         extends_grant=grant_of(session, request.extends_id) if request.extends_id else None,
         extended=extended,
-        extensions_allowed=bool(loaded and loaded.flow.max_extensions),
+        extensions_allowed=bool(loaded)
+        and extension_offered(session, loaded.flow, request, grant_of(session, request_id)),
         break_glass=bool(events_of(session, request_id, ("break_glass",))),
         review=(reviews[0].event, reviews[0].actor) if reviews else None,
         request=request,
@@ -91,6 +94,19 @@ def _principal(
         rt.providers, loaded, request.target, user_id=request.requester_id, email=email
     )
     return found.value or f"none ({found.problem})"
+
+
+def extension_offered(
+    session: Session, flow: Flow, request: AccessRequest, grant: Grant | None
+) -> bool:
+    """Whether Extend may be offered now: some duration of the flow still fits the grant's
+    caps (max_extensions, max_total_duration), so the click is not refused."""
+    if request.extends_id is not None or grant is None or not flow.max_extensions:
+        return False
+    now = utcnow()
+    return any(
+        extension_problem(session, flow, request, grant, d, now) is None for d in flow.durations
+    )
 
 
 def _auto_reason(session: Session, request_id: uuid.UUID) -> str | None:
@@ -158,7 +174,7 @@ def _tell_requester(rt: Runtime, ctx: CardContext, what: str) -> None:
         rt.slack.chat_update(channel=request.dm_channel, ts=request.dm_ts, text=text, blocks=blocks)
         return
     if request.dm_ts is not None:
-        text, blocks = superseded(ctx, tz)
+        text, blocks = superseded(ctx, tz, what)
         rt.slack.chat_update(channel=request.dm_channel, ts=request.dm_ts, text=text, blocks=blocks)
     text, blocks = requester_message(ctx, what, tz)
     posted = rt.slack.chat_postMessage(channel=request.requester_id, text=text, blocks=blocks)

@@ -13,7 +13,14 @@ from app.flows.schema import format_duration
 from app.models import Decision, RequestStatus
 from app.slack import ids
 from app.slack.blocks.cards import CardContext
-from app.slack.blocks.text import button, escape, local_time, mrkdwn
+from app.slack.blocks.text import (
+    EXTEND_LABEL,
+    button,
+    decision_reason,
+    escape,
+    local_time,
+    mrkdwn,
+)
 
 S = RequestStatus
 
@@ -46,10 +53,35 @@ def requester_message(
     return text, blocks
 
 
-def superseded(ctx: CardContext, tz: str) -> tuple[str, list[dict[str, Any]]]:
-    """An older DM once a newer one took over: its words for now, and no buttons."""
-    text = _text(ctx, "status", tz, None)
+# New DMs that follow the one sent when the request was submitted.
+_AFTER_SUBMISSION = frozenset(
+    {"submitted", "granted", "denied", "timed_out", "cancelled", "failed"}
+)
+
+
+def superseded(
+    ctx: CardContext, tz: str, what: str = "status", now: datetime | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """An older DM once a newer one (for moment `what`) took over: no buttons, and words
+    of its own moment. It never takes the new state's words: the new DM says those, and
+    saying them twice reads as a duplicate."""
+    request, grant = ctx.request, ctx.grant
+    target = f"*{escape(request.target)}* ({escape(request.flow)})"
+    if request.extends_id is not None:
+        text = f"You asked to extend {target} by {format_duration(request.duration)}."
+    elif grant is None or what in _AFTER_SUBMISSION:
+        text = f"You asked for {target} for {format_duration(request.duration)}."
+    else:
+        text = f"Access to {target} was granted at {local_time(grant.granted_at, tz, now)}."
     return text, [{"type": "section", "text": mrkdwn(text)}]
+
+
+def time_left(left: timedelta) -> str:
+    """'in 4 seconds', 'in about 3m': a notice never rounds seconds up to a minute."""
+    seconds = max(0, round(left.total_seconds()))
+    if seconds < 60:
+        return "in 1 second" if seconds == 1 else f"in {seconds} seconds"
+    return f"in about {format_duration(timedelta(seconds=round(seconds / 60) * 60))}"
 
 
 def _text(ctx: CardContext, what: str, tz: str, now: datetime | None) -> str:
@@ -63,7 +95,7 @@ def _text(ctx: CardContext, what: str, tz: str, now: datetime | None) -> str:
         left = max(grant.expires_at - (now or datetime.now(grant.expires_at.tzinfo)), timedelta(0))
         return (
             f":hourglass: Your access to {target} ends at *{local_time(grant.expires_at, tz, now)}* "
-            f"(in about {format_duration(timedelta(seconds=round(left.total_seconds() / 60) * 60 or 60))})."
+            f"({time_left(left)})."
             " Extend it if you still need it, or give it back if you are done."
         )
     if what == "extended" and grant is not None and request.status == S.ACTIVE:
@@ -76,7 +108,7 @@ def _status_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -
     status = request.status
     if status == S.PENDING:
         return f"Your request for {target} for {format_duration(request.duration)} is waiting for approval."
-    if status == S.APPROVED:
+    if status in (S.APPROVED, S.GRANTING):
         return f"Your request for {target} was approved; granting…"
     if status == S.ACTIVE and grant is not None:
         return f":white_check_mark: You now have {target} until *{local_time(grant.expires_at, tz, now)}*."
@@ -98,7 +130,7 @@ def _status_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -
         denial = next((a for a in ctx.approvals if a.decision == Decision.DENY), None)
         text = f":no_entry: Your request for {target} was denied"
         if ctx.auto_reason:
-            text += f" automatically — {escape(ctx.auto_reason)}"
+            text += f" automatically — {decision_reason(ctx.auto_reason)}"
         elif denial is not None:
             text += f" by <@{denial.approver_id}>"
             if denial.reason:
@@ -124,7 +156,7 @@ def _extension_text(ctx: CardContext, target: str, tz: str, now: datetime | None
     status = request.status
     if status == S.PENDING:
         return f"Your request to extend {target} by {more} was sent for approval."
-    if status == S.APPROVED:
+    if status in (S.APPROVED, S.GRANTING):
         return f"Your extension of {target} by {more} was approved; extending…"
     if status == S.EXTENDED:
         until = ctx.extends_grant.expires_at if ctx.extends_grant else None
@@ -135,7 +167,7 @@ def _extension_text(ctx: CardContext, target: str, tz: str, now: datetime | None
         denial = next((a for a in ctx.approvals if a.decision == Decision.DENY), None)
         text = f":no_entry: Your extension of {target} was denied"
         if ctx.auto_reason:
-            text += f" — {escape(ctx.auto_reason)}"
+            text += f" — {decision_reason(ctx.auto_reason)}"
         elif denial is not None:
             text += f" by <@{denial.approver_id}>" + (
                 f": {escape(denial.reason)}" if denial.reason else ""
@@ -159,7 +191,8 @@ def _buttons(ctx: CardContext) -> list[dict[str, Any]]:
     if request.extends_id is not None:
         return []
     if request.status == S.ACTIVE:
-        buttons = [button(ids.EXTEND_ACTION, "Extend access", value, "primary")]
+        # Extend only while an extension can still fit (count and total-length caps).
+        buttons = [button(ids.EXTEND_ACTION, EXTEND_LABEL, value, "primary")]
         return ([] if not ctx.extensions_allowed else buttons) + [
             button(ids.RELEASE_ACTION, "I'm done", value)
         ]

@@ -13,7 +13,7 @@ from typing import Any
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Grant
 from app.slack import ids
-from app.slack.blocks.text import button, escape, local_time, mrkdwn, plain
+from app.slack.blocks.text import EXTEND_LABEL, button, escape, local_time, mrkdwn, plain
 
 # Slack allows 100 blocks in a Home and 50 in a message; each section stays well under.
 MAX_ITEMS = 10
@@ -65,7 +65,7 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
             text += "\n_An extension is waiting for approval._"
         buttons = []
         if held.can_extend and not held.extension_pending:
-            buttons.append(button(ids.EXTEND_ACTION, "Extend", value, "primary"))
+            buttons.append(button(ids.EXTEND_ACTION, EXTEND_LABEL, value, "primary"))
         buttons.append(button(ids.RELEASE_ACTION, "I'm done", value))
         blocks += [
             {"type": "section", "text": mrkdwn(text)},

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# One label for the button wherever it appears (DMs, App Home, help).
+EXTEND_LABEL = "Extend"
+
+# Mentions Latchkey itself writes into a decision's reason ("<@U…> is listed",
+# "<@U…> is in <!subteam^S…>"): ids only, so they can notify nobody unexpected.
+_OWN_MENTION = re.compile(r"&lt;(@[UW][A-Z0-9]{2,}|!subteam\^S[A-Z0-9]{2,})&gt;")
 
 
 def escape(text: str) -> str:
@@ -14,6 +22,18 @@ def escape(text: str) -> str:
     as text and notify nobody. See Slack's "Escaping text" in the formatting docs.
     """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_keeping_mentions(text: str) -> str:
+    """Escape like `escape`, then let plain user and user-group mentions show as the
+    person or group (a `<!channel>`, `<!here>` or link stays inert text)."""
+    return _OWN_MENTION.sub(r"<\1>", escape(text))
+
+
+def decision_reason(reason: str) -> str:
+    """Why a rule decided, as mrkdwn. A flow's own rules name people by id and are shown
+    as mentions; an on_request hook's words may carry user text, so stay fully escaped."""
+    return escape(reason) if reason.startswith("on_request:") else escape_keeping_mentions(reason)
 
 
 def button(action: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.home import access_blocks
 from app.slack.blocks.modals import request_modal
+from app.slack.blocks.text import EXTEND_LABEL
 from app.slack.home import home_data
 from app.slack.listeners.errors import Refusal, guarded
 from app.slack.listeners.grants import revoke
@@ -28,7 +29,7 @@ HELP = (
     "*/access revoke <request id> <reason>* — for a flow's approvers and Latchkey admins: "
     "end someone's access now. The id is on the request's card (the first 8 characters do).\n"
     "*/access help* — this message.\n"
-    "Before your access ends you get a DM with *Extend access* and *I'm done*."
+    f"Before your access ends you get a DM with *{EXTEND_LABEL}* and *I'm done*."
 )
 
 _ID_PREFIX = re.compile(r"^[0-9a-f]{8}(-[0-9a-f-]{0,28})?$")
