@@ -158,10 +158,14 @@ class Flow(_Strict):
         return self.max_total_duration or self.max_duration * (1 + self.max_extensions)
 
     def notice_lead(self, window: timedelta) -> timedelta | None:
-        """How long before the end of a grant of this length its holder is warned."""
+        """How long before the end of a grant of this length its holder is warned.
+
+        A tenth of the grant, but at least a minute (time to read the DM and extend), never
+        more than half the grant nor more than `expiry_notice`.
+        """
         if self.expiry_notice is None:
             return None
-        return min(self.expiry_notice, window / 10)
+        return min(self.expiry_notice, max(window / 10, timedelta(minutes=1)), window / 2)
 
     @field_validator("reason_pattern")
     @classmethod
