@@ -637,6 +637,21 @@ class SlackStandIn:
             user["updated"] = int(self._clock())
             return json.loads(json.dumps(user))
 
+    def set_unreachable(self, down: bool = True) -> None:
+        """Make Slack unreachable at the same base_url (every connection is closed without
+        an answer, nothing is recorded), or reachable again with `down=False`."""
+        if self._server is None:
+            raise RuntimeError("SlackStandIn is not started; call start() first")
+        if down:
+
+            class Unreachable(BaseHTTPRequestHandler):
+                def handle(self) -> None:
+                    pass  # closed unanswered, like a dropped connection
+
+            self._server.RequestHandlerClass = Unreachable
+        else:
+            self._server.RequestHandlerClass = _handler_for(self)
+
 
 _METHODS: dict[str, Callable[[SlackStandIn, Args], Args]] = {
     "auth.test": SlackStandIn._auth_test,
