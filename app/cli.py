@@ -111,8 +111,23 @@ def cmd_web(_: argparse.Namespace) -> int:
             "gthread",
             "--threads",
             "8",
-            "--access-logfile",
-            "-",
+            # Slack's requests are small: a short request line, a few headers. Anything
+            # larger is refused by gunicorn before the app sees it (docs/operations.md).
+            "--limit-request-line",
+            "2048",
+            "--limit-request-fields",
+            "50",
+            "--limit-request-field_size",
+            "4096",
+            # A worker silent this long is restarted; a request waits on nothing that slow.
+            "--timeout",
+            "30",
+            "--graceful-timeout",
+            "20",
+            "--keep-alive",
+            "5",
+            # No access log: app.slack.edge logs one bounded line per request itself, so
+            # nothing a client sends (user agent, referer, query) reaches the log unescaped.
             "app.web:wsgi()",
         ],
     )

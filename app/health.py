@@ -7,6 +7,7 @@ the beat has gone silent, or a grant is overdue for its revoke (DESIGN.md, invar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -149,9 +150,17 @@ def _broker(redis_url: str) -> str:
 
 
 def check(
-    db: Database, settings: Settings, *, now: datetime | None = None
+    db: Database,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    also: Mapping[str, str] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
-    """The whole report: database, broker, then what the DB says. (ok, JSON-able dict)."""
+    """The whole report: database, broker, then what the DB says. (ok, JSON-able dict).
+
+    `also` adds what only the calling process knows, by name (e.g. the web's "slack"):
+    anything but "ok" is a problem.
+    """
     now = now or utcnow()
     problems: list[str] = []
     fields: dict[str, Any] = {}
@@ -168,5 +177,9 @@ def check(
     fields["broker"] = _broker(settings.redis_url)
     if fields["broker"] != OK:
         problems.append(f"broker: {fields['broker']}")
+    for name, state in (also or {}).items():
+        fields[name] = state
+        if state != OK:
+            problems.append(f"{name}: {state}")
     ok = not problems
     return ok, {"status": OK if ok else "unavailable", "problems": problems, **fields}

@@ -1,4 +1,10 @@
-"""The web process: Bolt over HTTP at POST /slack/events and GET /healthz, as one WSGI app."""
+"""The web process: Bolt over HTTP at POST /slack/events and GET /healthz, as one WSGI app.
+
+Everything a request needs is built when the process (each gunicorn worker) starts, so
+the first `/access` opens its modal well inside Slack's 3-second trigger window. Slack
+being down or refusing the token at start does not stop the process: /healthz says so
+under "slack" until Slack answers `auth.test` (retried in the background).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +14,57 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import text
 
 from app.config import get_settings
 from app.health import check
 from app.runtime import Runtime, build_runtime
-from app.slack.app import create_app
+from app.slack.app import BotIdentity, create_app
+from app.slack.edge import SlackEdge
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
+Wsgi = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+# How long a starting process waits for Slack's first answer before serving anyway.
+IDENTITY_WAIT_SECONDS = 3.0
 
 
-def health(rt: Runtime) -> tuple[int, dict[str, Any]]:
-    """200 when Latchkey is doing its job (see app.health), else 503 with the problems."""
-    ok, body = check(rt.db, rt.settings)
+def health(rt: Runtime, identity: BotIdentity | None = None) -> tuple[int, dict[str, Any]]:
+    """200 when Latchkey is doing its job (see app.health) and Slack has answered, else 503."""
+    also = {"slack": identity.state} if identity is not None else None
+    ok, body = check(rt.db, rt.settings, also=also)
     return (200 if ok else 503), body
 
 
-def create_wsgi(rt: Runtime) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    slack = SlackRequestHandler(create_app(rt))
+def warm(rt: Runtime) -> None:
+    """Build now what the first request would otherwise build: the DB pool's first
+    connection, the task queue (Celery), the Slack directory."""
+    try:
+        with rt.db.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:  # /healthz reports the database; serving starts regardless
+        log.warning("database not answering at start (%s)", type(exc).__name__)
+    rt.tasks  # noqa: B018 - cached_property: builds the Celery app
+    rt.directory  # noqa: B018
+
+
+def create_wsgi(rt: Runtime, identity: BotIdentity | None = None) -> Wsgi:
+    # The directory asks auth.test for the workspace on first use: ask it at start instead.
+    identity = identity or BotIdentity(rt.slack, on_known=rt.directory.workspace).start(
+        wait=IDENTITY_WAIT_SECONDS
+    )
+    slack = SlackEdge(
+        SlackRequestHandler(create_app(rt, identity=identity)),
+        signing_secret=rt.settings.slack_signing_secret.get_secret_value(),
+        max_body_bytes=rt.settings.max_body_bytes,
+    )
+    warm(rt)
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
-            status, body = health(rt)
+            status, body = health(rt, identity)
             payload = json.dumps(body).encode()
             start_response(
                 f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
@@ -42,8 +76,10 @@ def create_wsgi(rt: Runtime) -> Callable[[dict[str, Any], StartResponse], Iterab
     return wsgi
 
 
-def wsgi() -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """gunicorn's factory: `gunicorn 'app.web:wsgi()'`. Builds the runtime in each worker."""
+def wsgi() -> Wsgi:
+    """gunicorn's factory: `gunicorn 'app.web:wsgi()'`. gunicorn calls it in each worker as
+    the worker boots, before it accepts a connection: runtime, Bolt app and warm-up are
+    ready before the first request."""
     from app.logs import configure_logging
 
     settings = get_settings()

@@ -1,0 +1,186 @@
+"""The edge in front of Bolt: what a request must be before anything parses or logs it.
+
+In order, each step before the next reads anything more:
+
+1. POST to the events path, else 404 / 405;
+2. a declared Content-Length within LATCHKEY_MAX_BODY_BYTES, else 413 (the body is not read);
+3. Slack's signature headers present, the timestamp within five minutes, else 401;
+4. the body read to at most the limit plus one byte (chunked bodies too), else 413;
+5. the HMAC-SHA256 signature of `v0:{timestamp}:{body}` matching SLACK_SIGNING_SECRET
+   (slack_sdk's SignatureVerifier), else 401;
+6. the body parseable the way Bolt parses it (a form, JSON, a form whose `payload` is a
+   JSON object), else 400 with a short JSON error.
+
+Only then is Bolt called, with the body already read. A refusal is logged as one bounded
+line (method, path, declared length, reason); nothing of the body or its headers is.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from slack_sdk.signature import Clock, SignatureVerifier
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+FRESHNESS_SECONDS = 5 * 60  # Slack's own rule, and SignatureVerifier's
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+}
+
+
+class _Clock(Clock):
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now()
+
+
+class Refused(Exception):
+    """A request the edge will not pass on: its status and a short reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def payload_problem(body: str, content_type: str) -> str | None:
+    """Why Bolt could not parse this body (it would raise), or None.
+
+    Mirrors slack_bolt.request.internals.parse_body: JSON when the content type says so or
+    the body starts with `{`, else a form whose `payload` field, when present, is JSON.
+    """
+    if not body:
+        return None
+    try:
+        if content_type.split(";")[0].strip().lower() == "application/json" or body.startswith("{"):
+            parsed = json.loads(body)
+            return None if isinstance(parsed, dict) else "the JSON body is not an object"
+        if "payload" in body:
+            payload = dict(parse_qsl(body, keep_blank_values=True)).get("payload")
+            if payload is not None and not isinstance(json.loads(payload), dict):
+                return "the payload field is not a JSON object"
+    except ValueError:
+        return "the body is not well-formed JSON or form data"
+    return None
+
+
+def _read_at_most(stream: Any, limit: int) -> bytes:
+    """Up to `limit` bytes from a WSGI input; servers may return short reads."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = stream.read(min(left, 64 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class SlackEdge:
+    """WSGI middleware: only small, signed, fresh, parseable requests reach `app`."""
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        signing_secret: str,
+        max_body_bytes: int,
+        path: str = "/slack/events",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app, self.path, self.max_body_bytes = app, path, max_body_bytes
+        self._clock = clock
+        self._verifier = SignatureVerifier(signing_secret, clock=_Clock(clock))
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        try:
+            body = self._admit(environ)
+        except Refused as refused:
+            log.warning(
+                "refused %s %s length=%s: %s",
+                str(environ.get("REQUEST_METHOD", ""))[:10],
+                str(environ.get("PATH_INFO", ""))[:100],
+                str(environ.get("CONTENT_LENGTH") or "none")[:20],
+                refused.reason,
+            )
+            return _answer(start_response, refused.status, {"error": refused.reason})
+        environ = {
+            **environ,
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
+        }
+        statuses: list[str] = []
+
+        def recording_start_response(status: str, headers: Any, *exc_info: Any) -> Any:
+            statuses.append(status)
+            return start_response(status, headers, *exc_info)
+
+        result = self.app(environ, recording_start_response)
+        log.info(
+            "served %s %s %s length=%d in %d ms",
+            environ.get("REQUEST_METHOD"),
+            self.path,
+            (statuses or ["?"])[0].split(" ")[0],
+            len(body),
+            (time.monotonic() - started) * 1000,
+        )
+        return result
+
+    def _admit(self, environ: dict[str, Any]) -> bytes:
+        """The verified body, or Refused saying why not."""
+        if environ.get("PATH_INFO") != self.path:
+            raise Refused(404, "not found")
+        if environ.get("REQUEST_METHOD") != "POST":
+            raise Refused(405, "only POST is served here")
+        declared = environ.get("CONTENT_LENGTH") or ""
+        if declared and not declared.isdigit():
+            raise Refused(400, "bad content-length")
+        if declared and int(declared) > self.max_body_bytes:
+            raise Refused(413, f"body over {self.max_body_bytes} bytes")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE")
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
+        if not signature or not timestamp:
+            raise Refused(401, "not signed by Slack")
+        if not timestamp.isdigit() or abs(self._clock() - int(timestamp)) > FRESHNESS_SECONDS:
+            raise Refused(401, "stale or invalid timestamp")
+        wanted = (
+            min(int(declared), self.max_body_bytes + 1) if declared else self.max_body_bytes + 1
+        )
+        body = _read_at_most(environ["wsgi.input"], wanted)
+        if len(body) > self.max_body_bytes:
+            raise Refused(413, f"body over {self.max_body_bytes} bytes")
+        if not self._verifier.is_valid(body, timestamp, signature):
+            raise Refused(401, "bad signature")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(400, "the body is not UTF-8") from None
+        if problem := payload_problem(text, environ.get("CONTENT_TYPE") or ""):
+            raise Refused(400, problem)
+        return body
+
+
+def _answer(start_response: StartResponse, status: int, body: dict[str, str]) -> list[bytes]:
+    payload = json.dumps(body).encode()
+    start_response(
+        f"{status} {_REASONS.get(status, 'Error')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+    )
+    return [payload]
