@@ -64,12 +64,21 @@ def test_an_unmigrated_database_is_named(tmp_path: Path) -> None:
         require_matching_key(db, OLD.encode())
 
 
-def test_a_process_with_a_wrong_key_cannot_append(database: Database, audit: AuditLog) -> None:
+def test_a_head_no_key_of_ours_signed_never_stops_a_write(
+    database: Database, audit: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row forged at the head (an insider's) must not halt every state change — revokes
+    included — so the next event is written, the break logged loudly and named by verify.
+    (A process whose own key was rotated away is refused: see the rotation tests.)"""
     _write(database, audit, 1)
-    with pytest.raises(AuditKeyMismatch), database.session() as session:
-        AuditLog(b"a-key-someone-mistyped-0000").append(session, event="granted", actor="x")
     with database.session() as session:
-        assert audit.verify(session).ok
+        AuditLog(b"a-key-someone-forged-00000").append(session, event="approved", actor="x")
+    with database.session() as session:
+        audit.append(session, event="revoking", actor="latchkey")
+    assert "appending anyway" in caplog.text
+    with database.session() as session:
+        result = audit.verify(session)
+    assert not result.ok and result.bad_seq == 2
 
 
 def test_check_key_command_refuses_a_wrong_key(

@@ -12,6 +12,7 @@ new key, and `verify` switches keys there.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "key_id",
 ]
 # Any constant works; it names the one advisory lock that serialises chain appends.
+log = logging.getLogger(__name__)
 _PG_CHAIN_LOCK = 0x4C41544348
 
 
@@ -76,8 +78,14 @@ class AuditLog:
         # A process left running with a rotated-out (or wrong) key would sign the next
         # event with a key `verify` no longer expects: refuse, and the change rolls back.
         problem = head_mismatch(self._key, head)
-        if problem is not None:
+        if problem is not None and self._rotated_away(session):
             raise AuditKeyMismatch(problem)
+        if problem is not None:
+            # A head no key of ours signed, with no rotation away from our key: a row forged
+            # into the table. Refusing here would let one forged row stop every revoke, so
+            # the event is written (access still ends on time) and the break is shouted
+            # about; `verify` names the forged event.
+            log.critical("audit chain: %s; appending anyway, run `latchkey audit verify`", problem)
         seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS)
         # Round-trip details through JSON so what is hashed is exactly what is stored.
         stored_details = json.loads(json.dumps(details or {}, default=str))
@@ -100,6 +108,20 @@ class AuditLog:
         if self._stream is not None:
             self._emit_after_commit(session, row)
         return row
+
+    def _rotated_away(self, session: Session) -> bool:
+        """Whether our own key handed the chain to another key: this process is stale."""
+        rotation = session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.event == ROTATED)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return (
+            rotation is not None
+            and signed_by(self._key, rotation.prev_hash, rotation)
+            and rotation.details.get("new_key_id") != key_id(self._key)
+        )
 
     def _emit_after_commit(self, session: Session, row: AuditEvent) -> None:
         # Written only once the transaction commits: a rolled-back event never happened.
