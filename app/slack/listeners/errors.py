@@ -151,9 +151,20 @@ def guarded(listener: Listener) -> Listener:
     """Run a listener; whatever it raises is reported to the actor, never to Bolt."""
 
     def run(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        acked = False
+
+        def ack_once(*args: Any, **kwargs: Any) -> Any:
+            nonlocal acked
+            acked = True
+            return ack(*args, **kwargs)
+
         try:
-            listener(ack, body, client)
+            listener(ack_once, body, client)  # type: ignore[arg-type]
         except Exception as error:
+            if not acked:
+                # Raised before its ack (a modal's bad metadata, say): ack now, or Slack
+                # shows the person a connection error instead of the words below.
+                ack()
             report(error, body, client)
 
     run.__name__ = listener.__name__  # Bolt names listeners in its logs
