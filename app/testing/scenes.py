@@ -146,7 +146,7 @@ def click_in_dm(
 def extend(
     stack: LocalStack, person: Person, request_id: str | uuid.UUID, seconds: int, reason: str
 ) -> Response:
-    """Extend access → the modal opens → choose how much longer, say why, submit."""
+    """Extend → the modal opens → choose how much longer, say why, submit."""
     before = len(stack.slack.calls("views.open"))
     response = click_in_dm(stack, person, ids.EXTEND_ACTION, request_id)
     assert response.status == 200, response.body
