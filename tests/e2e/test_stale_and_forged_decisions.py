@@ -41,10 +41,10 @@ MINUTES = "timedelta(minutes=10), timedelta(minutes=20)"
 VAULT_TARGETS = '(AwsIamGroupTarget(name="crown-jewels", group_name="latchkey-vault"),)'
 
 
-def _shrinking(flows_dir, lowered: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _shrinking(flows_dir, lowered: bool = False, name: str = "shrinking") -> None:  # type: ignore[no-untyped-def]
     write_flow(
         flows_dir,
-        name="shrinking",
+        name=name,
         durations=MINUTES if lowered else f"{MINUTES}, timedelta(hours=1)",
         max_duration="timedelta(minutes=20)" if lowered else "timedelta(hours=1)",
     )
@@ -58,6 +58,7 @@ def edge(
     flows_dir = workdir / "flows"
     flows_dir.mkdir()
     _shrinking(flows_dir)
+    _shrinking(flows_dir, name="shrinking-later")
     write_flow(flows_dir, name="two-person", extra="approvals_required=2,")
     write_flow(flows_dir, name="emergency", extra="break_glass=True,")
     write_flow(
@@ -117,10 +118,7 @@ def test_a_card_older_than_a_lowered_max_duration_grants_only_what_the_flow_allo
     card = approval_card_for(edge, person)
     # The admin lowers max_duration to 20 minutes; processes load flows at start.
     _shrinking(edge.flows_dir, lowered=True)
-    for name in ("web", "worker", "beat"):
-        edge.stop_process(name)
-    for name in ("worker", "beat", "web"):
-        edge.start_process(name)
+    _restart(edge)
 
     assert click(edge, APPROVER, ids.APPROVE_ACTION, card).status == 200
     dm_to(edge, person, "You now have")
@@ -136,6 +134,51 @@ def test_a_card_older_than_a_lowered_max_duration_grants_only_what_the_flow_allo
     assert events["approved"].details["approved_seconds"] == 1200
     assert events["approved"].details["clamped"].startswith("Shortened from 1h to 20m")
     assert events["granted"].details["expires_at"] == grant.expires_at.isoformat()
+
+
+def _card_stored(edge: LocalStack, request_id: uuid.UUID) -> bool:
+    with edge.database().session() as session:
+        row = session.get(AccessRequest, request_id)
+        return row is not None and row.approval_message_ts is not None
+
+
+def _restart(edge: LocalStack, names: tuple[str, ...] = ("web", "worker", "beat")) -> None:
+    for name in names:
+        edge.stop_process(name)
+    for name in sorted(names, key=("worker", "beat", "web").index):
+        edge.start_process(name)
+
+
+def test_an_approval_granted_after_max_duration_was_lowered_is_clamped_by_the_worker(
+    edge: LocalStack,
+) -> None:
+    person = new_person(edge)
+    submit_request(
+        edge, person, flow="shrinking-later", target="admins", seconds=3600, reason="long job"
+    )
+    card = approval_card_for(edge, person)
+    request_id = uuid.UUID(card.args["blocks"][-1]["elements"][0]["value"])
+    # Approved for 1h while the flow still allowed it; no worker has granted it yet.
+    wait_until(lambda: _card_stored(edge, request_id), 15, "the card's ts in the DB")
+    edge.stop_process("worker")
+    click(edge, APPROVER, ids.APPROVE_ACTION, card)
+    wait_until(
+        lambda: any(e.event == "approved" for e in _events(edge, request_id)), 15, "the approval"
+    )
+    _shrinking(edge.flows_dir, lowered=True, name="shrinking-later")
+    _restart(edge, ("web", "beat"))
+    edge.start_process("worker")
+
+    dm_to(edge, person, "You now have", timeout=30)
+    card_update(edge, card, "Shortened to 20m")
+    with edge.database().session() as session:
+        grant = grant_of(session, request_id)
+    assert grant is not None and grant.expires_at - grant.granted_at == timedelta(minutes=20)
+    events = [e.event for e in _events(edge, request_id)]
+    assert events.index("granting") < events.index("duration_clamped") < events.index("granted")
+    clamp = next(e for e in _events(edge, request_id) if e.event == "duration_clamped")
+    assert (clamp.details["approved_seconds"], clamp.details["from_seconds"]) == (1200, 3600)
+    assert "grant_refused" not in events
 
 
 def test_forged_approve_for_zero_or_off_the_menu_is_refused_audited_and_the_shorter_choice_stands(
