@@ -133,3 +133,19 @@ def test_web_starts_while_slack_is_down_and_recovers_when_it_returns(stack: Loca
     )
     assert web.poll() is None
     assert "Worker failed to boot" not in stack.log("web")
+
+
+def test_web_starts_with_a_refused_token_and_says_so(stack: LocalStack) -> None:
+    stack.stop_process("web")
+    stack.extra_env["SLACK_BOT_TOKEN"] = "xoxb-revoked-token"
+    try:
+        web = _start_web_without_waiting(stack)
+        status, report = wait_until(lambda: _healthz(stack), 30, "/healthz with a refused token")
+        assert status == 503 and report["slack"] == "error: auth.test answered invalid_auth"
+        time.sleep(1)
+        assert web.poll() is None, stack.log("web")[-3000:]
+    finally:
+        del stack.extra_env["SLACK_BOT_TOKEN"]
+        stack.stop_process("web")
+    stack.start_process("web")  # the right token again: healthy
+    assert stack.health()["slack"] == "ok"
