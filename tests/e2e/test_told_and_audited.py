@@ -74,6 +74,24 @@ def _status(stack: LocalStack, request_id: str) -> RequestStatus:
         return request.status
 
 
+def _dms_now(stack: LocalStack, person: Person) -> list[str]:
+    """Each DM the bot sent this person, as it reads now (after any chat.update)."""
+    posted = [
+        c.response
+        for c in stack.slack.calls("chat.postMessage")
+        if c.ok and c.args.get("channel") == person.user_id
+    ]
+    return [stack.slack.message(p["channel"], p["ts"])["text"] for p in posted]
+
+
+def _once(stack: LocalStack, person: Person, words: str) -> None:
+    """Exactly one of the person's DMs says this: the older one never repeats it."""
+    dm_to(stack, person, words)
+    assert [t for t in _dms_now(stack, person) if words in t] == [
+        next(t for t in _dms_now(stack, person) if words in t)
+    ], _dms_now(stack, person)
+
+
 def _pending(stack: LocalStack) -> tuple[Person, RecordedCall, str]:
     _in_channel(stack)
     person = new_person(stack)
@@ -110,7 +128,7 @@ def test_refused_actions_on_a_grant_are_audited_and_told(stack: LocalStack) -> N
     person, card, request_id = _pending(stack)
     click(stack, APPROVER, ids.APPROVE_ACTION, card)
     wait_until(lambda: _status(stack, request_id) == S.ACTIVE, 15, "the grant")
-    dm_to(stack, person, "You now have")
+    _once(stack, person, "You now have")
 
     before = len(stack.slack.responses(OUTSIDER))
     for action in (ids.RELEASE_ACTION, ids.EXTEND_ACTION, ids.REQUEST_AGAIN_ACTION):
@@ -133,6 +151,8 @@ def test_refused_actions_on_a_grant_are_audited_and_told(stack: LocalStack) -> N
     # The holder gives it back; a second "I'm done" is refused, told, and audited too.
     click_in_dm(stack, person, ids.RELEASE_ACTION, request_id)
     wait_until(lambda: _status(stack, request_id) == S.REVOKED, 15, "the release")
+    _once(stack, person, "was released by you")
+    assert "was granted at" in _dms_now(stack, person)[-2]
     click_in_dm(stack, person, ids.RELEASE_ACTION, request_id)
     _shown(stack, person.user_id, "This access is not active")
     wait_until(
