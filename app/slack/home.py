@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.db import utcnow
 from app.eligibility import approver_verdict
 from app.models import AccessRequest, Approval, Grant, RequestStatus
+from app.notify import extension_offered
 from app.queries import pending
 from app.runtime import Runtime
 from app.slack.blocks.home import HeldGrant, HomeData, home_view
@@ -35,17 +36,19 @@ def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
                 select(Approval.request_id).where(Approval.approver_id == user_id)  # type: ignore[arg-type]
             ).scalars()
         )
-    held = []
-    for request, grant in rows:
-        loaded = rt.flows.get(request.flow)
-        held.append(
-            HeldGrant(
-                request,
-                grant,
-                can_extend=bool(loaded and loaded.flow.max_extensions),
-                extension_pending=request.id in extending,
+        held = []
+        for request, grant in rows:
+            loaded = rt.flows.get(request.flow)
+            # Offered only while some duration still fits the caps, as in the DM.
+            can_extend = bool(loaded) and extension_offered(session, loaded.flow, request, grant)
+            held.append(
+                HeldGrant(
+                    request,
+                    grant,
+                    can_extend=can_extend,
+                    extension_pending=request.id in extending,
+                )
             )
-        )
     asked = [r for r in waiting_all if r.requester_id == user_id]
     waiting = []
     for request in waiting_all:

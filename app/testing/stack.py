@@ -75,7 +75,12 @@ class LocalStack:
         # The processes reach moto through this proxy, so a test can make AWS refuse calls.
         self.aws_faults = AwsFaultProxy("http://placeholder")
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.driver = SlackDriver(f"http://127.0.0.1:{self.port}/slack/events", SIGNING_SECRET)
+        # Clicks and commands carry response_urls served (and recorded) by the Slack stand-in.
+        self.driver = SlackDriver(
+            f"http://127.0.0.1:{self.port}/slack/events",
+            SIGNING_SECRET,
+            response_urls=self.slack.response_url,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 

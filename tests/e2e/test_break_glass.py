@@ -67,7 +67,7 @@ def test_break_glass_grants_at_once_alerts_the_channel_and_is_reviewed(stack: Lo
             message_ts=card.response["ts"],
         )
         stack.slack.wait_for(
-            "chat.postEphemeral",
+            "response_url",
             lambda a, who=who: (
                 (a.get("user") == who and "review" in a.get("text", "").lower())
                 or (a.get("user") == who and "not an approver" in a.get("text", ""))

@@ -67,7 +67,7 @@ def test_outsider_and_requester_are_refused_and_audited(stack: LocalStack) -> No
     for who, words in ((OUTSIDER, "not an approver"), (person.user_id, "your own request")):
         assert click(stack, who, ids.APPROVE_ACTION, card).status == 200
         ephemeral = stack.slack.wait_for(
-            "chat.postEphemeral",
+            "response_url",
             lambda a, who=who, words=words: a.get("user") == who and words in a.get("text", ""),
         )
         assert ephemeral.args["channel"] == card.response["channel"]
@@ -117,7 +117,7 @@ def test_double_click_and_two_approvers_at_once_give_one_grant(stack: LocalStack
     events = [e for e, _ in _events(stack, request_id)]
     assert events.count("approved") == 1 and events.count("granted") == 1
     # The losers were told, not silently ignored.
-    stack.slack.wait_for("chat.postEphemeral", lambda a: "already" in a.get("text", ""))
+    stack.slack.wait_for("response_url", lambda a: "already" in a.get("text", ""))
 
 
 def test_deny_with_a_reason(stack: LocalStack) -> None:
@@ -142,7 +142,7 @@ def test_deny_with_a_reason(stack: LocalStack) -> None:
     # A later approval cannot resurrect a denied request.
     click(stack, APPROVER, ids.APPROVE_ACTION, card)
     stack.slack.wait_for(
-        "chat.postEphemeral",
+        "response_url",
         lambda a: a.get("user") == APPROVER and "already denied" in a.get("text", ""),
     )
     assert _status(stack, request_id) == RequestStatus.DENIED
@@ -152,7 +152,7 @@ def test_outsider_cannot_deny_either(stack: LocalStack) -> None:
     _, card, request_id = _pending(stack)
     click(stack, OUTSIDER, ids.DENY_ACTION, card)
     stack.slack.wait_for(
-        "chat.postEphemeral",
+        "response_url",
         lambda a: a.get("user") == OUTSIDER and "not an approver" in a.get("text", ""),
     )
     assert _status(stack, request_id) == RequestStatus.PENDING

@@ -60,7 +60,7 @@ def test_pending_request_is_reminded_once_then_times_out(stack: LocalStack) -> N
         == 1
     )
     click(stack, APPROVER, ids.APPROVE_ACTION, card)  # too late
-    stack.slack.wait_for("chat.postEphemeral", lambda a: "already timed_out" in a.get("text", ""))
+    stack.slack.wait_for("response_url", lambda a: "already timed_out" in a.get("text", ""))
 
 
 def test_requester_cancels_their_pending_request(stack: LocalStack) -> None:

@@ -66,7 +66,7 @@ def test_quorum_of_two_needs_two_distinct_approvers(stack: LocalStack) -> None:
     card_update(stack, card, f"1 of 2 approvals: <@{APPROVER}>")
     click(stack, APPROVER, ids.APPROVE_ACTION, card)  # the same approver again does not count
     stack.slack.wait_for(
-        "chat.postEphemeral",
+        "response_url",
         lambda a: a.get("user") == APPROVER and "already decided" in a.get("text", ""),
     )
     assert person.email not in group_members(stack, GROUP_NAME)
