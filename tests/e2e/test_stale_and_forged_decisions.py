@@ -121,7 +121,8 @@ def test_a_card_older_than_a_lowered_max_duration_grants_only_what_the_flow_allo
     _restart(edge)
 
     assert click(edge, APPROVER, ids.APPROVE_ACTION, card).status == 200
-    dm_to(edge, person, "You now have")
+    granted = dm_to(edge, person, "You now have")
+    assert "Shortened to 20m" in granted.args["text"], "the requester is told too"
     shortened = card_update(edge, card, "Shortened to 20m")
     assert "20m (asked 1h)" in json.dumps(shortened.args["blocks"])
     assert person.email in group_members(edge, GROUP_NAME)

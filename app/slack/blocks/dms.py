@@ -12,7 +12,7 @@ from typing import Any
 from app.flows.schema import format_duration
 from app.models import Decision, RequestStatus
 from app.slack import ids
-from app.slack.blocks.cards import CardContext
+from app.slack.blocks.cards import CardContext, clamp_line
 from app.slack.blocks.text import (
     EXTEND_LABEL,
     button,
@@ -70,7 +70,8 @@ def superseded(
     if request.extends_id is not None:
         text = f"You asked to extend {target} by {format_duration(request.duration)}."
     elif grant is None or what in _AFTER_SUBMISSION:
-        text = f"You asked for {target} for {format_duration(request.duration)}."
+        asked = format_duration(timedelta(seconds=request.requested_seconds))
+        text = f"You asked for {target} for {asked}."
     else:
         text = f"Access to {target} was granted at {local_time(grant.granted_at, tz, now)}."
     return text, [{"type": "section", "text": mrkdwn(text)}]
@@ -111,7 +112,9 @@ def _status_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -
     if status in (S.APPROVED, S.GRANTING):
         return f"Your request for {target} was approved; granting…"
     if status == S.ACTIVE and grant is not None:
-        return f":white_check_mark: You now have {target} until *{local_time(grant.expires_at, tz, now)}*."
+        text = f":white_check_mark: You now have {target} until *{local_time(grant.expires_at, tz, now)}*."
+        shortened = clamp_line(ctx)
+        return f"{text}\n{shortened}" if shortened else text
     if status == S.REVOKING:
         return f"Your access to {target} is being removed…"
     if status in (S.EXPIRED, S.REVOKED) and grant is not None:
