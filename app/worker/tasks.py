@@ -78,7 +78,12 @@ def revoke_access(request_id: str, *ignored: str) -> None:
 
 @shared_task(name=SWEEP)
 def sweep() -> None:
-    counts = sweeps.sweep(runtime())
+    from app.slack.listeners.approvals import resume_deferred_decisions
+
+    rt = runtime()
+    counts = sweeps.sweep(rt)
+    # Approver clicks kept while Slack could not be asked, whose task the broker lost.
+    counts["deferred_decisions"] = resume_deferred_decisions(rt)
     if any(counts.values()):
         log.info("sweep %s", counts)
 

@@ -8,8 +8,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from sqlalchemy import select
 
 from app import lifecycle
 from app.access import run_request_hook
@@ -17,7 +19,7 @@ from app.eligibility import approver_verdict, requester_verdict
 from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, refuse
 from app.flows.schema import Flow
-from app.models import AccessRequest, AuditEvent, Decision
+from app.models import AccessRequest, AuditEvent, Decision, RequestStatus
 from app.notify import publish_home
 from app.queries import events_of
 from app.runtime import Runtime
@@ -256,6 +258,7 @@ def register_reviews(app: App, rt: Runtime) -> None:
 # the same check, the same decide, the approver told the outcome. Never dropped.
 DEFERRED = "decision_deferred"
 RESUMED = "decision_resumed"
+QUIET_FOR = 120  # seconds without an attempt after which the sweep rings again
 log = logging.getLogger(__name__)
 
 
@@ -299,6 +302,7 @@ def defer_decision(
             details=details,
         )
         seq = event.seq
+    claim_deferred(rt, seq, fresh=False)
     rt.tasks.decide_deferred(request_id, seq)
     tell(client, body, deciding_text(decision))
 
@@ -309,6 +313,7 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
     Raises what Slack raised while it still cannot answer (the task retries). Returns what
     the approver was told, or None when there was nothing (left) to do.
     """
+    claim_deferred(rt, seq, fresh=False)
     with rt.db.session() as session:
         event = session.get(AuditEvent, seq)
         if (
@@ -368,8 +373,42 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
         text = f":white_check_mark: Your {verb} of {what} is decided: {_result(outcome)}."
     else:
         text = f":no_entry: Your decision on {what} was not applied: {refusal}"
-    rt.slack.chat_postMessage(channel=approver_id, text=text)
+    try:
+        rt.slack.chat_postMessage(channel=approver_id, text=text)
+    except Exception:
+        # Decided and audited; only the message is lost (the card shows the outcome).
+        log.warning("could not tell %s the outcome of a deferred decision", approver_id)
     return text
+
+
+def claim_deferred(rt: Runtime, seq: int, *, fresh: bool) -> bool:
+    """Mark a deferred click as being worked on, for QUIET_FOR seconds; with fresh=True only
+    when nobody worked on it lately (so the sweep rings again only for a lost task)."""
+    try:
+        return bool(rt.redis.set(f"latchkey:deferred:{seq}", "1", nx=fresh, ex=QUIET_FOR))
+    except RedisError:
+        return False  # the broker is away too: the next sweep tries again
+
+
+def resume_deferred_decisions(rt: Runtime) -> int:
+    """Ring the worker again for deferred clicks on pending requests that no task has worked
+    on lately (the broker lost it): the DB, not the broker, keeps every click."""
+    with rt.db.session() as session:
+        rows = session.execute(
+            select(AuditEvent.seq, AuditEvent.request_id)
+            .join(AccessRequest, AccessRequest.id == AuditEvent.request_id)  # type: ignore[arg-type]
+            .where(AuditEvent.event == DEFERRED, AccessRequest.status == RequestStatus.PENDING)  # type: ignore[arg-type]
+        ).all()
+        done = {
+            e.details.get("deferred_seq")
+            for request_id in {r for _, r in rows}
+            for e in events_of(session, request_id, (RESUMED,))
+        }
+    rung = 0
+    for seq, request_id in rows:
+        if seq not in done and claim_deferred(rt, seq, fresh=True):
+            rung += rt.tasks.decide_deferred(request_id, seq)
+    return rung
 
 
 def _result(outcome: lifecycle.DecisionOutcome) -> str:
