@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from redis import Redis
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 from app.accounts import Account, Workspace, account_problem
+from app.slack.directory import (
+    SlackChanges,
+    SlackDirectory,
+    group_key,
+    slack_unreachable,
+    user_key,
+)
+from app.testing.slack_standin import SlackStandIn
 
 HOME = Workspace(team_id="T0HOME")
 GRID = Workspace(team_id="T0HOME", enterprise_id="E0ACME")
@@ -77,3 +91,77 @@ def test_team_comes_from_the_profile_when_the_user_has_none() -> None:
     user = slack_user(team_id=None, profile={"team": "T0OTHER"})
     assert Account.from_slack(user).team_id == "T0OTHER"
     assert account_problem(Account.from_slack(user), HOME) is not None
+
+
+# ---- what a decision reads: never older than Slack's last change event --------------------
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    standin = SlackStandIn(token="xoxb-accounts-test").start()
+    standin.add_user("U0ANN", name="ann", email="ann@example.com")
+    standin.add_usergroup("S0LEADS", ["U0ANN"])
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def changes(redis_url: str) -> Iterator[SlackChanges]:
+    client = Redis.from_url(redis_url)
+    yield SlackChanges(client)
+    client.delete(*(client.keys(SlackChanges.PREFIX + "*") or [b"-"]))
+
+
+def test_a_change_event_makes_every_process_ask_again(
+    slack: SlackStandIn, changes: SlackChanges
+) -> None:
+    client = WebClient(token="xoxb-accounts-test", base_url=slack.base_url)
+    web, worker = SlackDirectory(client), SlackDirectory(client)  # two processes' caches
+    groups = ("S0LEADS",)
+
+    def members(directory: SlackDirectory) -> frozenset[str]:
+        return directory.members_of(groups, changes.versions([group_key("S0LEADS")]))["S0LEADS"]
+
+    assert members(web) == members(worker) == {"U0ANN"}
+    asked = len(slack.calls("usergroups.users.list"))
+    assert members(web) == {"U0ANN"} and len(slack.calls("usergroups.users.list")) == asked
+    slack.add_usergroup("S0LEADS", [])
+    changes.bump([group_key("S0LEADS")])  # what the events listener does, in one process
+    assert members(web) == members(worker) == frozenset()
+
+    def account(directory: SlackDirectory) -> Account | None:
+        version = (changes.versions([user_key("U0ANN")]) or {})[user_key("U0ANN")]
+        return directory.user("U0ANN", version=version).account
+
+    assert account(web) == account(worker) and not account(web).deleted  # type: ignore[union-attr]
+    slack.set_user_flags("U0ANN", deleted=True)
+    changes.bump([user_key("U0ANN")])
+    assert account(web).deleted and account(worker).deleted  # type: ignore[union-attr]
+
+
+def test_without_the_counters_a_decision_asks_slack_afresh(slack: SlackStandIn) -> None:
+    client = WebClient(token="xoxb-accounts-test", base_url=slack.base_url)
+    directory = SlackDirectory(client)
+    unreadable = SlackChanges(Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+    assert unreadable.versions([group_key("S0LEADS")]) is None
+    for _ in range(2):
+        directory.members_of(("S0LEADS",), {})
+    assert len(slack.calls("usergroups.users.list")) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "unreachable"), [(429, True), (500, True), (503, True), (200, False)]
+)
+def test_slack_unreachable(status: int, unreachable: bool) -> None:
+    response = SlackResponse(
+        client=None,
+        http_verb="POST",
+        api_url="u",
+        req_args={},
+        data={"ok": False},
+        headers={},
+        status_code=status,
+    )
+    assert slack_unreachable(SlackApiError("x", response)) is unreachable
+    assert slack_unreachable(ConnectionRefusedError())
+    assert not slack_unreachable(ValueError())
