@@ -12,7 +12,7 @@ from typing import Any
 
 from app import extensions, lifecycle, proof, queries
 from app.db import lock_holding, utcnow
-from app.eligibility import requester_verdict
+from app.eligibility import current_members, requester_verdict
 from app.flows.hooks import HookRequest, HookResult, call_hook
 from app.flows.loader import LoadedFlow
 from app.flows.policy import AutoDecision, auto_decide
@@ -273,7 +273,8 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
         )
     else:
         hook = run_request_hook(rt, loaded, "on_request", request, user.email)
-        groups = rt.directory.members_of(flow.auto_approve.usergroups) if flow.auto_approve else {}
+        # Membership as of Slack's last change event: auto-approval is a decision too.
+        groups = current_members(rt, flow.auto_approve.usergroups) if flow.auto_approve else {}
         decision = auto_decide(
             flow,
             requester_id=requester_id,

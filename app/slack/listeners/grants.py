@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 
 from app.access import end_grant
 from app.db import utcnow
-from app.eligibility import approver_verdict, requestable_flows, requester_verdict
+from app.eligibility import approver_verdict, current_members, requestable_flows, requester_verdict
 from app.extensions import extension_problem, request_extension
 from app.flows.policy import Verdict, allow, check_reason, refuse
 from app.lifecycle import EndCause
@@ -30,7 +30,7 @@ from app.slack.listeners.requests import field_value
 def may_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> Verdict:
     """Latchkey admins may revoke any grant; a flow's approvers may revoke its grants."""
     settings = rt.settings
-    admin_groups = rt.directory.members_of(settings.admin_groups)
+    admin_groups = current_members(rt, settings.admin_groups)
     if user_id in settings.admin_users or any(user_id in m for m in admin_groups.values()):
         return allow(f"<@{user_id}> is a Latchkey admin")
     if user_id == request.requester_id:
