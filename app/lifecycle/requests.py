@@ -1,0 +1,291 @@
+"""A request before access: submitted, decided (by people, rules or break-glass), cancelled,
+reminded, timed out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from app.audit import AuditLog
+from app.flows.policy import (
+    RequestInput,
+    Verdict,
+    approve_for_less_problem,
+    clamp_duration,
+    quorum,
+)
+from app.flows.schema import Flow
+from app.lifecycle.core import (
+    DecisionOutcome,
+    lock_request,
+    record,
+    transition,
+)
+from app.models import AccessRequest, Approval, Decision, RequestStatus
+from app.queries import approvals_of, events_of
+
+S = RequestStatus
+
+
+def submit(
+    *, session: Session, audit: AuditLog, flow: Flow, requester_id: str, ask: RequestInput
+) -> AccessRequest:
+    request = AccessRequest(
+        flow=flow.name,
+        target=ask.target,
+        requester_id=requester_id,
+        reason=ask.reason.strip(),
+        requested_seconds=int(ask.duration.total_seconds()),
+    )
+    session.add(request)
+    session.flush()
+    audit.append(
+        session,
+        event="requested",
+        actor=requester_id,
+        request_id=request.id,
+        flow=flow.name,
+        target=ask.target,
+        subject=requester_id,
+        details={"duration_seconds": request.requested_seconds, "reason": request.reason},
+    )
+    return request
+
+
+def decide(
+    *,
+    session: Session,
+    audit: AuditLog,
+    flow: Flow,
+    request_id: uuid.UUID,
+    decider_id: str,
+    verdict: Verdict,
+    decision: Decision,
+    reason: str = "",
+    duration: timedelta | None = None,
+) -> DecisionOutcome:
+    """Record one approver's approve or deny.
+
+    A refused verdict is audited and changes nothing else. One deny ends the request;
+    approvals accumulate until the flow's quorum of distinct approvers is reached. An
+    approver may shorten the duration to one of the flow's shorter durations (the shortest
+    proposal wins), never lengthen it; what is approved is clamped to the flow as it is now
+    (clamp_duration), and a choice the flow does not offer is refused and audited.
+    """
+    reason = reason.strip()
+    request = lock_request(session, request_id)
+    if request is None:
+        return DecisionOutcome(None, False, "That request no longer exists.")
+    if not verdict.allowed:
+        # Refusals are part of the record: who tried to decide what they may not.
+        record(
+            session,
+            audit,
+            request,
+            f"{decision.value}_refused",
+            decider_id,
+            {"reason": verdict.reason},
+        )
+        return DecisionOutcome(request, False, verdict.reason)
+    if request.status != S.PENDING:
+        return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
+    earlier = approvals_of(session, request.id)
+    if any(a.approver_id == decider_id for a in earlier):
+        return DecisionOutcome(request, False, "You have already decided on this request.")
+    details: dict[str, Any] = {"why_decider": verdict.reason}
+    if reason:
+        details["reason"] = reason
+    if decision is Decision.APPROVE:
+        # What is approved is clamped to the flow as it is now: a card posted before its
+        # max_duration was lowered must not grant the old, longer time.
+        asked = timedelta(seconds=request.requested_seconds)
+        problem = approve_for_less_problem(flow, asked, duration) if duration is not None else None
+        proposed = request.duration if duration is None else min(duration, request.duration)
+        allowed, note = clamp_duration(flow, proposed) if problem is None else (None, problem)
+        if allowed is None:
+            chosen = {} if duration is None else {"chosen_seconds": int(duration.total_seconds())}
+            record(
+                session, audit, request, "approve_refused", decider_id, {"reason": note, **chosen}
+            )
+            return DecisionOutcome(request, False, note)
+        if allowed < request.duration:
+            # The shortest approver choice (or clamp) wins; a longer one changes nothing.
+            request.approved_seconds = int(allowed.total_seconds())
+            details["approved_seconds"] = request.approved_seconds
+            session.add(request)
+        if note:
+            details["clamped"] = note
+    session.add(
+        Approval(
+            request_id=request.id, approver_id=decider_id, decision=decision, reason=reason or None
+        )
+    )
+    session.flush()
+    if decision is Decision.DENY:
+        moved = transition(
+            session,
+            audit,
+            request.id,
+            expected=S.PENDING,
+            new=S.DENIED,
+            event="denied",
+            actor=decider_id,
+            details=details,
+        )
+        return DecisionOutcome(moved or request, moved is not None)
+
+    counted = quorum(
+        flow,
+        requester_id=request.requester_id,
+        approver_ids=[a.approver_id for a in earlier if a.decision == Decision.APPROVE]
+        + [decider_id],
+    )
+    details["quorum"] = counted.progress
+    if not counted.reached:
+        record(session, audit, request, "approval_recorded", decider_id, details)
+        return DecisionOutcome(request, False, None, counted)
+    moved = transition(
+        session,
+        audit,
+        request.id,
+        expected=S.PENDING,
+        new=S.APPROVED,
+        event="approved",
+        actor=decider_id,
+        details=details,
+    )
+    return DecisionOutcome(moved or request, moved is not None, None, counted)
+
+
+def cancel(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, actor: str
+) -> DecisionOutcome:
+    """The requester withdraws their own pending request."""
+    request = lock_request(session, request_id)
+    if request is None:
+        return DecisionOutcome(None, False, "That request no longer exists.")
+    if request.requester_id != actor:
+        record(session, audit, request, "cancel_refused", actor, {"reason": "not the requester"})
+        return DecisionOutcome(request, False, "Only the requester can cancel a request.")
+    moved = transition(
+        session,
+        audit,
+        request_id,
+        expected=S.PENDING,
+        new=S.CANCELLED,
+        event="cancelled",
+        actor=actor,
+    )
+    if moved is None:
+        return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
+    return DecisionOutcome(moved, True)
+
+
+def time_out(*, session: Session, audit: AuditLog, request_id: uuid.UUID, after: timedelta) -> bool:
+    return (
+        transition(
+            session,
+            audit,
+            request_id,
+            expected=S.PENDING,
+            new=S.TIMED_OUT,
+            event="timed_out",
+            actor="latchkey",
+            details={"pending_timeout_seconds": int(after.total_seconds())},
+        )
+        is not None
+    )
+
+
+def mark_reminded(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, now: datetime
+) -> bool:
+    """Claim the one reminder of a pending request (compare-and-set on reminded_at)."""
+    result = session.execute(
+        update(AccessRequest)
+        .where(
+            AccessRequest.id == request_id,  # type: ignore[arg-type]
+            AccessRequest.status == S.PENDING,  # type: ignore[arg-type]
+            AccessRequest.reminded_at.is_(None),  # type: ignore[union-attr]
+        )
+        .values(reminded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    request = session.get(AccessRequest, request_id, populate_existing=True)
+    assert request is not None
+    record(session, audit, request, "approvers_reminded", "latchkey", {})
+    return True
+
+
+def auto_decide(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, approve: bool, reason: str
+) -> AccessRequest | None:
+    """pending -> approved/denied by a rule or hook, with the reason in the audit trail."""
+    new, event = (S.APPROVED, "auto_approved") if approve else (S.DENIED, "auto_denied")
+    return transition(
+        session,
+        audit,
+        request_id,
+        expected=S.PENDING,
+        new=new,
+        event=event,
+        actor="latchkey",
+        details={"reason": reason},
+    )
+
+
+def audit_hook_failure(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, hook: str, error: str
+) -> None:
+    request = session.get(AccessRequest, request_id)
+    if request is not None:
+        record(session, audit, request, "hook_failed", "latchkey", {"hook": hook, "error": error})
+
+
+BREAK_GLASS_REVIEWS = ("break_glass_acknowledged", "break_glass_flagged")
+
+
+def break_glass(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, actor: str
+) -> AccessRequest | None:
+    """pending -> approved by the requester's own emergency activation, loudly recorded."""
+    return transition(
+        session,
+        audit,
+        request_id,
+        expected=S.PENDING,
+        new=S.APPROVED,
+        event="break_glass",
+        actor=actor,
+        details={"review": "required"},
+    )
+
+
+def review_break_glass(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    reviewer_id: str,
+    verdict: Verdict,
+    flagged: bool,
+) -> DecisionOutcome:
+    """An approver's after-the-fact review of a break-glass use: acknowledged or flagged, once."""
+    request = lock_request(session, request_id)
+    if request is None:
+        return DecisionOutcome(None, False, "That request no longer exists.")
+    if not events_of(session, request_id, ("break_glass",)):
+        return DecisionOutcome(request, False, "This request was not a break-glass activation.")
+    if not verdict.allowed:
+        record(session, audit, request, "review_refused", reviewer_id, {"reason": verdict.reason})
+        return DecisionOutcome(request, False, verdict.reason)
+    if events_of(session, request_id, BREAK_GLASS_REVIEWS):
+        return DecisionOutcome(request, False, "This break-glass use was already reviewed.")
+    record(session, audit, request, BREAK_GLASS_REVIEWS[1 if flagged else 0], reviewer_id, {})
+    return DecisionOutcome(request, True)
