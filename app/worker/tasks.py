@@ -78,7 +78,7 @@ def revoke_access(request_id: str, *ignored: str) -> None:
 
 @shared_task(name=SWEEP)
 def sweep() -> None:
-    from app.slack.listeners.approvals import resume_deferred_decisions
+    from app.slack.deferred import resume_deferred_decisions
 
     rt = runtime()
     counts = sweeps.sweep(rt)
@@ -163,8 +163,8 @@ def process_submission(request_id: str) -> None:
 def decide_deferred(self: Any, request_id: str, seq: str) -> None:
     """Finish an approver's click that Slack could not check at the time, from its keyed
     audit event; while Slack still cannot answer, wait (its Retry-After, at most a minute)."""
+    from app.slack.deferred import finish_deferred_decision
     from app.slack.directory import slack_unreachable
-    from app.slack.listeners.approvals import finish_deferred_decision
 
     try:
         finish_deferred_decision(runtime(), uuid.UUID(request_id), int(seq))
