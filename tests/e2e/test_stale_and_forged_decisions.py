@@ -195,13 +195,18 @@ def test_forged_approve_for_zero_or_off_the_menu_is_refused_audited_and_the_shor
         15,
         "the first approval",
     )
-    for forged, says in (("0", "0s is not one"), ("7", "7s is not one")):
+    for forged, says in (
+        ("0", "0s is not one"),
+        ("7", "7s is not one"),
+        ("forever", "does not name a duration"),
+    ):
         assert _choose(edge, SECOND_APPROVER, card, f"{request_id}|{forged}").status == 200
         said_to(edge, SECOND_APPROVER, says)
     refused = [e for e in _events(edge, request_id) if e.event == "approve_refused"]
-    assert [(e.actor, e.details["chosen_seconds"]) for e in refused] == [
+    assert [(e.actor, e.details.get("chosen_seconds")) for e in refused] == [
         (SECOND_APPROVER, 0),
         (SECOND_APPROVER, 7),
+        (SECOND_APPROVER, None),
     ]
     with edge.database().session() as session:
         row = session.get(AccessRequest, request_id)

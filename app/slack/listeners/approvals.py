@@ -29,6 +29,7 @@ from app.slack.listeners.errors import (
     Refusal,
     from_home,
     guarded,
+    refused,
     request_id_from,
     tell,
 )
@@ -124,7 +125,20 @@ def register(app: App, rt: Runtime) -> None:
         ack()
         raw_id, _, seconds = body["actions"][0]["selected_option"]["value"].partition("|")
         if not seconds.isdigit():
-            raise Refusal("That choice does not name a duration.")
+            request_id = request_id_from(raw_id)
+            with rt.db.session() as session:
+                request = session.get(AccessRequest, request_id)
+            if request is None:
+                raise Refusal("That request no longer exists.")
+            # A forged choice is a refused decision like any other: on the record.
+            raise refused(
+                rt,
+                request,
+                "approve_refused",
+                body["user"]["id"],
+                "not a duration of the flow",
+                "That choice does not name a duration.",
+            )
         # Any number reaches decide, which accepts only the flow's durations above zero and
         # below what was asked, and audits the refusal of anything else (a forged "0").
         _approve(rt, body, client, request_id_from(raw_id), timedelta(seconds=int(seconds)))
