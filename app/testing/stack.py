@@ -60,8 +60,12 @@ class LocalStack:
         reconcile_seconds: float = 2.0,
         extra_env: dict[str, str] | None = None,
         worker_concurrency: int = 4,
+        command_prefix: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
+        # How a process is started: `<prefix> web`, `<prefix> migrate`, … By default this
+        # checkout's code; tests/image/run_image.py runs the built container image instead.
+        self.command_prefix = list(command_prefix or [sys.executable, "-m", "app.cli"])
         self.flows_dir = flows_dir
         self.redis_url = redis_url
         self.database_url = database_url or f"sqlite:///{workdir / 'latchkey.db'}"
@@ -179,7 +183,7 @@ class LocalStack:
     # -- processes -------------------------------------------------------------------------
 
     def _command(self, name: str) -> list[str]:
-        base = [sys.executable, "-m", "app.cli"]
+        base = self.command_prefix
         if name == "web":
             return [*base, "web"]
         if name == "beat":
@@ -199,7 +203,7 @@ class LocalStack:
         log = self.workdir / f"{name}.log"
         with log.open("ab") as out:
             done = subprocess.run(
-                [sys.executable, "-m", "app.cli", *args],
+                [*self.command_prefix, *args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
