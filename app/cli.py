@@ -24,13 +24,65 @@ def _alembic_config(database_url: str):  # type: ignore[no-untyped-def]
 
 
 def migrate(database_url: str, revision: str = "head") -> None:
+    """Upgrade the schema to `revision` (alembic)."""
     from alembic import command
 
     command.upgrade(_alembic_config(database_url), revision)
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    migrate(get_settings().database_url)
+def migrate_to(database_url: str, revision: str) -> str:
+    """Upgrade or downgrade the schema to `revision`; which one was done."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from app.health import migrations_head
+
+    config = _alembic_config(database_url)
+    current = current_revision(database_url)
+    script = ScriptDirectory.from_config(config)
+    wanted = script.get_revision(revision)  # raises for a revision alembic does not know
+    target = wanted.revision if wanted is not None else None
+    if revision == "head":
+        target = migrations_head()
+    below = {r.revision for r in script.iterate_revisions(current, "base")} if current else set()
+    if target is not None and target != current and target in below:
+        command.downgrade(config, target)
+        return f"downgraded from {current} to {target}"
+    command.upgrade(config, revision)
+    return f"upgraded from {current or 'an empty database'} to {current_revision(database_url)}"
+
+
+def current_revision(database_url: str) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    from app.db import Database
+    from app.health import _revision
+
+    db = Database(database_url)
+    try:
+        with db.session() as session:
+            return _revision(session)
+    finally:
+        db.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
+    from app.health import migrations_head
+
+    url = get_settings().database_url
+    if args.current:
+        print(f"database: {current_revision(url) or 'none (never migrated)'}")
+        print(f"head:     {migrations_head()}")
+        return 0
+    if args.to:
+        try:
+            print(f"database {migrate_to(url, args.to)}")
+        except CommandError as exc:
+            print(f"latchkey migrate: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    migrate(url)
     print("database is at the latest migration")
     return 0
 
@@ -90,46 +142,17 @@ def cmd_web(_: argparse.Namespace) -> int:
         from app.logs import configure_logging
         from app.slack.app import create_app
 
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         assert settings.slack_app_token is not None
         SocketModeHandler(
             create_app(rt), settings.slack_app_token.get_secret_value(), web_client=rt.slack
         ).start()
         return 0
-    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    # gunicorn's settings live in app/gunicorn_conf.py; GUNICORN_CMD_ARGS overrides any.
+    os.environ["PORT"] = str(settings.port)
     os.execvp(  # noqa: S606 — replaces this process with gunicorn, arguments are ours
         sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"0.0.0.0:{settings.port}",
-            "--workers",
-            workers,
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-            # Slack's requests are small: a short request line, a few headers. Anything
-            # larger is refused by gunicorn before the app sees it (docs/operations.md).
-            "--limit-request-line",
-            "2048",
-            "--limit-request-fields",
-            "50",
-            "--limit-request-field_size",
-            "4096",
-            # A worker silent this long is restarted; a request waits on nothing that slow.
-            "--timeout",
-            "30",
-            "--graceful-timeout",
-            "20",
-            "--keep-alive",
-            "5",
-            # No access log: app.slack.edge logs one bounded line per request itself, so
-            # nothing a client sends (user agent, referer, query) reaches the log unescaped.
-            "app.web:wsgi()",
-        ],
+        [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app.web:wsgi()"],
     )
     return 0  # not reached
 
@@ -141,7 +164,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     build_runtime(settings)  # fail closed: an invalid flow or setting stops start-up here
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     create_celery(settings).worker_main(
         [
             "worker",
@@ -164,7 +187,7 @@ def cmd_beat(_: argparse.Namespace) -> int:
     settings = get_settings()
     # Fail closed like the others: the audit key must match the chain, flows must load.
     build_runtime(settings, require_slack=False)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     create_celery(settings).start(["beat", "--loglevel", settings.log_level])
     return 0
 
@@ -186,18 +209,59 @@ def cmd_health(_: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run every start-up check (and with --online the providers'); exit 0 when all pass."""
+    from app.startup import Probe, run_all
+
+    probe = Probe(get_settings(), wait_seconds=args.wait)
+    failed = 0
+    for name, problem in run_all(probe):
+        if problem:
+            failed += 1
+            print(f"FAIL {name}: {problem}")
+        else:
+            print(f"ok   {name}")
+    if args.online and probe.flows is not None:
+        failed += _check_online(probe.flows)
+    return 1 if failed else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
     return run_demo(seconds=args.seconds)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("latchkey")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latchkey", description="Just-in-time access from Slack.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="bring the database to the latest schema").set_defaults(
-        fn=cmd_migrate
+    parser.add_argument(
+        "--version", action="version", version=f"latchkey {_version()}", help="print the version"
     )
+    sub = parser.add_subparsers(dest="command", required=True)
+    migrate_cmd = sub.add_parser(
+        "migrate", help="bring the database to the latest schema (or show / pick a revision)"
+    )
+    what = migrate_cmd.add_mutually_exclusive_group()
+    what.add_argument(
+        "--current",
+        action="store_true",
+        help="print the database's revision and the code's head; change nothing",
+    )
+    what.add_argument(
+        "--to",
+        metavar="REV",
+        help="upgrade or downgrade to this revision (a downgrade can drop data: back up first)",
+    )
+    migrate_cmd.set_defaults(fn=cmd_migrate)
     flows = sub.add_parser("flows", help="work with flows").add_subparsers(
         dest="flows_command", required=True
     )
@@ -210,12 +274,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="also ask AWS / Google / custom providers that every target exists and can be managed",
     )
     check.set_defaults(fn=cmd_flows_check)
+    checks = sub.add_parser(
+        "check",
+        help="run the start-up checks of web, worker and beat (settings, flows, database, "
+        "schema, audit key, Redis); exit 1 naming each problem",
+    )
+    checks.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask the providers that every flow target exists and can be managed",
+    )
+    checks.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long to wait for the database and Redis to answer (default: 0, ask once)",
+    )
+    checks.set_defaults(fn=cmd_check)
     sub.add_parser("web", help="serve Slack (HTTP on $PORT, or Socket Mode)").set_defaults(
         fn=cmd_web
     )
     worker = sub.add_parser("worker", help="run the Celery worker (grants, revokes, messages)")
-    worker.add_argument("--concurrency", type=int, default=4)
-    worker.add_argument("--name", default="latchkey@%h")
+    worker.add_argument("--concurrency", type=int, default=4, help="worker processes (default: 4)")
+    worker.add_argument(
+        "--name", default="latchkey@%h", help="the worker's node name (default: latchkey@%%h)"
+    )
     worker.set_defaults(fn=cmd_worker)
     sub.add_parser("beat", help="run the scheduler (exactly one)").set_defaults(fn=cmd_beat)
     sub.add_parser(
@@ -233,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args) or 0)
     except (ConfigError, FlowError) as exc:
-        print(f"latchkey: {exc}", file=sys.stderr)
+        # One line, whatever the message holds (a FlowError lists one problem per line).
+        print(f"latchkey: {'; '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
 
 

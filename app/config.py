@@ -6,6 +6,7 @@ import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
         default=SecretStr(""), alias="LATCHKEY_AUDIT_PREVIOUS_KEYS"
     )
     log_level: str = Field(default="INFO", alias="LATCHKEY_LOG_LEVEL")
+    # `text` (one readable line per record) or `json` (one JSON object per line, for shippers).
+    log_format: Literal["text", "json"] = Field(default="text", alias="LATCHKEY_LOG_FORMAT")
+    # How long start-up waits for the database and Redis to answer before it gives up.
+    startup_timeout_seconds: float = Field(
+        default=30.0, alias="LATCHKEY_STARTUP_TIMEOUT_SECONDS", ge=0
+    )
     # How often every active grant is checked at its provider (drift repaired, reported).
     reconcile_seconds: float = Field(default=300.0, alias="LATCHKEY_RECONCILE_SECONDS", gt=0)
     # How long a worker's claim on a grant's provider call lasts; after it another worker may
@@ -76,6 +83,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, alias="LATCHKEY_MAX_BODY_BYTES", ge=1024, le=64 * 1024 * 1024
     )
+    # Prometheus metrics of the worker (GET /metrics on this port; 0 = no metrics server).
+    worker_metrics_port: int = Field(
+        default=9808, alias="LATCHKEY_WORKER_METRICS_PORT", ge=0, le=65535
+    )
+    worker_metrics_host: str = Field(default="0.0.0.0", alias="LATCHKEY_WORKER_METRICS_HOST")
 
     @field_validator("audit_webhook_url", "gcp_endpoint", "gcp_grpc_endpoint", mode="before")
     @classmethod

@@ -1,9 +1,23 @@
-"""Logging: one line per event, with secrets kept out and user text unable to forge lines."""
+"""Logging: one line per event, with secrets kept out and user text unable to forge lines.
+
+Two encodings (LATCHKEY_LOG_FORMAT): `text`, and `json` — one JSON object per line. Both
+carry what the process is working for: the request id, the Slack user, the flow and, in
+a Celery task, the task id. Those come from context variables that the web's edge
+(per HTTP request) and the worker's task signals set, and a filter copies onto every
+record (`log_context`, `bind`).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 # Separators and escapes a response_url may come in: plain, URL-encoded (once or twice),
 # JSON-escaped (`\/`, Slack's own style), JSON-escaped then URL-encoded, or `\u002f`.
@@ -54,13 +68,68 @@ def _continuation(text: str) -> str:
     return "\n".join(f"  | {one_line(line)}" for line in redact(text).splitlines())
 
 
+# What every record carries, when known (None otherwise): see the module docstring.
+CONTEXT_FIELDS = ("request_id", "user", "flow", "task_id")
+_CONTEXT: dict[str, ContextVar[str | None]] = {
+    name: ContextVar(f"latchkey_log_{name}", default=None) for name in CONTEXT_FIELDS
+}
+_MAX_CONTEXT_CHARS = 100
+
+
+def _clean(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return one_line(redact(str(value)))[:_MAX_CONTEXT_CHARS]
+
+
+def bind(**values: object) -> None:
+    """Set context fields (request_id, user, flow, task_id) for what this thread logs next."""
+    for name, value in values.items():
+        _CONTEXT[name].set(_clean(value))
+
+
+def current_context() -> dict[str, str | None]:
+    return {name: var.get() for name, var in _CONTEXT.items()}
+
+
+@contextmanager
+def log_context(**values: object) -> Iterator[None]:
+    """Every field set to `values` (the others emptied) inside the block, restored after.
+
+    A thread serves request after request: nothing of one may stick to the next.
+    """
+    tokens = [(var, var.set(_clean(values.get(name)))) for name, var in _CONTEXT.items()]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the context fields onto each record (a record's own `extra` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, var in _CONTEXT.items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, var.get())
+        return True
+
+
+def _context_suffix(record: logging.LogRecord) -> str:
+    fields = ((name, getattr(record, name, None)) for name in CONTEXT_FIELDS)
+    return "".join(f" {name}={_clean(value)}" for name, value in fields if value)
+
+
 class SafeFormatter(logging.Formatter):
     """Formats every record on one line: message and args redacted and control characters
-    escaped, whoever logged them; a traceback follows on marked continuation lines."""
+    escaped, whoever logged them; a traceback follows on marked continuation lines. The
+    context fields that are set follow the message as `name=value`."""
 
     def format(self, record: logging.LogRecord) -> str:
         safe = logging.makeLogRecord(record.__dict__)
-        safe.msg, safe.args = one_line(redact(record.getMessage())), None
+        message = one_line(redact(record.getMessage())) + _context_suffix(record)
+        safe.msg, safe.args = message, None
         # exc_text may have been cached by another handler's formatter: rebuild it here.
         if safe.exc_info:
             safe.exc_text = None
@@ -84,10 +153,60 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
+def _redact_value(value: Any) -> Any:
+    """A JSON field's value with every string in it redacted (escaping is json's job)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {str(k): _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    return redact(str(value))
+
+
+class SafeJsonFormatter(JsonFormatter):
+    """One JSON object per record: `time` (ISO 8601, UTC), `level`, `logger`, `message`, the context fields
+    (null when unknown), any `extra`, and `exc_info` as one string. Every string value is
+    redacted; JSON's own escaping (ASCII only) keeps it on one line."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            defaults=dict.fromkeys(CONTEXT_FIELDS),
+            timestamp="time",  # ISO 8601, UTC
+            json_ensure_ascii=True,
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.msg, safe.args = one_line(redact(record.getMessage())), None
+        if safe.exc_info:
+            safe.exc_text = None  # may have been cached by another formatter: rebuilt here
+        return super().format(safe)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        first = ("time", "level", "logger", "message", *CONTEXT_FIELDS)
+        ordered = {key: log_data.get(key) for key in first}
+        ordered.update(log_data)
+        return {key: _redact_value(value) for key, value in ordered.items()}
+
+
+def build_formatter(log_format: str = "text") -> logging.Formatter:
+    if log_format == "json":
+        return SafeJsonFormatter()
+    return SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(build_formatter(log_format))
     handler.addFilter(RedactingFilter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

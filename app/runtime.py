@@ -17,12 +17,14 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from app.audit import AuditLog
-from app.audit.keys import previous_keys, require_matching_key
+from app.audit.keys import previous_keys
 from app.config import Settings
 from app.db import Database
-from app.flows.loader import FlowRegistry, load_flows
+from app.flows.loader import FlowRegistry
+from app.metrics.slack import SlackErrorCounter
 from app.providers.registry import ProviderRegistry, default_providers
 from app.slack.directory import SlackDirectory
+from app.startup import Probe, require
 from app.worker.queue import TaskQueue
 
 
@@ -63,6 +65,7 @@ def build_slack_client(settings: Settings) -> WebClient:
         base_url=settings.slack_api_url,
         timeout=10,
         retry_handlers=[
+            SlackErrorCounter(),  # first: it sees every answer and never retries
             ConnectionErrorRetryHandler(max_retry_count=2),
             ShortRateLimitRetryHandler(),
         ],
@@ -98,23 +101,21 @@ class Runtime:
         return TaskQueue(create_celery(self.settings), horizon=horizon)
 
 
-def build_runtime(settings: Settings, *, require_slack: bool = True) -> Runtime:
-    """Fail closed: bad settings or an invalid flow stop start-up with a message naming it."""
-    if require_slack:
-        settings.require_slack()
-    key = settings.require_audit_key()
-    flows = load_flows(settings.flows_dir)
+def build_runtime(
+    settings: Settings, *, require_slack: bool = True, require_broker: bool = True
+) -> Runtime:
+    """Fail closed: every start-up check (app.startup) passes, or StartupError names the
+    setting at fault and the fix, in one line."""
+    probe = require(Probe(settings, require_slack=require_slack, require_broker=require_broker))
+    assert probe.key is not None and probe.flows is not None  # set by the checks that passed
     stream = sys.stdout if settings.audit_stdout else None
-    db = Database(settings.database_url)
-    # A process with another key than the chain's would write events `verify` rejects.
-    require_matching_key(db, key)
     return Runtime(
         settings=settings,
-        db=db,
-        flows=flows,
-        audit=AuditLog(key, stream, previous_keys(settings)),
+        db=Database(settings.database_url),
+        flows=probe.flows,
+        audit=AuditLog(probe.key, stream, previous_keys(settings)),
         providers=default_providers(
-            custom=flows.providers,
+            custom=probe.flows.providers,
             gcp_endpoint=settings.gcp_endpoint,
             gcp_grpc_endpoint=settings.gcp_grpc_endpoint,
         ),

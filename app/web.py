@@ -1,4 +1,5 @@
-"""The web process: Bolt over HTTP at POST /slack/events and GET /healthz, as one WSGI app.
+"""The web process: Bolt over HTTP at POST /slack/events, GET /livez (liveness) and GET
+/readyz (readiness; /healthz is its alias), as one WSGI app.
 
 Everything a request needs is built when the process (each gunicorn worker) starts, so
 the first `/access` opens its modal well inside Slack's 3-second trigger window. Slack
@@ -18,6 +19,7 @@ from sqlalchemy import text
 
 from app.config import get_settings
 from app.health import check
+from app.metrics.exposition import MetricsEndpoint, build_registry
 from app.runtime import Runtime, build_runtime
 from app.slack.app import BotIdentity, create_app
 from app.slack.edge import SlackEdge
@@ -61,9 +63,18 @@ def create_wsgi(rt: Runtime, identity: BotIdentity | None = None) -> Wsgi:
         max_body_bytes=rt.settings.max_body_bytes,
     )
     warm(rt)
+    metrics = MetricsEndpoint(build_registry(rt.db, rt.settings))
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
+        if environ.get("PATH_INFO") == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            return metrics(environ, start_response)  # Prometheus; not for the internet
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        if path == "/livez" and method == "GET":
+            # Liveness: this process serves. Nothing else, so a probe never restarts it
+            # for a database, broker or overdue grant it cannot fix by restarting.
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+            return [b"ok\n"]
+        if path in ("/readyz", "/healthz") and method == "GET":  # /healthz: readiness
             status, body = health(rt, identity)
             payload = json.dumps(body).encode()
             start_response(
@@ -83,5 +94,7 @@ def wsgi() -> Wsgi:
     from app.logs import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_level)
-    return create_wsgi(build_runtime(settings))
+    configure_logging(settings.log_level, settings.log_format)
+    # `latchkey web` checked Redis before starting gunicorn; a worker restarted during a
+    # Redis outage must still serve (requests are stored, the sweep finds them later).
+    return create_wsgi(build_runtime(settings, require_broker=False))

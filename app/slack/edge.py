@@ -13,6 +13,11 @@ In order, each step before the next reads anything more:
 
 Only then is Bolt called, with the body already read. A refusal is logged as one bounded
 line (method, path, declared length, reason); nothing of the body or its headers is.
+
+Every request gets a request id, and once the signature holds, the Slack user and (when
+the payload names it) the flow are known: they ride on every log line of the request
+(app.logs context). A served request is logged as one interaction line: what (command,
+action_id, callback_id or event type), who, the HTTP status and the milliseconds.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ import io
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from slack_sdk.signature import Clock, SignatureVerifier
+
+from app.logs import bind, log_context
+from app.slack import ids
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,47 @@ def payload_problem(body: str, content_type: str) -> str | None:
     return None
 
 
+def _get(data: Any, *path: str | int) -> Any:
+    """data[path[0]][path[1]]…, or None where any step is missing or of the wrong type."""
+    for step in path:
+        if isinstance(step, int):
+            data = data[step] if isinstance(data, list) and len(data) > step else None
+        else:
+            data = data.get(step) if isinstance(data, dict) else None
+    return data
+
+
+def interaction(body: str, content_type: str) -> tuple[str, str | None, str | None]:
+    """What a verified, parseable request is (`command /access`, `block_actions approve`,
+    `view_submission request_modal`, `event app_home_opened`…), who sent it, and the flow
+    when the payload names one. Only called after payload_problem found none."""
+    form: dict[str, Any] = {}
+    if content_type.split(";")[0].strip().lower() == "application/json" or body.startswith("{"):
+        data = json.loads(body) if body else {}
+    else:
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        data = json.loads(form["payload"]) if "payload" in form else {}
+    if form and "payload" not in form:
+        return f"command {form.get('command', '?')}", form.get("user_id"), None
+    kind = str(data.get("type") or "?")
+    user = _get(data, "user", "id") or _get(data, "user_id")
+    if kind == "event_callback":
+        event_user = _get(data, "event", "user")
+        user = _get(event_user, "id") if isinstance(event_user, dict) else event_user
+        return f"event {_get(data, 'event', 'type')}", user, None
+    flow = _get(
+        data, "view", "state", "values", ids.FLOW_BLOCK, ids.FLOW_ACTION, "selected_option", "value"
+    )
+    detail = (
+        _get(data, "actions", 0, "action_id")
+        or _get(data, "action_id")
+        or _get(data, "view", "callback_id")
+        or _get(data, "callback_id")
+    )
+    what = f"{kind} {detail}" if detail else kind
+    return what, user if isinstance(user, str) else None, flow if isinstance(flow, str) else None
+
+
 def _read_at_most(stream: Any, limit: int) -> bytes:
     """Up to `limit` bytes from a WSGI input; servers may return short reads."""
     chunks: list[bytes] = []
@@ -109,6 +159,10 @@ class SlackEdge:
         self._verifier = SignatureVerifier(signing_secret, clock=_Clock(clock))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        with log_context(request_id=uuid.uuid4().hex):
+            return self._serve(environ, start_response)
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
         try:
             body = self._admit(environ)
@@ -121,6 +175,8 @@ class SlackEdge:
                 refused.reason,
             )
             return _answer(start_response, refused.status, {"error": refused.reason})
+        what, user, flow = interaction(body.decode("utf-8"), environ.get("CONTENT_TYPE") or "")
+        bind(user=user, flow=flow)
         environ = {
             **environ,
             "wsgi.input": io.BytesIO(body),
@@ -133,13 +189,16 @@ class SlackEdge:
             return start_response(status, headers, *exc_info)
 
         result = self.app(environ, recording_start_response)
+        status = (statuses or ["?"])[0].split(" ")[0]
+        elapsed = round((time.monotonic() - started) * 1000)
         log.info(
-            "served %s %s %s length=%d in %d ms",
-            environ.get("REQUEST_METHOD"),
-            self.path,
-            (statuses or ["?"])[0].split(" ")[0],
+            "interaction %s user=%s status=%s length=%d in %d ms",
+            what,
+            user or "-",
+            status,
             len(body),
-            (time.monotonic() - started) * 1000,
+            elapsed,
+            extra={"interaction": what, "status": status, "duration_ms": elapsed},
         )
         return result
 
