@@ -19,6 +19,7 @@ from app.flows.policy import AutoDecision, auto_decide
 from app.flows.schema import Target
 from app.granting import alert_unproven, native_end
 from app.lifecycle import EndCause
+from app.metrics import process as metrics
 from app.models import AccessRequest, Grant, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
 from app.queries import grant_of as grant_of_request
@@ -73,6 +74,7 @@ def revoke_access(
         try:
             details = rt.providers.get(grant.provider).revoke(spec)
         except ProviderError as exc:
+            metrics.provider_error(grant.provider, "revoke")
             # Never mark revoked without the provider confirming; the sweep retries.
             _revoke_failed(rt, request_id, str(exc))
             return False
@@ -142,6 +144,7 @@ def reapply(rt: Runtime, grant: Grant, *, why: str) -> bool:
     try:
         details = rt.providers.get(grant.provider).grant(spec)
     except ProviderError as exc:
+        metrics.provider_error(grant.provider, "reapply")
         log.error("re-applying request=%s failed: %s", grant.request_id, exc)
         return False
     with rt.db.session() as session:
@@ -204,6 +207,7 @@ def extend_access(rt: Runtime, extension_id: uuid.UUID) -> bool:
         try:
             provider.grant(GrantSpec(grant.principal, target, ends))
         except ProviderError as exc:
+            metrics.provider_error(grant.provider, "extend")
             log.error("native expiry not moved for request=%s: %s", grant.request_id, exc)
     rt.tasks.revoke_at(grant.request_id, grant.expires_at)
     rt.tasks.notify(extension_id, "applied")

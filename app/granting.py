@@ -20,6 +20,7 @@ from app.eligibility import current_user, requester_account_problem, requester_v
 from app.flows.policy import clamp_duration
 from app.flows.schema import Flow, provider_of
 from app.identity import principal_for
+from app.metrics import process as metrics
 from app.models import AccessRequest, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
 from app.runtime import Runtime
@@ -118,6 +119,7 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
     try:
         details = rt.providers.get(provider).grant(spec)
     except ProviderError as exc:
+        metrics.provider_error(provider, "grant")
         if exc.transient:
             raise
         return _fail(rt, request_id, str(exc), owner)
@@ -184,6 +186,7 @@ def take_back(
     try:
         details = rt.providers.get(provider).revoke(spec)
     except ProviderError as exc:
+        metrics.provider_error(provider, "take_back")
         # Reconciliation's orphan pass finds Latchkey-made access with no live grant.
         log.error("could not take back request=%s after a lost claim: %s", request_id, exc)
         details = {"error": str(exc)}

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from app.config import get_settings
 from app.health import check
+from app.metrics.exposition import MetricsEndpoint, build_registry
 from app.runtime import Runtime, build_runtime
 from app.slack.app import BotIdentity, create_app
 from app.slack.edge import SlackEdge
@@ -62,8 +63,11 @@ def create_wsgi(rt: Runtime, identity: BotIdentity | None = None) -> Wsgi:
         max_body_bytes=rt.settings.max_body_bytes,
     )
     warm(rt)
+    metrics = MetricsEndpoint(build_registry(rt.db, rt.settings))
 
     def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/metrics" and environ.get("REQUEST_METHOD") == "GET":
+            return metrics(environ, start_response)  # Prometheus; not for the internet
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
         if path == "/livez" and method == "GET":
             # Liveness: this process serves. Nothing else, so a probe never restarts it

@@ -16,10 +16,13 @@ from app.lifecycle.core import (
     record,
     transition,
 )
+from app.metrics import process as metrics
 from app.models import AccessRequest, Grant, RequestStatus
-from app.queries import grant_of
+from app.queries import events_of, grant_of
 
 S = RequestStatus
+# The events after which a request may be granted (the keyed decisions of proof.py).
+DECIDED = ("approved", "auto_approved", "break_glass")
 
 
 def claim_grant(
@@ -129,6 +132,10 @@ def activate(
     )
     session.add(grant)
     session.flush()
+    decided = events_of(session, request_id, DECIDED)
+    if decided:
+        waited = (utcnow() - decided[-1].at).total_seconds()
+        metrics.approve_to_access(request.flow, provider, waited)
     return grant
 
 
@@ -233,6 +240,9 @@ def finish_revoke(
         return None
     grant.ended_at = now or utcnow()
     session.add(grant)
+    if final is S.EXPIRED:
+        lag = (grant.ended_at - grant.expires_at).total_seconds()
+        metrics.revoke_lag(won.flow, grant.provider, lag)
     return grant
 
 

@@ -25,10 +25,18 @@ from app.lifecycle.core import (
     record,
     transition,
 )
+from app.metrics import process as metrics
 from app.models import AccessRequest, Approval, Decision, RequestStatus
 from app.queries import approvals_of, events_of
 
 S = RequestStatus
+
+
+def _counted(request: AccessRequest | None, outcome: str) -> AccessRequest | None:
+    """Count a transition this caller won (latchkey_requests_total); pass it through."""
+    if request is not None:
+        metrics.request_outcome(request.flow, outcome)
+    return request
 
 
 def submit(
@@ -53,6 +61,7 @@ def submit(
         subject=requester_id,
         details={"duration_seconds": request.requested_seconds, "reason": request.reason},
     )
+    metrics.request_outcome(flow.name, "submitted")
     return request
 
 
@@ -136,6 +145,7 @@ def decide(
             actor=decider_id,
             details=details,
         )
+        _counted(moved, "denied")
         return DecisionOutcome(moved or request, moved is not None)
 
     counted = quorum(
@@ -158,6 +168,7 @@ def decide(
         actor=decider_id,
         details=details,
     )
+    _counted(moved, "approved")
     return DecisionOutcome(moved or request, moved is not None, None, counted)
 
 
@@ -180,25 +191,24 @@ def cancel(
         event="cancelled",
         actor=actor,
     )
+    _counted(moved, "cancelled")
     if moved is None:
         return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
     return DecisionOutcome(moved, True)
 
 
 def time_out(*, session: Session, audit: AuditLog, request_id: uuid.UUID, after: timedelta) -> bool:
-    return (
-        transition(
-            session,
-            audit,
-            request_id,
-            expected=S.PENDING,
-            new=S.TIMED_OUT,
-            event="timed_out",
-            actor="latchkey",
-            details={"pending_timeout_seconds": int(after.total_seconds())},
-        )
-        is not None
+    moved = transition(
+        session,
+        audit,
+        request_id,
+        expected=S.PENDING,
+        new=S.TIMED_OUT,
+        event="timed_out",
+        actor="latchkey",
+        details={"pending_timeout_seconds": int(after.total_seconds())},
     )
+    return _counted(moved, "timed_out") is not None
 
 
 def mark_reminded(
@@ -228,7 +238,7 @@ def auto_decide(
 ) -> AccessRequest | None:
     """pending -> approved/denied by a rule or hook, with the reason in the audit trail."""
     new, event = (S.APPROVED, "auto_approved") if approve else (S.DENIED, "auto_denied")
-    return transition(
+    moved = transition(
         session,
         audit,
         request_id,
@@ -238,6 +248,7 @@ def auto_decide(
         actor="latchkey",
         details={"reason": reason},
     )
+    return _counted(moved, event)
 
 
 def audit_hook_failure(
@@ -255,7 +266,7 @@ def break_glass(
     *, session: Session, audit: AuditLog, request_id: uuid.UUID, actor: str
 ) -> AccessRequest | None:
     """pending -> approved by the requester's own emergency activation, loudly recorded."""
-    return transition(
+    moved = transition(
         session,
         audit,
         request_id,
@@ -265,6 +276,7 @@ def break_glass(
         actor=actor,
         details={"review": "required"},
     )
+    return _counted(moved, "break_glass")
 
 
 def review_break_glass(

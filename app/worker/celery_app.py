@@ -10,6 +10,7 @@ from app.audit.checkpoint import CHECKPOINT_EVERY
 from app.config import Settings
 from app.worker import log_context  # noqa: F401 - connects the task signals (log fields)
 from app.worker.heartbeat import HeartbeatScheduler, WorkerHeartbeat
+from app.worker.metrics import WorkerMetrics, connect_task_signals
 from app.worker.queue import AUDIT_CHECKPOINT, AUDIT_DELIVER, RECONCILE, SWEEP
 
 
@@ -51,4 +52,7 @@ def create_celery(settings: Settings) -> Celery:
         include=["app.worker.tasks"],
     )
     celery.steps["worker"].add(WorkerHeartbeat)
+    # Prometheus on LATCHKEY_WORKER_METRICS_PORT, and task failures and retries counted.
+    celery.steps["worker"].add(WorkerMetrics)
+    connect_task_signals()
     return celery
