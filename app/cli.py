@@ -211,12 +211,14 @@ def cmd_health(_: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Run every start-up check (and with --online the providers'); exit 0 when all pass."""
-    from app.startup import Probe, run_all
+    from app.startup import Probe, Skipped, run_all
 
     probe = Probe(get_settings(), wait_seconds=args.wait)
     failed = 0
     for name, problem in run_all(probe):
-        if problem:
+        if isinstance(problem, Skipped):
+            print(f"skip {name}: {problem}")
+        elif problem:
             failed += 1
             print(f"FAIL {name}: {problem}")
         else:

@@ -30,6 +30,10 @@ class StartupError(ConfigError):
     """A start-up check failed; the message is the one line to print."""
 
 
+class Skipped(str):
+    """Not a problem: the check could not run because an earlier one failed (its reason)."""
+
+
 @dataclass
 class Probe:
     """What the checks share: the settings, and what earlier checks built (so later
@@ -128,7 +132,7 @@ def _probe_engine(url: str, timeout: float) -> Engine:
 
 def database_reachable(probe: Probe) -> str | None:
     if not probe.database_url_ok:
-        return None
+        return Skipped("DATABASE_URL is not usable")
     url = probe.settings.database_url
     engine = _probe_engine(url, probe.timeout)
 
@@ -155,7 +159,7 @@ def schema_at_head(probe: Probe) -> str | None:
     from app.health import OK, _revision, migrations_head, schema_state
 
     if not probe.database_up:
-        return None
+        return Skipped("the database does not answer")
     db = Database(probe.settings.database_url)
     try:
         with db.session() as session:
@@ -169,7 +173,7 @@ def audit_key_matches(probe: Probe) -> str | None:
     from app.audit.keys import require_matching_key
 
     if not probe.database_up or probe.key is None:
-        return None
+        return Skipped("needs the database and LATCHKEY_AUDIT_KEY")
     db = Database(probe.settings.database_url)
     try:
         require_matching_key(db, probe.key)
@@ -230,17 +234,20 @@ CHECKS: list[tuple[str, Callable[[Probe], str | None]]] = [
 
 
 def run_all(probe: Probe) -> list[tuple[str, str | None]]:
-    """Every check's name and problem (None when it passed)."""
+    """Every check's name and problem (None when it passed; a Skipped when it could not run)."""
     return [(name, _one_line(check(probe))) for name, check in CHECKS]
 
 
 def require(probe: Probe) -> Probe:
     """Stop at the first problem: StartupError with its one line."""
     for _, check in CHECKS:
-        if problem := _one_line(check(probe)):
+        problem = _one_line(check(probe))
+        if problem and not isinstance(problem, Skipped):
             raise StartupError(problem)
     return probe
 
 
 def _one_line(problem: str | None) -> str | None:
-    return None if problem is None else one_line(" ".join(problem.split("\n")))
+    if problem is None or isinstance(problem, Skipped):
+        return problem
+    return one_line(" ".join(problem.split("\n")))

@@ -10,7 +10,16 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from app.logs import SafeFormatter, configure_logging, redact
+from app.logs import (
+    ContextFilter,
+    SafeFormatter,
+    SafeJsonFormatter,
+    bind,
+    build_formatter,
+    configure_logging,
+    log_context,
+    redact,
+)
 
 HOOK = "https://hooks.slack.com/commands/T0LATCHKEY/1234567890/fakeResponseSecret"
 FORGED = "\r\n2026-01-01 00:00:00,000 INFO app.access granted admin principal=ceo@example.com"
@@ -87,6 +96,93 @@ def test_configure_logging_keeps_bolt_and_the_sdk_quiet_when_debugging() -> None
         configure_logging("DEBUG")
         for name in ("slack_bolt", "slack_sdk", "app.slack"):
             assert logging.getLogger(name).getEffectiveLevel() == logging.INFO, name
+        assert isinstance(root.handlers[0].formatter, SafeFormatter)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name in ("slack_bolt", "slack_sdk", "app.slack"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def json_captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(build_formatter("json"))
+    handler.addFilter(ContextFilter())
+    logger = logging.getLogger("tests.logs.json")
+    logger.handlers[:], logger.propagate, logger.level = [handler], False, logging.DEBUG
+    yield logger, out
+    logger.handlers[:], logger.propagate = [], True
+
+
+def _records(out: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_json_lines_parse_and_carry_the_context_fields(
+    json_captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, out = json_captured
+    logger.info("before any request")
+    with log_context(request_id="req-1", user="U0SAM"):
+        bind(flow="prod-admin")
+        logger.info("interaction %s", "command /access", extra={"status": "200"})
+        with log_context(task_id="task-9", request_id="acc-2"):
+            logger.warning("in a task")
+        logger.info("back in the request")
+    logger.info("after it")
+    before, during, task, back, after = _records(out)
+    context = ("request_id", "user", "flow", "task_id")
+    assert [before[k] for k in context] == [None, None, None, None]
+    assert [during[k] for k in context] == ["req-1", "U0SAM", "prod-admin", None]
+    assert during["message"] == "interaction command /access" and during["status"] == "200"
+    assert (during["level"], during["logger"]) == ("INFO", "tests.logs.json")
+    assert [task[k] for k in context] == ["acc-2", None, None, "task-9"]
+    assert back == {**back, "request_id": "req-1", "user": "U0SAM", "flow": "prod-admin"}
+    assert [after[k] for k in context] == [None, None, None, None]
+
+
+def test_json_lines_stay_one_line_and_redacted_in_every_field(
+    json_captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, out = json_captured
+    with log_context(user=f"U0SAM{FORGED}"):
+        logger.info("reason: %s", f"deploy{FORGED}\u2028 {HOOK}", extra={"body": {"url": HOOK}})
+        try:
+            raise ValueError(f"bad {HOOK} xoxb-123-abc")
+        except ValueError:
+            logger.exception("failed")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert "\\r\\n2026-01-01" in first["message"] and "\\u2028" in first["message"]
+    assert first["body"] == {"url": "[redacted]"} and "\r" not in first["user"]
+    assert "Traceback" in second["exc_info"] and "xoxb-123" not in second["exc_info"]
+    assert "fakeResponseSecret" not in out.getvalue() and "hooks.slack" not in out.getvalue()
+
+
+def test_text_lines_carry_the_context_fields_that_are_set(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, out = captured
+    logger.handlers[0].addFilter(ContextFilter())
+    with log_context(request_id="req-1", user="U0SAM", task_id="t-1"):
+        logger.info("hello")
+    logger.info("bye")
+    hello, bye = out.getvalue().splitlines()
+    assert hello.endswith(" hello request_id=req-1 user=U0SAM task_id=t-1")
+    assert bye.endswith(" bye")
+
+
+def test_configure_logging_picks_the_format() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", "json")
+        assert isinstance(root.handlers[0].formatter, SafeJsonFormatter)
+        assert any(isinstance(f, ContextFilter) for f in root.handlers[0].filters)
+        configure_logging("INFO", "text")
         assert isinstance(root.handlers[0].formatter, SafeFormatter)
     finally:
         root.handlers[:] = saved[0]
