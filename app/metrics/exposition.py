@@ -69,6 +69,12 @@ def remove_temporary_dir() -> None:
         shutil.rmtree(given, ignore_errors=True)
 
 
+def gunicorn_on_starting(server: Any) -> None:
+    """gunicorn's `on_starting` hook (in the master, before any worker forks): the
+    directory every worker writes to, so /metrics adds up all of them."""
+    prepare_web_metrics_dir()
+
+
 def gunicorn_child_exit(server: Any, worker: Any) -> None:
     """gunicorn's `child_exit` hook: a worker that exited keeps its counters, loses its
     live gauges."""
