@@ -10,7 +10,7 @@ VENV_STAMP := $(VENV)/.installed
 # bench/ may not exist yet in a fresh clone (git keeps no empty folders); ruff fails on a missing path.
 LINT_PATHS := $(wildcard app tests flows bench)
 
-.PHONY: venv demo test lint format migrate flows-check
+.PHONY: venv demo test image-test lint format migrate flows-check
 
 venv: $(VENV_STAMP)
 
@@ -39,6 +39,11 @@ demo: $(VENV_STAMP)
 # Pass pytest arguments with ARGS, e.g. `make test ARGS="-k approve -x"`.
 test:
 	scripts/test $(ARGS)
+
+# Build the container image (Containerfile) and run migrate, web, worker and beat from it
+# through one grant and its expiry (needs root, PostgreSQL and Redis; see docs/operations.md).
+image-test: $(VENV_STAMP)
+	scripts/image-test
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
