@@ -32,8 +32,11 @@ except Exception as exc:
 endef
 export REDIS_CHECK
 
+# With redis-server installed the demo runs its own on a free port; else it needs a Redis
+# at LATCHKEY_DEMO_REDIS_URL / REDIS_URL (default DB 13), and never empties one that holds
+# keys it did not create.
 demo: $(VENV_STAMP)
-	@$(PY) -c "$$REDIS_CHECK" "$${REDIS_URL:-redis://127.0.0.1:6379/0}"
+	@command -v redis-server >/dev/null || $(PY) -c "$$REDIS_CHECK" "$${LATCHKEY_DEMO_REDIS_URL:-$${REDIS_URL:-redis://127.0.0.1:6379/13}}"
 	$(VENV)/bin/latchkey demo $(DEMO_ARGS)
 
 # Pass pytest arguments with ARGS, e.g. `make test ARGS="-k approve -x"`.

@@ -33,14 +33,19 @@ from app.flows.schema import format_duration
 from app.models import AuditEvent, Grant
 from app.slack import ids
 from app.testing import scenes
+from app.testing.redis_server import RedisServer
 from app.testing.render import render_blocks, render_view
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import AUDIT_KEY, LocalStack
 
 Say = Callable[..., None]
 
-# A DB number of its own: the demo flushes it, and must never touch a deployment's queue on DB 0.
+# Without redis-server installed, the demo uses this Redis (or LATCHKEY_DEMO_REDIS_URL, or
+# REDIS_URL): a DB number of its own, never a deployment's queue on DB 0.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+# Set in a Redis DB the demo empties and uses: a later demo may empty it again, and only
+# then — a DB holding any other key belongs to someone else.
+DEMO_MARKER = "latchkey-demo:owner"
 START_REDIS = (
     'redis-server --daemonize yes --bind 127.0.0.1 --port {port} --save "" --appendonly no'
 )
@@ -78,8 +83,19 @@ class DemoFailed(Exception):
 
 
 def run_demo(seconds: int = 20, redis_url: str | None = None, out: TextIO = sys.stdout) -> int:
+    """Play the demo; 0 when everything happened as shown.
+
+    Redis: a private `redis-server` on a free port when the binary is installed, else
+    `redis_url` (default LATCHKEY_DEMO_REDIS_URL, REDIS_URL, then DB 13 on localhost),
+    which the demo empties only when it is empty already or an earlier demo's.
+    """
     """Play /access → approve → grant → expiry → audit; 0 when every step happened."""
-    url = redis_url or os.environ.get("LATCHKEY_DEMO_REDIS_URL") or DEFAULT_REDIS_URL
+    url = (
+        redis_url
+        or os.environ.get("LATCHKEY_DEMO_REDIS_URL")
+        or os.environ.get("REDIS_URL")
+        or DEFAULT_REDIS_URL
+    )
 
     def say(line: str = "") -> None:
         print(line, file=out, flush=True)
@@ -95,12 +111,16 @@ def run_demo(seconds: int = 20, redis_url: str | None = None, out: TextIO = sys.
         f"Latchkey demo: sam asks for {TARGET} in Slack, ann approves, and the access ends "
         f"by itself after {_duration(seconds)}. Slack and AWS are local stand-ins."
     )
-    if not _redis_ready(url, say):
-        return 1
     # mkdtemp, not TemporaryDirectory: on Python 3.11 the latter cannot be told to keep
     # the folder, and LATCHKEY_DEMO_KEEP=1 exists so people can read the logs afterwards.
     keep = os.environ.get("LATCHKEY_DEMO_KEEP") == "1"
     workdir = Path(tempfile.mkdtemp(prefix="latchkey-demo-"))
+    private = _private_redis(workdir, say)
+    if private is not None:
+        url = private.url
+    elif not _redis_ready(url, say):
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 1
     flows_dir = workdir / "flows"
     flows_dir.mkdir()
     _write_flow(flows_dir, seconds)
@@ -129,6 +149,8 @@ def run_demo(seconds: int = 20, redis_url: str | None = None, out: TextIO = sys.
         return 1
     finally:
         stack.stop()
+        if private is not None:
+            private.stop()
         werkzeug.setLevel(werkzeug_level)
         if keep:
             say(f"\nKept the work folder (LATCHKEY_DEMO_KEEP=1): {workdir}")
@@ -136,22 +158,45 @@ def run_demo(seconds: int = 20, redis_url: str | None = None, out: TextIO = sys.
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _private_redis(workdir: Path, say: Say) -> RedisServer | None:
+    """A redis-server of the demo's own on a free loopback port, when one is installed."""
+    if shutil.which("redis-server") is None:
+        return None
+    try:
+        server = RedisServer(workdir / "redis").start()
+    except Exception as exc:  # fall back to a Redis that runs already
+        say(f"Could not start a private redis-server ({type(exc).__name__}: {exc}).")
+        return None
+    say(f"Redis: a private redis-server for the demo at {server.url}, stopped at the end")
+    return server
+
+
 def _redis_ready(url: str, say: Say) -> bool:
+    """Whether `url` answers and is the demo's to use: empty, or an earlier demo's (then
+    emptied). A DB holding anything else is someone's queue: refused, untouched."""
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         client.ping()
-        client.flushdb()
+        keys = client.dbsize()
+        ours = bool(client.exists(DEMO_MARKER))
     except (redis.RedisError, ValueError) as exc:
         say(f"Redis is not reachable at {url} ({type(exc).__name__}: {exc}).")
         port = urlsplit(url).port or 6379
-        say("The demo runs a real Celery worker on Redis. Start Redis with:")
+        say("The demo runs a real Celery worker on Redis. Install redis-server (the demo")
+        say("then runs its own), or start Redis with:")
         say(f"  {START_REDIS.format(port=port)}")
         say("  (install it first if needed: sudo apt-get install -y redis-server)")
-        say("or point LATCHKEY_DEMO_REDIS_URL at another Redis (its database gets flushed).")
+        say("or point LATCHKEY_DEMO_REDIS_URL at another Redis database.")
         return False
-    say(
-        f"Redis {url}: flushed this database (the demo's own; set LATCHKEY_DEMO_REDIS_URL to move it)"
-    )
+    if keys and not ours:
+        say(f"Redis {url} holds {keys} keys the demo did not create: someone else's data.")
+        say("The demo neither empties it nor runs a worker on it. Point LATCHKEY_DEMO_REDIS_URL")
+        say("at an empty database (e.g. redis://127.0.0.1:6379/13), or install redis-server.")
+        return False
+    client.flushdb()
+    client.set(DEMO_MARKER, "1")
+    before = "an earlier demo's" if keys else "empty"
+    say(f"Redis {url}: the demo's database (it was {before}; LATCHKEY_DEMO_REDIS_URL moves it)")
     return True
 
 
