@@ -138,7 +138,7 @@ def processes_in(root: Path) -> list[tuple[int, int, str]]:
 
 def fresh_database(admin_url: str) -> tuple[str, str]:
     name = f"latchkey_image_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
@@ -204,32 +204,38 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(flows_host.parent, ignore_errors=True)
     flows_host.mkdir(parents=True)
     write_flow(flows_host)
-
-    broker = redis.Redis.from_url(args.redis)
-    broker.flushdb()
-    db_name, database_url = fresh_database(args.postgres)
     workdir = Path(tempfile.mkdtemp(prefix="latchkey-image-"))
-    stack = ImageStack(
-        image,
-        workdir=workdir,
-        flows_dir=flows_host,
-        redis_url=args.redis,
-        database_url=database_url,
-    )
-    try:
-        if checks.run("migrate, worker, beat and web start from the image", stack.start):
-            _exercise(stack, image, checks)
-        else:
-            print(stack.all_logs())
-    finally:
-        stack.stop()
+    broker = redis.Redis.from_url(args.redis)
+    made: list[tuple[str, str]] = []  # (name, URL) of the fresh database
+
+    def services() -> None:
         broker.flushdb()
-        drop_database(args.postgres, db_name)
+        made.append(fresh_database(args.postgres))
+
+    stack: ImageStack | None = None
+    try:
+        if checks.run(f"Redis ({args.redis}) and a fresh PostgreSQL database", services):
+            stack = ImageStack(
+                image,
+                workdir=workdir,
+                flows_dir=flows_host,
+                redis_url=args.redis,
+                database_url=made[0][1],
+            )
+            try:
+                if checks.run("migrate, worker, beat and web start from the image", stack.start):
+                    _exercise(stack, image, checks)
+            finally:
+                stack.stop()
+                if checks.failed:
+                    print(stack.all_logs())
+    finally:
+        if made:
+            broker.flushdb()
+            drop_database(args.postgres, made[0][0])
         shutil.rmtree(flows_host.parent, ignore_errors=True)
-    if checks.failed:
-        print(stack.all_logs())
-    shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{checks.passed} passed, {checks.failed} failed")
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"{checks.passed} passed, {checks.failed} failed")
     return 1 if checks.failed else 0
 
 
