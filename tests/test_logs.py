@@ -189,3 +189,68 @@ def test_configure_logging_picks_the_format() -> None:
         root.setLevel(saved[1])
         for name in ("slack_bolt", "slack_sdk", "app.slack"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        ("command=%2Faccess&user_id=U0SAM&text=", "", ("command /access", "U0SAM", None)),
+        (
+            urlencode(
+                {
+                    "payload": json.dumps(
+                        {
+                            "type": "block_actions",
+                            "user": {"id": "U0ANN"},
+                            "actions": [{"action_id": "approve"}],
+                        }
+                    )
+                }
+            ),
+            "application/x-www-form-urlencoded",
+            ("block_actions approve", "U0ANN", None),
+        ),
+        (
+            urlencode(
+                {
+                    "payload": json.dumps(
+                        {
+                            "type": "view_submission",
+                            "user": {"id": "U0SAM"},
+                            "view": {
+                                "callback_id": "latchkey.request",
+                                "state": {
+                                    "values": {
+                                        "flow": {
+                                            "flow_select": {"selected_option": {"value": "prod"}}
+                                        }
+                                    }
+                                },
+                            },
+                        }
+                    )
+                }
+            ),
+            "",
+            ("view_submission latchkey.request", "U0SAM", "prod"),
+        ),
+        (
+            json.dumps(
+                {"type": "event_callback", "event": {"type": "app_home_opened", "user": "U0X"}}
+            ),
+            "application/json",
+            ("event app_home_opened", "U0X", None),
+        ),
+        (
+            json.dumps({"type": "url_verification"}),
+            "application/json",
+            ("url_verification", None, None),
+        ),
+    ],
+)
+def test_the_interaction_line_says_what_who_and_which_flow(
+    body: str, content_type: str, expected: tuple[str, str | None, str | None]
+) -> None:
+    from app.slack.edge import interaction
+
+    assert interaction(body, content_type) == expected

@@ -4,6 +4,8 @@ worker lines that parse, carry who and which request or task, and hold no secret
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,3 +95,16 @@ def test_a_request_to_a_grant_logs_parseable_attributed_lines_without_secrets(
     everything = stack.log("web") + stack.log("worker")
     for secret in (BOT_TOKEN, SIGNING_SECRET, AUDIT_KEY, "hooks.slack.com", "/response/"):
         assert secret not in everything, secret
+
+
+def test_liveness_and_readiness(stack: LocalStack) -> None:
+    base = f"http://127.0.0.1:{stack.port}"
+    with urllib.request.urlopen(f"{base}/livez", timeout=5) as live:  # noqa: S310 - loopback
+        assert (live.status, live.read()) == (200, b"ok\n")
+    for path in ("/readyz", "/healthz"):
+        try:
+            with urllib.request.urlopen(f"{base}{path}", timeout=5) as ready:  # noqa: S310
+                status, body = ready.status, json.loads(ready.read())
+        except urllib.error.HTTPError as refused:  # 503 while e.g. a heartbeat is late
+            status, body = refused.code, json.loads(refused.read())
+        assert status in (200, 503) and {"status", "problems", "database"} <= body.keys()
