@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from app.metrics.exposition import gunicorn_child_exit, gunicorn_on_exit, gunicorn_on_starting
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '3000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
@@ -30,5 +32,17 @@ keepalive = 5
 accesslog = None
 
 
+def on_starting(server: Any) -> None:
+    """Before any worker starts: an empty PROMETHEUS_MULTIPROC_DIR (or a fresh temporary
+    one), so /metrics adds up every worker's counters and none of a previous run's."""
+    gunicorn_on_starting(server)
+
+
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker process ended (placeholder: Prometheus' multiprocess mode marks it dead here)."""
+    """A worker process ended: Prometheus' multiprocess mode stops counting its gauges."""
+    gunicorn_child_exit(server, worker)
+
+
+def on_exit(server: Any) -> None:
+    """gunicorn stops: remove the temporary metrics folder we made."""
+    gunicorn_on_exit(server)

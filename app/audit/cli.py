@@ -170,7 +170,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     export = audit.add_parser("export", help="stream events as JSON lines or CSV")
     export.add_argument("--since", type=moment, help="events at or after (UTC unless zoned)")
     export.add_argument("--until", type=moment, help="events before")
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default: jsonl)"
+    )
     export.add_argument("--flow", help="only this flow")
     export.add_argument("--user", help="only events by or about this Slack user id")
     export.add_argument("--target", help="only this target")
@@ -181,12 +183,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         dest="report_command", required=True
     )
     access = report.add_parser("access", help="per person and target: grants, time, approvers")
-    access.add_argument("--since", type=moment, required=True)
+    access.add_argument(
+        "--since", type=moment, required=True, help="start of the period (UTC unless zoned)"
+    )
     access.add_argument("--until", type=moment, help="default: now")
-    access.add_argument("--format", choices=("text", "csv"), default="text")
+    access.add_argument(
+        "--format", choices=("text", "csv"), default="text", help="output format (default: text)"
+    )
     access.set_defaults(fn=cmd_report_access)
     who = report.add_parser("who", help="who had access to a target at a moment")
-    who.add_argument("--target", required=True)
-    who.add_argument("--at", type=moment, required=True)
-    who.add_argument("--format", choices=("text", "csv"), default="text")
+    who.add_argument("--target", required=True, help="the target name, as in the flow")
+    who.add_argument("--at", type=moment, required=True, help="the moment (UTC unless zoned)")
+    who.add_argument(
+        "--format", choices=("text", "csv"), default="text", help="output format (default: text)"
+    )
     who.set_defaults(fn=cmd_report_who)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
@@ -136,6 +138,17 @@ class BotIdentity(Authorize):
         )
 
 
+# Bolt's default is 5; a slow decision must not hold the next click's ack behind it.
+LISTENER_THREADS = 16
+
+
+class ContextThreadPool(ThreadPoolExecutor):
+    """A thread pool that runs each task in a copy of the submitter's contextvars."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
 def create_app(rt: Runtime, *, identity: BotIdentity | None = None) -> App:
     """Build the Bolt app without calling Slack: the bot's identity comes from `identity`
     (learnt in the background), so a process starts whether or not Slack answers.
@@ -152,6 +165,9 @@ def create_app(rt: Runtime, *, identity: BotIdentity | None = None) -> App:
         # ack() is called, which keeps Slack's 3-second limit whatever comes after.
         process_before_response=False,
         logger=logging.getLogger("app.slack"),
+        # Listeners run on this pool; each carries the request's log fields (request id,
+        # user, flow) into its thread, so every line they log is tied to the interaction.
+        listener_executor=ContextThreadPool(max_workers=LISTENER_THREADS),
     )
     errors.register(app)
     commands.register(app, rt)
