@@ -4,6 +4,8 @@ and beat must not disturb other modules' tests."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -51,6 +53,8 @@ def metered(
                 "LATCHKEY_WORKER_METRICS_HOST": "127.0.0.1",
                 "LATCHKEY_AUDIT_WEBHOOK_URL": receiver.url,
                 "LATCHKEY_AUDIT_WEBHOOK_SECRET": SIEM_SECRET,
+                # Readiness fails soon after a grant is overdue (sweep 1 s + 1 s grace).
+                "LATCHKEY_OVERDUE_GRACE_SECONDS": "1",
             },
         )
         try:
@@ -85,6 +89,15 @@ def web(stack: LocalStack) -> Samples:
 
 def worker(stack: LocalStack) -> Samples:
     return _scrape(f"http://127.0.0.1:{stack.extra_env['LATCHKEY_WORKER_METRICS_PORT']}/metrics")
+
+
+def _not_ready_for(stack: LocalStack, problem: str) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/readyz", timeout=5).close()
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read())
+        return exc.code == 503 and any(problem in p for p in body.get("problems", []))
+    return False
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
@@ -169,6 +182,8 @@ def test_overdue_grant_shows_while_worker_and_beat_are_down(metered: LocalStack)
         late = web(metered)
         assert value(late, "latchkey_grants_overdue_oldest_seconds") > 0  # type: ignore[operator]
         assert value(late, "latchkey_heartbeat_age_seconds", kind="worker") > 1  # type: ignore[operator]
+        # ...and readiness says so, naming the overdue grant.
+        wait_until(lambda: _not_ready_for(metered, "overdue grants: 1"), 15, "readiness to fail")
     finally:
         metered.start_process("worker")
         metered.start_process("beat")
