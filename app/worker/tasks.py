@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import shared_task
+from redis.exceptions import ConnectionError as RedisConnectionError
 from slack_sdk.errors import SlackApiError
 
 from app import access, granting, notify, reconcile, sweeps
@@ -131,10 +132,12 @@ def _retry_after(exc: SlackApiError) -> int | None:
     return retry_after(response.headers)
 
 
+# A message task also holds a Redis lock: a Redis just back from an outage drops the
+# first command on an old pooled connection, which is a reason to retry, not to lose a DM.
 @shared_task(
     name=NOTIFY,
     bind=True,
-    autoretry_for=(SlackApiError, OSError),
+    autoretry_for=(SlackApiError, OSError, RedisConnectionError),
     retry_backoff=2,
     retry_backoff_max=120,
     max_retries=10,
@@ -152,7 +155,10 @@ def notify_request(self: Any, request_id: str, what: str) -> None:
 
 
 @shared_task(
-    name=SUBMITTED, autoretry_for=(SlackApiError, OSError), retry_backoff=2, max_retries=10
+    name=SUBMITTED,
+    autoretry_for=(SlackApiError, OSError, RedisConnectionError),
+    retry_backoff=2,
+    max_retries=10,
 )
 def process_submission(request_id: str) -> None:
     # Hooks may call slow services (an on-call schedule), so they run here, not in the web.

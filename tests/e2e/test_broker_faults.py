@@ -137,10 +137,10 @@ def _through_a_broker_fault(stack: LocalStack, fault: Callable[[str], None]) -> 
     # The request stored during the outage reaches its channel within one sweep (plus the
     # time Slack calls take), from the DB alone.
     approval_card_for(stack, newcomer, timeout=SWEEP + 15)
-    # The approval recorded during the outage is granted.
-    dm_to(stack, waiting, "You now have", timeout=30)
+    # The approval recorded during the outage is granted, and the requester told so.
+    wait_until(lambda: _status(stack, pending) == S.ACTIVE, 45, "the approved request's grant")
     assert waiting.email in group_members(stack, GROUP_NAME)
-    assert _status(stack, pending) == S.ACTIVE
+    dm_to(stack, waiting, "You now have", timeout=60)
     # The live grant ends within its end + outage + sweep + 30 s.
     bound = max(ends, back_at) + timedelta(seconds=SWEEP + 30)
     wait_until(
