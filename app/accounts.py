@@ -58,6 +58,14 @@ class Workspace:
     enterprise_id: str | None = None
 
 
+DEACTIVATED = "The Slack account is deactivated."
+
+
+def withdrawal_reason(problem: str) -> str:
+    """The audited reason Latchkey ends a person's access for an account problem."""
+    return "Slack account deactivated" if problem == DEACTIVATED else f"Slack account: {problem}"
+
+
 def account_problem(
     account: Account,
     workspace: Workspace,
@@ -71,7 +79,7 @@ def account_problem(
     as the reason a grant failed.
     """
     if account.deleted:
-        return "The Slack account is deactivated."
+        return DEACTIVATED
     if account.is_bot or account.id == SLACKBOT:
         return "Bots cannot request or approve access."
     if account.email_confirmed is False:

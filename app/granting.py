@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from app import lifecycle, proof, queries
+from app.accounts import withdrawal_reason
 from app.audit import AuditLog
 from app.db import lock_holding, utcnow
 from app.eligibility import current_user, requester_account_problem, requester_verdict
@@ -146,7 +147,31 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
     rt.tasks.revoke_at(request_id, grant.expires_at)
     rt.tasks.notify(request_id, "granted")
     log.info("granted request=%s principal=%s until=%s", request_id, principal, grant.expires_at)
+    withdraw_if_account_changed(rt, request_id, loaded.flow, requester_id)
     return True
+
+
+def withdraw_if_account_changed(
+    rt: Runtime, request_id: uuid.UUID, flow: Flow, requester_id: str
+) -> None:
+    """Ask Slack about the requester again now the grant is active. A deactivation (or a
+    turn to guest) that Slack announced while we were at the provider found this request
+    granting, not active, so the event's handler had nothing to end; the event bumped the
+    person's directory generation first, so this asks Slack afresh and ends it here."""
+    from app.access import end_grant  # access imports this module
+
+    try:
+        problem = requester_account_problem(rt, flow, requester_id)
+    except Exception:
+        # Slack unreachable: the grant stands as approved; the next event or click decides.
+        log.warning("could not re-check the account of request=%s", request_id, exc_info=True)
+        return
+    if problem is None:
+        return
+    reason = withdrawal_reason(problem)
+    if end_grant(rt, request_id, cause=lifecycle.EndCause.REVOKED, actor="latchkey", reason=reason):
+        return  # it already ended some other way
+    log.warning("ended request=%s at once: %s", request_id, reason)
 
 
 def clamp_to_flow(

@@ -268,6 +268,30 @@ def test_deactivated_while_holding_access_loses_it_at_once(stack: LocalStack) ->
     assert trail["revoked"].details["cause"] == "revoked"
 
 
+def test_deactivated_while_the_provider_is_granting_loses_it_once_active(
+    stack: LocalStack,
+) -> None:
+    """Slack's user_change arrives while the worker is inside a slow provider call: the
+    request is granting, not active, so the event's handler has nothing to end; the grant
+    path asks Slack again once it activates and ends it there."""
+    person, card, request_id = pending(stack)
+    seen = stack.aws_faults.seen("AddUserToGroup")
+    stack.aws_faults.delay("AddUserToGroup", 3)
+    try:
+        assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+        wait_until(lambda: stack.aws_faults.seen("AddUserToGroup") > seen, 15, "the slow call")
+        assert status(stack, request_id) == S.GRANTING
+        change_account(stack, person, deleted=True)
+        wait_until(lambda: status(stack, request_id) == S.REVOKED, 20, "the request revoked")
+    finally:
+        stack.aws_faults.heal()
+    assert person.email not in group_members(stack, GROUP_NAME)
+    trail = [e.event for e in events(stack, request_id)]
+    assert trail.index("granted") < trail.index("revoking")
+    revoking = next(e for e in events(stack, request_id) if e.event == "revoking")
+    assert revoking.details["reason"] == "Slack account deactivated"
+
+
 # ---- groups --------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from app import lifecycle
 from app.access import end_grant
-from app.accounts import Account, account_problem
+from app.accounts import Account, account_problem, withdrawal_reason
 from app.lifecycle import EndCause
 from app.models import AccessRequest, RequestStatus
 from app.runtime import Runtime
@@ -27,7 +27,6 @@ from app.slack.listeners.errors import guarded
 
 log = logging.getLogger(__name__)
 S = RequestStatus
-DEACTIVATED = "Slack account deactivated"
 
 
 def withdraw_access(rt: Runtime, account: Account) -> dict[str, list[uuid.UUID]]:
@@ -66,8 +65,6 @@ def withdraw_access(rt: Runtime, account: Account) -> dict[str, list[uuid.UUID]]
 
 
 def _why_not(rt: Runtime, account: Account, flow_name: str, workspace: Any) -> str | None:
-    if account.deleted:
-        return DEACTIVATED
     loaded = rt.flows.get(flow_name)
     problem = account_problem(
         account,
@@ -75,7 +72,7 @@ def _why_not(rt: Runtime, account: Account, flow_name: str, workspace: Any) -> s
         allow_guests=bool(loaded and loaded.flow.allow_guests),
         allow_other_teams=bool(loaded and loaded.flow.allow_other_teams),
     )
-    return f"Slack account: {problem}" if problem else None
+    return withdrawal_reason(problem) if problem else None
 
 
 def user_changed(rt: Runtime, user: dict[str, Any]) -> None:
