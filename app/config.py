@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     )
     # How often every active grant is checked at its provider (drift repaired, reported).
     reconcile_seconds: float = Field(default=300.0, alias="LATCHKEY_RECONCILE_SECONDS", gt=0)
+    # Most provider reads one reconciliation pass makes (one per IAM group or GCP policy, one
+    # per person's hold where a provider cannot list members); a larger estate is spread
+    # over passes, each grant checked once every ceil(reads needed / budget) passes.
+    reconcile_budget: int = Field(default=500, alias="LATCHKEY_RECONCILE_BUDGET", gt=0)
     # How long a worker's claim on a grant's provider call lasts; after it another worker may
     # take over (the first one, should it finish after all, takes its access back).
     grant_lease_seconds: float = Field(default=120.0, alias="LATCHKEY_GRANT_LEASE_SECONDS", gt=0)

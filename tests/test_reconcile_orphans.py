@@ -171,6 +171,7 @@ def world(
     iam: Any,
     google: tuple[GcpStandIn, GcpClients],
     slack: SlackStandIn,
+    redis_url: str,
 ) -> World:
     n = next(_numbers)
     standin, clients = google
@@ -212,7 +213,10 @@ def world(
         }
     )
     settings = Settings(
-        slack_bot_token=DEFAULT_TOKEN, slack_api_url=slack.base_url, database_url=database.url
+        slack_bot_token=DEFAULT_TOKEN,
+        slack_api_url=slack.base_url,
+        database_url=database.url,
+        redis_url=redis_url,
     )
     rt = Runtime(
         settings=settings,

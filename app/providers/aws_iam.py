@@ -70,15 +70,32 @@ class AwsIamGroupProvider:
         Otherwise None: IAM does not record who added a member, so a member added by
         hand cannot be told from one added by Latchkey.
         """
-        if not target.exclusive:
-            return None
-        members: list[str] = []
+        return sorted(self._members(target.group_name)) if target.exclusive else None
+
+    def member_scope(self, target: AwsIamGroupTarget) -> str:
+        """Targets naming one group are answered by one `members` read (reconciliation)."""
+        return target.group_name
+
+    def members(self, target: AwsIamGroupTarget) -> dict[str, set[str]]:
+        """Every member of the target's group, by its resource, from one paged GetGroup."""
+        return {target.resource: self._members(target.group_name)}
+
+    def lists_own(self, target: AwsIamGroupTarget) -> bool:
+        """Is every member `members` lists Latchkey's to judge? Only in an exclusive group."""
+        return target.exclusive
+
+    def _members(self, group_name: str) -> set[str]:
+        members: set[str] = set()
         try:
-            for page in self._iam.get_paginator("get_group").paginate(GroupName=target.group_name):
-                members.extend(u["UserName"] for u in page["Users"])
+            # 1,000 a page (IAM's most): a group of any size Latchkey grants is one call.
+            pages = self._iam.get_paginator("get_group").paginate(
+                GroupName=group_name, PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                members.update(u["UserName"] for u in page["Users"])
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchEntity":
-                return []  # no group, no members
+                return set()  # no group, no members
             raise _error(exc, "GetGroup") from None
         except BotoCoreError as exc:
             raise _error(exc, "GetGroup") from None

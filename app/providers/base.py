@@ -40,6 +40,13 @@ class Provider(Protocol):
       target's resource that Latchkey made (a binding titled "latchkey", a `latchkey-<role>`
       policy, an exclusive group's members), for reconciliation's orphan pass; None when
       this provider cannot tell Latchkey's access from anyone else's.
+    - `member_scope(target) -> str` with `members(target) -> dict[str, set[str]]` — for
+      reconciliation on a budget: one read (paged) of everyone holding access in the
+      target's scope (an IAM group; a GCP policy, every role on it), as
+      {resource: principals}, in place of one `check` per grant; targets with the same
+      scope share the read. `lists_own(target) -> bool` says whether every principal
+      listed for the target is Latchkey's to judge (an exclusive group, Latchkey's own
+      bindings), so the same read also finds orphans.
     - `principal_key(principal) -> str` — the form in which two spellings of one identity
       compare equal (`user:Ann@x.com` and `ann@x.com` at Google); the identity by default.
     """

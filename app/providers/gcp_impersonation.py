@@ -51,6 +51,17 @@ class GcpImpersonationProvider:
         """Members of Latchkey's token-creator bindings on the account (orphan detection)."""
         return self._editor.provisioned(account_resource(target), TOKEN_CREATOR)
 
+    def member_scope(self, target: GcpImpersonationTarget) -> str:
+        return account_resource(target)
+
+    def members(self, target: GcpImpersonationTarget) -> dict[str, set[str]]:
+        """Holders of Latchkey's token-creator binding on the account, from one policy read."""
+        held = self._editor.holders(account_resource(target)).get(TOKEN_CREATOR, set())
+        return {target.resource: held}
+
+    def lists_own(self, target: GcpImpersonationTarget) -> bool:
+        return True  # members lists only bindings carrying Latchkey's condition
+
     def principal_key(self, principal: str) -> str:
         return principal_key(principal)
 

@@ -224,6 +224,19 @@ class IamPolicyEditor:
                     found.setdefault(principal_key(member), principal_of(member))
         return list(found.values())
 
+    def holders(self, resource: str) -> dict[str, set[str]]:
+        """By role, the principals holding it on `resource` through a Latchkey binding still
+        in force: the whole policy from one getIamPolicy (reconciliation's read)."""
+        now = self._clock()
+        found: dict[str, set[str]] = {}
+        for binding in self._get(resource).bindings:
+            end = latchkey_expiry(binding)
+            if end is not None and end > now:
+                found.setdefault(binding.role, set()).update(
+                    principal_of(m) for m in binding.members
+                )
+        return found
+
     def verify(self, resource: str, set_permission: str) -> list[str]:
         """Online check: the policy can be read and we hold the permission to write it."""
         try:

@@ -53,6 +53,19 @@ class GcpRoleBindingProvider:
         """Members of Latchkey's bindings of the target's role (reconciliation's orphans)."""
         return self._editor(target).provisioned(target.resource_name, target.role)
 
+    def member_scope(self, target: GcpRoleBindingTarget) -> str:
+        """Every role on one project or folder is answered by one policy read."""
+        return target.resource_name
+
+    def members(self, target: GcpRoleBindingTarget) -> dict[str, set[str]]:
+        """Holders of every role Latchkey bound on the target's project or folder, by the
+        resource a target of that role names (`<project or folder>/<role>`)."""
+        by_role = self._editor(target).holders(target.resource_name)
+        return {f"{target.resource_name}/{role}": held for role, held in by_role.items()}
+
+    def lists_own(self, target: GcpRoleBindingTarget) -> bool:
+        return True  # members lists only bindings carrying Latchkey's condition
+
     def principal_key(self, principal: str) -> str:
         return principal_key(principal)
 
