@@ -48,6 +48,7 @@ S = RequestStatus
 LONG = "timedelta(minutes=10), timedelta(minutes=30), timedelta(hours=1)"
 HOUR = 3600
 BURST = 60  # seconds of 429s from usergroups.users.list
+REQUESTER_GROUP = "S0ONCALL"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -61,6 +62,12 @@ def stack(
     write_flow(flows_dir, name="guests-ok", durations=LONG, extra="allow_guests=True,")
     write_flow(
         flows_dir, name="corp-only", durations=LONG, extra='principal_domains=("corp.example",),'
+    )
+    write_flow(
+        flows_dir,
+        name="oncall-only",
+        durations=LONG,
+        extra=f'requesters=People(usergroups=("{REQUESTER_GROUP}",)),',
     )
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):
@@ -113,13 +120,15 @@ def change_account(stack: LocalStack, person: Person, **flags: Any) -> None:
     send_event(stack, {"type": "user_change", "user": user, "cache_ts": int(time.time())})
 
 
-def set_group(stack: LocalStack, members: list[str], removed: list[str]) -> None:
-    stack.slack.add_usergroup(APPROVER_GROUP, members)
+def set_group(
+    stack: LocalStack, members: list[str], removed: list[str], group: str = APPROVER_GROUP
+) -> None:
+    stack.slack.add_usergroup(group, members)
     send_event(
         stack,
         {
             "type": "subteam_members_changed",
-            "subteam_id": APPROVER_GROUP,
+            "subteam_id": group,
             "team_id": stack.driver.team_id,
             "added_users": members,
             "added_users_count": str(len(members)),
@@ -313,6 +322,34 @@ def test_removal_from_an_approver_group_counts_for_the_next_click(stack: LocalSt
         assert first.email in group_members(stack, GROUP_NAME)
     finally:
         set_group(stack, [GROUP_APPROVER], removed=[])
+
+
+def test_a_requester_removed_from_the_requesters_group_is_not_granted(
+    stack: LocalStack,
+) -> None:
+    """Asked while on call, taken off the on-call group before the approval: Slack's event
+    makes the decision ask Slack again, so the approval is refused, audited and explained
+    to the approver, and nothing is granted."""
+    person = new_person(stack)
+    set_group(stack, [person.user_id], removed=[], group=REQUESTER_GROUP)
+    response = submit_request(
+        stack, person, flow="oncall-only", target="admins", seconds=HOUR, reason="paged"
+    )
+    assert response.status == 200 and not response.body, response.body
+    card = approval_card_for(stack, person)
+    request_id = uuid.UUID(request_id_on(card))
+    set_group(stack, [], removed=[person.user_id], group=REQUESTER_GROUP)
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+    said_to(stack, APPROVER, "may no longer request oncall-only")
+    refused = wait_until(
+        lambda: [e for e in events(stack, request_id) if e.event == "approve_refused"],
+        15,
+        "the refusal audited",
+    )
+    assert refused[0].actor == APPROVER
+    assert "not among the people who may request oncall-only" in refused[0].details["reason"]
+    assert status(stack, request_id) == S.PENDING
+    assert person.email not in group_members(stack, GROUP_NAME)
 
 
 def test_an_approve_click_during_a_429_burst_is_kept_and_granted_once_slack_answers(
