@@ -60,6 +60,15 @@ class Guarded:
             self.provisioned = lambda target: self._call(
                 "list what it provisioned", self._inner.provisioned, target
             )
+        if all(hasattr(self._inner, m) for m in ("member_scope", "members", "lists_own")):
+            # Reconciliation reads the scope once for all its grants (see Provider).
+            self.member_scope = lambda target: self._call(
+                "name a scope", self._inner.member_scope, target
+            )
+            self.members = lambda target: self._call("list members", self._inner.members, target)
+            self.lists_own = lambda target: bool(
+                self._call("tell its own", self._inner.lists_own, target)
+            )
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
         return self._call("grant", self._inner.grant, spec)  # type: ignore[no-any-return]
