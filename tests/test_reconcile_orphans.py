@@ -348,3 +348,22 @@ def test_a_slack_error_does_not_stop_reconciliation(world: World) -> None:
         c.status for c in w.slack.calls("chat.postMessage") if f"-{w.n}@" in c.args["text"]
     )
     assert statuses == [200, 500]
+
+
+def test_one_policy_read_per_project_answers_every_grant_and_orphan_on_it(world: World) -> None:
+    w = world
+    for n in range(5):
+        w.live_grant("gcp", w.viewer, f"viewer{n}-{w.n}@example.com")
+    w.provision(w.viewer, f"stray-{w.n}@example.com")
+    project = w.viewer.resource_name
+    before = len([c for c in w.standin.calls_of("GetIamPolicy") if c.resource == project])
+
+    counts = reconcile(w.rt)
+
+    reads = [c for c in w.standin.calls_of("GetIamPolicy") if c.resource == project]
+    # One read for five grants, two flows and the orphan listing; then the orphan's
+    # removal (a check and a read-modify-write) reads it twice more.
+    assert len(reads) - before == 3
+    assert counts["orphans_removed"] == 1 and counts["reapplied"] == 0
+    assert counts["checked"] == 5
+    assert all(w.holds(w.viewer, f"viewer{n}-{w.n}@example.com") for n in range(5))
