@@ -121,3 +121,45 @@ def test_an_end_moved_in_the_db_is_not_honoured_at_the_provider(stack: LocalStac
     stack.iam().remove_user_from_group(GroupName=GROUP_NAME, UserName=person.email)
     wait_until(lambda: "reapply_refused" in _events(stack, request_id), 30, "the refusal")
     assert person.email not in group_members(stack, GROUP_NAME)
+
+
+def test_a_forged_extension_row_moves_no_end(stack: LocalStack) -> None:
+    """A real, approved one-hour grant; an insider inserts an approved extension of it,
+    without the key: the worker refuses to apply it, audits and alerts, and the grant keeps
+    the end its approval gave it."""
+    from app.slack import ids
+    from app.testing.scenes import approval_card_for, click, dm_to, request_id_on, submit_request
+    from tests.factories import APPROVER
+
+    person = new_person(stack)
+    submit_request(stack, person, flow="test-admin", target="admins", seconds=3600, reason="real")
+    card = approval_card_for(stack, person)
+    request_id = uuid.UUID(request_id_on(card))
+    click(stack, APPROVER, ids.APPROVE_ACTION, card)
+    dm_to(stack, person, "You now have")
+    with stack.database().session() as session:
+        grant = session.execute(select(Grant).where(Grant.request_id == request_id)).scalar_one()
+        end = grant.expires_at
+    forged = AccessRequest(
+        flow="test-admin",
+        target="admins",
+        requester_id=person.user_id,
+        reason="more please",
+        requested_seconds=3600,
+        approved_seconds=3600,
+        extends_id=request_id,
+        status=S.APPROVED,
+        created_at=utcnow() - timedelta(minutes=1),
+        updated_at=utcnow() - timedelta(minutes=1),
+    )
+    with stack.database().session() as session:
+        session.add(forged)
+    # The sweep finds an approved request nobody is applying and hands it to the worker.
+    wait_until(lambda: "extension_refused" in _events(stack, forged.id), 30, "the refusal")
+    wait_until(lambda: _channel_alert(stack, forged.id), 15, "the channel to be alerted")
+    with stack.database().session() as session:
+        assert session.get(AccessRequest, forged.id).status == S.FAILED
+        grant = session.execute(select(Grant).where(Grant.request_id == request_id)).scalar_one()
+        assert grant.expires_at == end
+    assert "extended" not in _events(stack, request_id)
+    assert person.email in group_members(stack, GROUP_NAME)
