@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import case, func, select, text
 from sqlmodel import Session
 
+from app import queries
 from app.config import Settings
 from app.db import Database, utcnow
-from app.models import HOLDING_STATUSES, AccessRequest, Grant, Heartbeat
+from app.models import Heartbeat
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 OK = "ok"
@@ -119,14 +120,7 @@ def assess(session: Session, *, now: datetime, limits: Limits) -> tuple[list[str
         else:
             report[kind] = OK
 
-    count, oldest = session.execute(
-        select(func.count(), func.min(Grant.expires_at))
-        .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-        .where(
-            AccessRequest.status.in_(HOLDING_STATUSES),  # type: ignore[attr-defined]
-            Grant.expires_at < now,  # type: ignore[arg-type]
-        )
-    ).one()
+    count, oldest = queries.overdue(session, now)
     oldest_seconds = _age(now, oldest) or 0.0
     report["overdue_grants"] = count
     report["oldest_overdue_seconds"] = oldest_seconds

@@ -6,12 +6,34 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, exists, func, null, or_, select
 from sqlmodel import Session
 
-from app.models import AccessRequest, Approval, AuditEvent, Grant, RequestStatus
+from app.models import HOLDING_STATUSES, AccessRequest, Approval, AuditEvent, Grant, RequestStatus
 
 S = RequestStatus
+
+# The end of a grant not yet ended (NULL once it ended): the key of the expression index
+# ix_grant_open_expires_at (migration 0009). Every question about live or due grants asks
+# a range of it, so the database reads the open grants in that range, not the ended
+# history; written as in the index (app.models.OPEN_END_SQL) for the database to match it.
+open_end: ColumnElement[datetime] = case(
+    (Grant.ended_at.is_(None), Grant.expires_at),  # type: ignore[union-attr]
+    else_=null(),
+)
+
+
+def _request_is(*statuses: RequestStatus) -> ColumnElement[bool]:
+    """The grant's request is in one of these states.
+
+    A correlated EXISTS rather than a join, so that every database walks the few open
+    grants in the time range first and looks each request up by its key; with a join,
+    SQLite (no statistics) would start from every active request instead.
+    """
+    return exists().where(
+        AccessRequest.id == Grant.request_id,  # type: ignore[arg-type]
+        AccessRequest.status.in_(statuses),  # type: ignore[attr-defined]
+    )
 
 
 def grant_of(session: Session, request_id: uuid.UUID) -> Grant | None:
@@ -84,12 +106,25 @@ def due_for_expiry(session: Session, now: datetime, limit: int = 500) -> list[uu
     return list(
         session.execute(
             select(Grant.request_id)
-            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-            .where(AccessRequest.status == S.ACTIVE, Grant.expires_at <= now)  # type: ignore[arg-type]
-            .order_by(Grant.expires_at)
+            .where(open_end <= now, _request_is(S.ACTIVE))
+            .order_by(open_end)
             .limit(limit)
         ).scalars()
     )
+
+
+def overdue(session: Session, now: datetime) -> tuple[int, datetime | None]:
+    """How many grants are past their end and not yet revoked, and the oldest such end.
+
+    The same question for /healthz and the metrics: a range of the open-grant index, each
+    grant's request looked up by its key, however many grants are live or ended.
+    """
+    count, oldest = session.execute(
+        select(func.count(), func.min(open_end)).where(
+            open_end < now, _request_is(*HOLDING_STATUSES)
+        )
+    ).one()
+    return int(count), oldest
 
 
 def stuck(
@@ -135,29 +170,40 @@ def extensions_of(
     )
 
 
-def active_grants(
-    session: Session, now: datetime, *, ending_before: datetime | None = None
-) -> list[Grant]:
-    """Grants whose request is active and whose end is still ahead (optionally before a time)."""
-    query = (
-        select(Grant)
-        .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-        .where(AccessRequest.status == S.ACTIVE, Grant.expires_at > now)  # type: ignore[arg-type]
+def unnoticed_ending(
+    session: Session, now: datetime, before: datetime, limit: int = 1000
+) -> list[tuple[Grant, str]]:
+    """Active grants ending in (now, before] not yet warned about their current end, with
+    their flow, soonest first."""
+    # The flow by key lookup, not a join, for the same reason as _request_is.
+    flow = (
+        select(AccessRequest.flow)
+        .where(AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+        .scalar_subquery()
     )
-    if ending_before is not None:
-        query = query.where(Grant.expires_at <= ending_before)  # type: ignore[arg-type]
-    return list(session.execute(query.order_by(Grant.expires_at)).scalars())
+    rows = session.execute(
+        select(Grant, flow)
+        .where(
+            open_end > now,
+            open_end <= before,
+            _request_is(S.ACTIVE),
+            # An extension moves expires_at past the end the last notice was for.
+            or_(Grant.notice_sent_for.is_(None), Grant.notice_sent_for != Grant.expires_at),  # type: ignore[union-attr,arg-type]
+        )
+        .order_by(open_end)
+        .limit(limit)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
 
 
 def recently_ended(session: Session, since: datetime, limit: int = 2000) -> list[Grant]:
-    """Grants that ended (expired or revoked) since a time, newest first."""
+    """Grants that ended (expired or revoked) since a time, newest first (ix_grant_ended_at)."""
     return list(
         session.execute(
             select(Grant)
-            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
             .where(
-                AccessRequest.status.in_((S.EXPIRED, S.REVOKED)),  # type: ignore[attr-defined]
                 Grant.ended_at >= since,  # type: ignore[arg-type,operator]
+                _request_is(S.EXPIRED, S.REVOKED),
             )
             .order_by(Grant.ended_at.desc())  # type: ignore[union-attr]
             .limit(limit)
@@ -171,13 +217,8 @@ def ending_between(
     """Active grants whose end falls in [start, end): the revokes to hand the broker now."""
     rows = session.execute(
         select(Grant.request_id, Grant.expires_at)
-        .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-        .where(
-            AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
-            Grant.expires_at >= start,  # type: ignore[arg-type]
-            Grant.expires_at < end,  # type: ignore[arg-type]
-        )
-        .order_by(Grant.expires_at)
+        .where(open_end >= start, open_end < end, _request_is(S.ACTIVE))
+        .order_by(open_end)
         .limit(limit)
     ).all()
     return [(row[0], row[1]) for row in rows]

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlmodel import Session
 
 from app import lifecycle, queries
 from app.access import revoke_access
 from app.db import utcnow
 from app.lifecycle import EndCause
-from app.models import AccessRequest, RequestStatus
+from app.models import AccessRequest, Grant, RequestStatus
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,44 +35,61 @@ STUCK_REVOKING = timedelta(seconds=120)
 REVOKE_RETRY_MAX = timedelta(hours=1)
 
 
+@dataclass
+class DueWork:
+    """What one sweep acts on, read from the DB in one short transaction.
+
+    Each question reads only open work through an index (the open-grant index for grants,
+    the status index for requests), so a sweep costs what is due, not the history.
+    """
+
+    expired: list[uuid.UUID]
+    ending_soon: list[tuple[uuid.UUID, datetime]]
+    regrant: list[uuid.UUID]
+    cardless: list[uuid.UUID]
+    failed_revokes: list[uuid.UUID]
+    notices: list[tuple[Grant, timedelta]]
+    pending: list[tuple[uuid.UUID, str, datetime, datetime | None]]
+
+
+def read_due_work(rt: Runtime, session: Session, now: datetime) -> DueWork:
+    return DueWork(
+        # Active grants past their end, and revokes whose worker died mid-call.
+        expired=queries.due_for_expiry(session, now)
+        + queries.stuck(session, S.REVOKING, STUCK_REVOKING, now),
+        ending_soon=queries.ending_between(session, now, now + rt.tasks.horizon),
+        regrant=queries.stuck(session, S.APPROVED, STUCK_APPROVED, now)
+        + queries.lapsed_claims(session, now),
+        cardless=queries.cardless(session, now - CARDLESS),
+        failed_revokes=_failed_revokes_due(rt, session, now),
+        notices=_notices_due(rt, session, now),
+        pending=[(r.id, r.flow, r.created_at, r.reminded_at) for r in queries.pending(session)],
+    )
+
+
 def sweep(rt: Runtime) -> dict[str, int]:
     now = utcnow()
     with rt.db.session() as session:
-        due = queries.due_for_expiry(session, now)
-        ending_soon = queries.ending_between(session, now, now + rt.tasks.horizon)
-        stuck_approved = queries.stuck(session, S.APPROVED, STUCK_APPROVED, now)
-        lapsed = queries.lapsed_claims(session, now)
-        cardless = queries.cardless(session, now - CARDLESS)
-    counts = {
-        "expired": 0,
-        "regranted": len(stuck_approved) + len(lapsed),
-        "scheduled": 0,
-        "resubmitted": 0,
-    }
-    for request_id in due + stuck_revoking_ids(rt, now):
+        work = read_due_work(rt, session, now)
+    counts = {"expired": 0, "regranted": len(work.regrant), "scheduled": 0, "resubmitted": 0}
+    for request_id in work.expired:
         counts["expired"] += _guarded(lambda i: revoke_access(rt, i, EndCause.EXPIRED), request_id)
     # The DB is the schedule: ends within the next interval go to the broker with a short
     # countdown, for punctuality; nothing is handed over hours ahead.
-    for request_id, ends in ending_soon:
+    for request_id, ends in work.ending_soon:
         if _first_ring(rt, f"revoke:{request_id}:{ends.isoformat()}", rt.tasks.horizon):
             counts["scheduled"] += rt.tasks.revoke_at(request_id, ends)
-    for request_id in stuck_approved + lapsed:
+    for request_id in work.regrant:
         rt.tasks.grant(request_id)
-    for request_id in cardless:
+    for request_id in work.cardless:
         # Stored while the broker was away: its card and the flow's rules never ran. Once a
         # minute at most, so a Slack outage does not pile up copies of the same work.
         if _first_ring(rt, f"submission:{request_id}", timedelta(seconds=60)):
             counts["resubmitted"] += rt.tasks.process_submission(request_id)
-    counts.update(retry_failed_revokes(rt, now))
-    counts.update(send_expiry_notices(rt, now))
-    counts.update(expire_pending(rt, now))
+    counts.update(retry_failed_revokes(rt, work.failed_revokes))
+    counts.update(send_expiry_notices(rt, work.notices))
+    counts.update(expire_pending(rt, work.pending, now))
     return counts
-
-
-def stuck_revoking_ids(rt: Runtime, now: datetime) -> list[uuid.UUID]:
-    """Revokes begun long enough ago that their worker must have died mid-call."""
-    with rt.db.session() as session:
-        return queries.stuck(session, S.REVOKING, STUCK_REVOKING, now)
 
 
 def revoke_retry_delay(base: timedelta, failures: int) -> timedelta:
@@ -77,21 +97,21 @@ def revoke_retry_delay(base: timedelta, failures: int) -> timedelta:
     return min(base * (2 ** max(failures - 1, 0)), REVOKE_RETRY_MAX)
 
 
-def retry_failed_revokes(rt: Runtime, now: datetime) -> dict[str, int]:
-    """A revoke the provider refused is tried again with backoff, never marked done unseen."""
+def _failed_revokes_due(rt: Runtime, session: Session, now: datetime) -> list[uuid.UUID]:
+    """Revokes the provider refused whose backoff has run out."""
     base = timedelta(seconds=rt.settings.revoke_retry_seconds)
+    due = []
+    for request_id in queries.stuck(session, S.REVOKE_FAILED, timedelta(0), now):
+        request = session.get(AccessRequest, request_id)
+        failures = len(queries.events_of(session, request_id, ("revoke_failed",)))
+        if request is not None and request.updated_at + revoke_retry_delay(base, failures) <= now:
+            due.append(request_id)
+    return due
+
+
+def retry_failed_revokes(rt: Runtime, due: list[uuid.UUID]) -> dict[str, int]:
+    """A revoke the provider refused is tried again with backoff, never marked done unseen."""
     retried = 0
-    with rt.db.session() as session:
-        failed = queries.stuck(session, S.REVOKE_FAILED, timedelta(0), now)
-        due = []
-        for request_id in failed:
-            request = session.get(AccessRequest, request_id)
-            failures = len(queries.events_of(session, request_id, ("revoke_failed",)))
-            if (
-                request is not None
-                and request.updated_at + revoke_retry_delay(base, failures) <= now
-            ):
-                due.append(request_id)
     for request_id in due:
         with rt.db.session() as session:
             claimed = lifecycle.retry_revoke(session=session, audit=rt.audit, request_id=request_id)
@@ -100,34 +120,40 @@ def retry_failed_revokes(rt: Runtime, now: datetime) -> dict[str, int]:
     return {"revoke_retried": len(due), "revoked_on_retry": retried}
 
 
-def send_expiry_notices(rt: Runtime, now: datetime) -> dict[str, int]:
-    """Warn each holder once before their grant's current end (again after an extension)."""
+def _notices_due(rt: Runtime, session: Session, now: datetime) -> list[tuple[Grant, timedelta]]:
+    """Grants whose holder is due a warning before their current end, with its lead."""
     leads = [f.flow.expiry_notice for f in rt.flows if f.flow.expiry_notice]
     if not leads:
-        return {"noticed": 0}
+        return []
+    due = []
+    for grant, flow_name in queries.unnoticed_ending(session, now, now + max(leads)):
+        loaded = rt.flows.get(flow_name)
+        lead = loaded.flow.notice_lead(grant.expires_at - grant.granted_at) if loaded else None
+        if lead is not None and now >= grant.expires_at - lead:
+            due.append((grant, lead))
+    return due
+
+
+def send_expiry_notices(rt: Runtime, due: list[tuple[Grant, timedelta]]) -> dict[str, int]:
+    """Warn each holder once before their grant's current end (again after an extension)."""
     sent = 0
-    with rt.db.session() as session:
-        soon = queries.active_grants(session, now, ending_before=now + max(leads))
-        for grant in soon:
-            if grant.notice_sent_for == grant.expires_at:
-                continue
-            request = session.get(AccessRequest, grant.request_id)
-            loaded = rt.flows.get(request.flow) if request else None
-            lead = loaded.flow.notice_lead(grant.expires_at - grant.granted_at) if loaded else None
-            if lead is None or now < grant.expires_at - lead:
-                continue
-            if lifecycle.mark_noticed(session=session, audit=rt.audit, grant=grant, lead=lead):
-                sent += 1
-                session.commit()  # the notice is claimed before the message goes out
-                rt.tasks.notify(grant.request_id, "expiring")
+    for grant, lead in due:
+        with rt.db.session() as session:
+            # Claimed (and committed) before the message goes out: one notice per end.
+            claimed = lifecycle.mark_noticed(
+                session=session, audit=rt.audit, grant=grant, lead=lead
+            )
+        if claimed:
+            sent += 1
+            rt.tasks.notify(grant.request_id, "expiring")
     return {"noticed": sent}
 
 
-def expire_pending(rt: Runtime, now: datetime) -> dict[str, int]:
+def expire_pending(
+    rt: Runtime, waiting: list[tuple[uuid.UUID, str, datetime, datetime | None]], now: datetime
+) -> dict[str, int]:
     """Time out requests nobody decided in the flow's time; remind approvers once halfway."""
     counts = {"timed_out": 0, "reminded": 0}
-    with rt.db.session() as session:
-        waiting = [(r.id, r.flow, r.created_at, r.reminded_at) for r in queries.pending(session)]
     for request_id, flow_name, created_at, reminded_at in waiting:
         loaded = rt.flows.get(flow_name)
         timeout = loaded.flow.pending_timeout if loaded else None

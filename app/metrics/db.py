@@ -1,7 +1,7 @@
 """What the database says, asked at every scrape: every replica reports the same truth.
 
-Each figure is one indexed query: requests by status (ix_access_request_status), grants by
-end (ix_grant_expires_at), the small heartbeat and audit_delivery tables, and max(seq) of
+Each figure is one indexed query: requests by status (ix_access_request_status), overdue
+grants from the open grants by end (ix_grant_open_expires_at), the small heartbeat and audit_delivery tables, and max(seq) of
 the audit trail (its primary key). A database that does not answer gives
 `latchkey_database_up 0` and nothing else from here; the process's own counters are still
 served.
@@ -18,11 +18,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from app import queries
 from app.audit.sink import SINK
 from app.config import Settings
 from app.db import Database, utcnow
 from app.models import (
-    HOLDING_STATUSES,
     AccessRequest,
     AuditDelivery,
     AuditEvent,
@@ -93,14 +93,7 @@ class DatabaseCollector(Collector):
         yield pending
 
         # The same question as /healthz's overdue_grants (app/health.py).
-        count, oldest = session.execute(
-            select(func.count(), func.min(Grant.expires_at))
-            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-            .where(
-                AccessRequest.status.in_(HOLDING_STATUSES),  # type: ignore[attr-defined]
-                Grant.expires_at < now,  # type: ignore[arg-type]
-            )
-        ).one()
+        count, oldest = queries.overdue(session, now)
         yield GaugeMetricFamily(
             "latchkey_grants_overdue",
             "Grants past their end whose access is not yet revoked (request active, "
