@@ -61,6 +61,18 @@ def test_invalid_flow_stops_start_up_with_file_and_field(
     assert f"{flows / 'broken.py'}: name: Value error, must be lowercase" in done.stderr
 
 
-def test_missing_audit_key_stops_start_up(good_env: dict[str, str], tmp_path: Path) -> None:
-    done = _run(["web"], {**good_env, "LATCHKEY_AUDIT_KEY": ""}, tmp_path)
+@pytest.mark.parametrize("process", ["web", "worker"])
+def test_web_and_worker_refuse_to_start_without_the_bot_token(
+    process: str, good_env: dict[str, str], tmp_path: Path
+) -> None:
+    done = _run([process], {**good_env, "SLACK_BOT_TOKEN": ""}, tmp_path)
+    assert done.returncode == 2
+    assert "SLACK_BOT_TOKEN is not set" in done.stderr
+
+
+@pytest.mark.parametrize("process", ["web", "worker", "beat"])
+def test_missing_audit_key_stops_start_up(
+    process: str, good_env: dict[str, str], tmp_path: Path
+) -> None:
+    done = _run([process], {**good_env, "LATCHKEY_AUDIT_KEY": ""}, tmp_path)
     assert done.returncode == 2 and "LATCHKEY_AUDIT_KEY" in done.stderr
