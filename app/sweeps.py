@@ -77,7 +77,7 @@ def sweep(rt: Runtime) -> dict[str, int]:
     # The DB is the schedule: ends within the next interval go to the broker with a short
     # countdown, for punctuality; nothing is handed over hours ahead.
     for request_id, ends in work.ending_soon:
-        if _first_ring(rt, f"revoke:{request_id}:{ends.isoformat()}", rt.tasks.horizon):
+        if _first_ring(rt, timed_revoke(request_id, ends), rt.tasks.horizon):
             counts["scheduled"] += rt.tasks.revoke_at(request_id, ends)
     for request_id in work.regrant:
         rt.tasks.grant(request_id)
@@ -178,11 +178,21 @@ def expire_pending(
     return counts
 
 
+def timed_revoke(request_id: uuid.UUID, ends: datetime) -> str:
+    """The doorbell of one grant's timed revoke: rung once for each end it has."""
+    return f"revoke:{request_id}:{ends.isoformat()}"
+
+
+def rung_key(what: str) -> str:
+    """The Redis key that says a doorbell was rung lately."""
+    return f"latchkey:rung:{what}"
+
+
 def _first_ring(rt: Runtime, what: str, ttl: timedelta) -> bool:
     """Whether this doorbell was not rung for `what` within `ttl` (and mark it rung)."""
     try:
         seconds = max(int(ttl.total_seconds()), 1)
-        return bool(rt.redis.set(f"latchkey:rung:{what}", "1", nx=True, ex=seconds))
+        return bool(rt.redis.set(rung_key(what), "1", nx=True, ex=seconds))
     except Exception:
         return True  # ringing twice is harmless; every task is idempotent
 

@@ -7,7 +7,13 @@ interval itself, the lag a sweep-only design would have at worst; the ratio show
 short countdowns buy. Runs the real stack (gunicorn, worker, beat, Redis, SQLite or
 DATABASE_URL) with the Slack and AWS stand-ins.
 
-Usage: .venv/bin/python -m bench.revoke_lag [--grants 20] [--sweep 5]
+--lose-timed-tasks: every timed revoke is lost after the sweep rang for it, as when the
+broker drops a message it took (a Redis failover without persistence): the bench marks
+each grant's doorbell rung as soon as the grant is active, so the sweep believes it handed
+the revoke over and only its own due-grant question ends the access. Target then: p99 <=
+the sweep interval + 1 s. The worker's log shows no revoke task ran.
+
+Usage: .venv/bin/python -m bench.revoke_lag [--grants 20] [--sweep 5] [--lose-timed-tasks]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import redis
 from app.models import AccessRequest, RequestStatus
 from app.queries import grant_of
 from app.slack import ids
+from app.sweeps import rung_key, timed_revoke
 from app.testing.scenes import approval_card_for, click, new_person, request_id_on, submit_request
 from app.testing.stack import LocalStack, wait_until
 from tests.factories import APPROVER, APPROVER_GROUP, GROUP_NAME, write_flow
@@ -37,8 +44,10 @@ def main() -> None:
         "--redis-url",
         default=os.environ.get("LATCHKEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
     )
+    parser.add_argument("--lose-timed-tasks", action="store_true")
     args = parser.parse_args()
-    redis.Redis.from_url(args.redis_url).flushdb()
+    broker = redis.Redis.from_url(args.redis_url)
+    broker.flushdb()
     durations = [20, 25, 30, 35]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -68,6 +77,8 @@ def main() -> None:
                 card = approval_card_for(stack, person)
                 click(stack, APPROVER, ids.APPROVE_ACTION, card)
                 request_ids.append(uuid.UUID(request_id_on(card)))
+                if args.lose_timed_tasks:
+                    lose_timed_revoke(stack, request_ids[-1], broker)
 
             def all_ended() -> bool:
                 with stack.database().session() as session:
@@ -82,6 +93,7 @@ def main() -> None:
                 with stack.database().session() as session:
                     print([session.get(AccessRequest, i).status.value for i in request_ids])
                 raise
+            revoke_tasks = stack.log("worker").count("latchkey.revoke_access")
             lags = []
             with stack.database().session() as session:
                 for request_id in request_ids:
@@ -89,14 +101,31 @@ def main() -> None:
                     lags.append((grant.ended_at - grant.expires_at).total_seconds())
     lags.sort()
     p99 = lags[max(0, int(len(lags) * 0.99) - 1)]
-    print(f"grants={len(lags)} sweep={args.sweep:.1f} s")
+    mode = "timed tasks lost" if args.lose_timed_tasks else "healthy"
+    print(f"grants={len(lags)} sweep={args.sweep:.1f} s  {mode}")
+    print(f"worker log lines naming latchkey.revoke_access: {revoke_tasks}")
     print(
         f"revoke lag  p50={statistics.median(lags) * 1000:7.0f} ms  "
         f"p99={p99 * 1000:7.0f} ms  max={lags[-1] * 1000:7.0f} ms"
     )
     print(f"baseline (sweep-only worst case) = {args.sweep * 1000:7.0f} ms")
-    print(f"p99 / baseline = {p99 / args.sweep:.2f}   target p99 <= 2000 ms: ", end="")
-    print("met" if p99 <= 2.0 else "MISSED")
+    target = args.sweep + 1.0 if args.lose_timed_tasks else 2.0
+    print(
+        f"p99 / baseline = {p99 / args.sweep:.2f}   target p99 <= {target * 1000:.0f} ms: ", end=""
+    )
+    print("met" if p99 <= target else "MISSED")
+
+
+def lose_timed_revoke(stack: LocalStack, request_id: uuid.UUID, broker: redis.Redis) -> None:
+    """Mark the grant's timed revoke rung, so no message for it ever reaches a worker."""
+
+    def ends() -> object:
+        with stack.database().session() as session:
+            grant = grant_of(session, request_id)
+            return grant.expires_at if grant else None
+
+    end = wait_until(ends, 30, "the grant to be active")
+    broker.set(rung_key(timed_revoke(request_id, end)), "1", ex=600)
 
 
 if __name__ == "__main__":

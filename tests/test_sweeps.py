@@ -1,11 +1,20 @@
-"""The sweep's backoff for revokes a provider keeps refusing."""
+"""The sweep's questions (what is due, on both backends) and its backoff for revokes a
+provider keeps refusing."""
 
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
+from app import queries
+from app.db import Database
+from app.models import AccessRequest, Grant, RequestStatus
 from app.sweeps import revoke_retry_delay
+from app.testing.grant_history import add_grants
+from tests.factories import REQUESTER
+
+S = RequestStatus
 
 
 def test_failed_revokes_are_retried_with_doubling_waits_capped_at_an_hour() -> None:
@@ -14,3 +23,75 @@ def test_failed_revokes_are_retried_with_doubling_waits_capped_at_an_hour() -> N
     assert waits[:4] == [timedelta(seconds=s) for s in (60, 120, 240, 480)]
     assert waits[-1] == timedelta(hours=1)
     assert all(a <= b for a, b in itertools.pairwise(waits))
+
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _grant(
+    db: Database,
+    status: RequestStatus,
+    ends_in: float,
+    *,
+    ended: bool = False,
+    noticed_for: datetime | None = None,
+) -> uuid.UUID:
+    ends = NOW + timedelta(seconds=ends_in)
+    with db.session() as session:
+        request = AccessRequest(
+            flow="test-admin",
+            target="admins",
+            requester_id=REQUESTER,
+            reason="r",
+            requested_seconds=3600,
+            status=status,
+        )
+        session.add(request)
+        session.flush()
+        session.add(
+            Grant(
+                request_id=request.id,
+                provider="aws_iam_group",
+                target="admins",
+                principal="p@example.com",
+                granted_at=ends - timedelta(hours=1),
+                expires_at=ends,
+                ended_at=ends if ended else None,
+                notice_sent_for=noticed_for,
+            )
+        )
+        return request.id
+
+
+def test_the_sweep_questions_find_exactly_the_due_open_grants(database: Database) -> None:
+    add_grants(database, live=50, ended=200, now=NOW)  # history and later ends: never due
+    due = _grant(database, S.ACTIVE, -30)
+    _grant(database, S.REVOKING, -30)  # being revoked: not due again, but overdue
+    _grant(database, S.REVOKE_FAILED, -600)  # the provider refused: overdue, retried apart
+    just_ended = _grant(database, S.EXPIRED, -5, ended=True)
+    soon = _grant(database, S.ACTIVE, 20)
+    noticed = _grant(database, S.ACTIVE, 40, noticed_for=NOW + timedelta(seconds=40))
+    # Extended after its notice: the notice was for an earlier end, so it is due again.
+    extended = _grant(database, S.ACTIVE, 50, noticed_for=NOW + timedelta(seconds=10))
+
+    with database.session() as session:
+        assert queries.due_for_expiry(session, NOW) == [due]
+        assert [
+            i for i, _ in queries.ending_between(session, NOW, NOW + timedelta(seconds=45))
+        ] == [
+            soon,
+            noticed,
+        ]
+        warned = [
+            g.request_id
+            for g, _ in queries.unnoticed_ending(session, NOW, NOW + timedelta(minutes=1))
+        ]
+        assert warned == [soon, extended]
+        assert all(
+            flow == "test-admin"
+            for _, flow in queries.unnoticed_ending(session, NOW, NOW + timedelta(minutes=1))
+        )
+        count, oldest = queries.overdue(session, NOW)
+        assert count == 3 and oldest == NOW - timedelta(seconds=600)
+        ended = queries.recently_ended(session, NOW - timedelta(seconds=60))
+        assert [g.request_id for g in ended] == [just_ended]  # not the older history
