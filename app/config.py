@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # per person's hold where a provider cannot list members); a larger estate is spread
     # over passes, each grant checked once every ceil(reads needed / budget) passes.
     reconcile_budget: int = Field(default=500, alias="LATCHKEY_RECONCILE_BUDGET", gt=0)
+    # How often reconciliation asks Slack (users.info) about each person holding access, to
+    # catch a deactivation whose event the web missed; the event itself acts at once.
+    account_recheck_seconds: float = Field(
+        default=300.0, alias="LATCHKEY_ACCOUNT_RECHECK_SECONDS", gt=0
+    )
     # How long a worker's claim on a grant's provider call lasts; after it another worker may
     # take over (the first one, should it finish after all, takes its access back).
     grant_lease_seconds: float = Field(default=120.0, alias="LATCHKEY_GRANT_LEASE_SECONDS", gt=0)

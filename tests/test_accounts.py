@@ -149,6 +149,24 @@ def test_without_the_counters_a_decision_asks_slack_afresh(slack: SlackStandIn) 
     assert len(slack.calls("usergroups.users.list")) == 2
 
 
+def test_a_group_slack_does_not_have_lets_nobody_in_and_a_rate_limit_still_raises(
+    slack: SlackStandIn,
+) -> None:
+    """A flow naming a deleted user group: nobody is a member (fail closed) and the other
+    flows of the modal still work; a 429 is not mistaken for an empty group."""
+    client = WebClient(token="xoxb-accounts-test", base_url=slack.base_url)
+    directory = SlackDirectory(client)
+    assert directory.members_of(("S0DELETED", "S0LEADS"), {}) == {
+        "S0DELETED": frozenset(),
+        "S0LEADS": frozenset({"U0ANN"}),
+    }
+    slack.rate_limit("usergroups.users.list", seconds=5, retry_after=1)
+    with pytest.raises(SlackApiError):
+        SlackDirectory(WebClient(token="xoxb-accounts-test", base_url=slack.base_url)).members_of(
+            ("S0LEADS",), {}
+        )
+
+
 @pytest.mark.parametrize(
     ("status", "unreachable"), [(429, True), (500, True), (503, True), (200, False)]
 )

@@ -20,7 +20,7 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from app.db import utcnow
-from app.reconcile import checks, estate
+from app.reconcile import accounts, checks, estate
 from app.reconcile.checks import Tally
 from app.reconcile.estate import Unit
 from app.runtime import Runtime
@@ -58,6 +58,7 @@ def reconcile(rt: Runtime) -> dict[str, int]:
 
 
 def _pass(rt: Runtime, lock: Lock, tally: Tally) -> None:
+    accounts.check_holders(rt, tally)
     live, ended = estate.load(rt, utcnow())
     units, lost = estate.plan(rt, live, ended)
     tally.errors += lost

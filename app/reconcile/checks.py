@@ -27,6 +27,8 @@ class Tally:
     provider_reads: int = 0  # units run: one members/check/provisioned read each
     deferred: int = 0  # units left for the next passes by the budget
     skipped: int = 0  # 1: another pass held the lock, this one did nothing
+    accounts_checked: int = 0  # holders whose Slack account was asked about afresh
+    access_withdrawn: int = 0  # grants ended because the holder's account may not hold them
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -24,6 +24,8 @@ from slack_sdk.errors import SlackApiError
 from app.accounts import Account, Workspace
 
 log = logging.getLogger(__name__)
+# usergroups.users.list errors that mean the group itself is not there.
+GONE_GROUP = ("no_such_subteam", "subteam_not_found")
 
 # How long a decision may rely on an answer when no change event came (a lost event).
 DECISION_TTL = 10.0
@@ -164,7 +166,15 @@ class SlackDirectory:
         self, group_id: str, *, version: int | None = None, fresh: bool = False
     ) -> frozenset[str]:
         def load() -> frozenset[str]:
-            return frozenset(self._client.usergroups_users_list(usergroup=group_id)["users"])
+            try:
+                return frozenset(self._client.usergroups_users_list(usergroup=group_id)["users"])
+            except SlackApiError as exc:
+                if exc.response.get("error") not in GONE_GROUP:
+                    raise  # rate limits and outages: the caller defers or says so
+                # A flow naming a group that was deleted (or never existed) lets nobody in
+                # through it, and the other flows of the modal still work.
+                log.error("Slack has no user group %s (named in a flow): no members", group_id)
+                return frozenset()
 
         if fresh:
             return load()

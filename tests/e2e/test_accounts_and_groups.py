@@ -49,6 +49,7 @@ LONG = "timedelta(minutes=10), timedelta(minutes=30), timedelta(hours=1)"
 HOUR = 3600
 BURST = 60  # seconds of 429s from usergroups.users.list
 REQUESTER_GROUP = "S0ONCALL"
+RECHECK = 3  # seconds between reconciliation's users.info about one holder
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -72,7 +73,12 @@ def stack(
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in database_url_for(request.param, workdir):
         local = LocalStack(
-            workdir=workdir, flows_dir=flows_dir, redis_url=redis_url, database_url=database_url
+            workdir=workdir,
+            flows_dir=flows_dir,
+            redis_url=redis_url,
+            database_url=database_url,
+            # Reconciliation asks Slack about each holder this often (see the lost-event test).
+            extra_env={"LATCHKEY_ACCOUNT_RECHECK_SECONDS": str(RECHECK)},
         )
         try:
             local.start()
@@ -275,6 +281,25 @@ def test_deactivated_while_holding_access_loses_it_at_once(stack: LocalStack) ->
     assert trail["revoking"].actor == "latchkey"
     assert trail["revoking"].details["reason"] == "Slack account deactivated"
     assert trail["revoked"].details["cause"] == "revoked"
+
+
+def test_a_deactivation_whose_event_never_arrived_is_caught_by_reconciliation(
+    stack: LocalStack,
+) -> None:
+    """The web was down while Slack gave up retrying its user_change event: Slack's account
+    says deactivated, we were never told. Reconciliation asks Slack about every holder
+    and ends the grant within the recheck period and a pass, not at its end an hour away."""
+    person, card, request_id = pending(stack)
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+    wait_until(lambda: status(stack, request_id) == S.ACTIVE, 15, "the grant")
+    asked = len(stack.slack.calls("users.info"))
+    stack.slack.set_user_flags(person.user_id, deleted=True)  # and no event is sent
+    wait_until(lambda: status(stack, request_id) == S.REVOKED, 30, "the request revoked")
+    assert person.email not in group_members(stack, GROUP_NAME)
+    assert len(stack.slack.calls("users.info")) > asked
+    revoking = next(e for e in events(stack, request_id) if e.event == "revoking")
+    assert revoking.actor == "latchkey"
+    assert revoking.details["reason"] == "Slack account deactivated"
 
 
 def test_deactivated_while_the_provider_is_granting_loses_it_once_active(

@@ -9,70 +9,18 @@ pending requests are denied, each audited.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from sqlalchemy import select
 
-from app import lifecycle
-from app.access import end_grant
-from app.accounts import Account, account_problem, withdrawal_reason
-from app.lifecycle import EndCause
-from app.models import AccessRequest, RequestStatus
+from app.accounts import Account
 from app.runtime import Runtime
 from app.slack.directory import SlackChanges, group_key, user_key
 from app.slack.listeners.errors import guarded
+from app.withdrawal import withdraw_access
 
 log = logging.getLogger(__name__)
-S = RequestStatus
-
-
-def withdraw_access(rt: Runtime, account: Account) -> dict[str, list[uuid.UUID]]:
-    """End the live grants and deny the pending requests of a person whose Slack account
-    may no longer take part, under each request's flow (a flow may opt guests in)."""
-    with rt.db.session() as session:
-        requests = list(
-            session.execute(
-                select(AccessRequest).where(
-                    AccessRequest.requester_id == account.id,  # type: ignore[arg-type]
-                    AccessRequest.status.in_((S.ACTIVE, S.PENDING)),  # type: ignore[attr-defined]
-                )
-            ).scalars()
-        )
-    done: dict[str, list[uuid.UUID]] = {"revoked": [], "denied": []}
-    workspace = rt.directory.workspace() if requests else None
-    for request in requests:
-        reason = _why_not(rt, account, request.flow, workspace)
-        if reason is None:
-            continue
-        if request.status == S.ACTIVE:
-            problem = end_grant(
-                rt, request.id, cause=EndCause.REVOKED, actor="latchkey", reason=reason
-            )
-            if problem is None:
-                done["revoked"].append(request.id)
-            continue
-        with rt.db.session() as session:
-            moved = lifecycle.auto_decide(
-                session=session, audit=rt.audit, request_id=request.id, approve=False, reason=reason
-            )
-        if moved is not None:
-            rt.tasks.notify(request.id, "denied")
-            done["denied"].append(request.id)
-    return done
-
-
-def _why_not(rt: Runtime, account: Account, flow_name: str, workspace: Any) -> str | None:
-    loaded = rt.flows.get(flow_name)
-    problem = account_problem(
-        account,
-        workspace,
-        allow_guests=bool(loaded and loaded.flow.allow_guests),
-        allow_other_teams=bool(loaded and loaded.flow.allow_other_teams),
-    )
-    return withdrawal_reason(problem) if problem else None
 
 
 def user_changed(rt: Runtime, user: dict[str, Any]) -> None:

@@ -1,0 +1,67 @@
+"""Access of a person whose Slack account may no longer take part (deactivated, turned
+guest, moved to another organisation…): live grants end at once, pending requests are
+denied, each audited with the reason. Called on Slack's user_change event, and by each
+reconciliation pass for the holders of live grants, which catches a change whose event the
+web never received (Slack stops retrying an event after about five minutes)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from app import lifecycle
+from app.access import end_grant
+from app.accounts import Account, account_problem, withdrawal_reason
+from app.lifecycle import EndCause
+from app.models import AccessRequest, RequestStatus
+from app.runtime import Runtime
+
+S = RequestStatus
+
+
+def withdraw_access(rt: Runtime, account: Account) -> dict[str, list[uuid.UUID]]:
+    """End the live grants and deny the pending requests of a person whose Slack account
+    may no longer take part, under each request's flow (a flow may opt guests in)."""
+    with rt.db.session() as session:
+        requests = list(
+            session.execute(
+                select(AccessRequest).where(
+                    AccessRequest.requester_id == account.id,  # type: ignore[arg-type]
+                    AccessRequest.status.in_((S.ACTIVE, S.PENDING)),  # type: ignore[attr-defined]
+                )
+            ).scalars()
+        )
+    done: dict[str, list[uuid.UUID]] = {"revoked": [], "denied": []}
+    workspace = rt.directory.workspace() if requests else None
+    for request in requests:
+        reason = _why_not(rt, account, request.flow, workspace)
+        if reason is None:
+            continue
+        if request.status == S.ACTIVE:
+            problem = end_grant(
+                rt, request.id, cause=EndCause.REVOKED, actor="latchkey", reason=reason
+            )
+            if problem is None:
+                done["revoked"].append(request.id)
+            continue
+        with rt.db.session() as session:
+            moved = lifecycle.auto_decide(
+                session=session, audit=rt.audit, request_id=request.id, approve=False, reason=reason
+            )
+        if moved is not None:
+            rt.tasks.notify(request.id, "denied")
+            done["denied"].append(request.id)
+    return done
+
+
+def _why_not(rt: Runtime, account: Account, flow_name: str, workspace: Any) -> str | None:
+    loaded = rt.flows.get(flow_name)
+    problem = account_problem(
+        account,
+        workspace,
+        allow_guests=bool(loaded and loaded.flow.allow_guests),
+        allow_other_teams=bool(loaded and loaded.flow.allow_other_teams),
+    )
+    return withdrawal_reason(problem) if problem else None
