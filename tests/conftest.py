@@ -1,9 +1,14 @@
-"""Shared fixtures: a fresh database on every backend under test, flows, Redis."""
+"""Shared fixtures: a fresh database on every backend under test, flows, Redis.
+
+The suite runs on pytest-xdist workers (scripts/test); everything here is per worker:
+each has its own Redis and its own migrated template databases, and every test still
+gets a database of its own.
+"""
 
 from __future__ import annotations
 
 import os
-import uuid
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,54 +16,70 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.audit import AuditLog
-from app.cli import migrate
 from app.db import Database
 from app.flows.loader import FlowRegistry, load_flows
+from tests.databases import (
+    PostgresPool,
+    copy_sqlite,
+    create_postgres_database,
+    drop_postgres_database,
+    migrated_sqlite,
+    url_of,
+)
 from tests.factories import AUDIT_KEY, write_flow
 
-REDIS_URL = os.environ.get("LATCHKEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Unset: each worker runs a private redis-server. Set: that Redis, worker N on db base + N.
+REDIS_URL = os.environ.get("LATCHKEY_TEST_REDIS_URL")
 POSTGRES_URL = os.environ.get("LATCHKEY_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 
 
-def _fresh_postgres_database() -> tuple[str, str]:
-    import psycopg
-
-    assert POSTGRES_URL is not None
-    name = f"latchkey_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg.connect(POSTGRES_URL, autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return name, make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_postgres_database(name: str) -> None:
-    import psycopg
-
-    admin = psycopg.connect(POSTGRES_URL, autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+def worker_index() -> int:
+    """0 when serial; N on xdist worker gwN."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 
 
 def database_url_for(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database (not migrated: a stack runs `latchkey migrate` itself)."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'latchkey.db'}"
         return
-    name, url = _fresh_postgres_database()
+    assert POSTGRES_URL is not None
+    name = create_postgres_database(POSTGRES_URL)
     try:
-        yield url
+        yield url_of(POSTGRES_URL, name)
     finally:
-        _drop_postgres_database(name)
+        drop_postgres_database(POSTGRES_URL, name)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return migrated_sqlite(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def _postgres_pool() -> Iterator[PostgresPool]:
+    assert POSTGRES_URL is not None
+    pool = PostgresPool(POSTGRES_URL)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new, migrated database on each backend: SQLite always, PostgreSQL when configured."""
-    for url in database_url_for(request.param, tmp_path):
-        migrate(url)
-        yield url
+    """A new, migrated database on each backend: SQLite always, PostgreSQL when configured
+    (tests/databases.py: copies of a database migrated once per worker)."""
+    if request.param == "sqlite":
+        yield copy_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path / "latchkey.db")
+        return
+    pool: PostgresPool = request.getfixturevalue("_postgres_pool")
+    name = pool.take()
+    try:
+        yield url_of(pool.admin_url, name)
+    finally:
+        pool.give_back(name)
 
 
 @pytest.fixture
@@ -87,15 +108,45 @@ def flows(flows_dir: Path) -> FlowRegistry:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This worker's Redis: its own redis-server, or its own db of LATCHKEY_TEST_REDIS_URL.
+
+    Stacks empty their Redis and their Celery workers take any task on it, so two test
+    workers must never share a database.
+    """
     import redis
 
+    if REDIS_URL is None:
+        if shutil.which("redis-server") is None:
+            pytest.fail(
+                "The tests need redis-server (apt-get install redis-server), or a Redis at "
+                "LATCHKEY_TEST_REDIS_URL (worker N uses its db + N).",
+                pytrace=False,
+            )
+        from app.testing.redis_server import RedisServer
+
+        server = RedisServer(tmp_path_factory.mktemp("redis"), keep_data=False).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    base = make_url(REDIS_URL)
+    db = int(base.database or 0) + worker_index()
+    if db > 15:
+        pytest.fail(
+            f"LATCHKEY_TEST_REDIS_URL={REDIS_URL}: worker {worker_index()} would need db {db} "
+            "(Redis has 0-15). Use a lower db, fewer workers (-n), or unset it to run a "
+            "private redis-server per worker.",
+            pytrace=False,
+        )
+    url = base.set(database=str(db)).render_as_string(hide_password=False)
     try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+        redis.Redis.from_url(url, socket_timeout=2).ping()
     except redis.RedisError as exc:
         pytest.fail(
-            f"Redis is needed at {REDIS_URL} ({exc}). Start it with: "
+            f"Redis is needed at {url} ({exc}). Start it with: "
             "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
             pytrace=False,
         )
-    return REDIS_URL
+    yield url

@@ -1,7 +1,5 @@
-"""A private Redis server for fault tests: stopped, restarted and emptied at will.
-
-The shared Redis of the test run must stay up for every other test, so the tests that
-take the broker away run their own `redis-server` on a free loopback port.
+"""A private Redis server on a free loopback port: one per test worker, and one for each
+fault test that stops, restarts or empties its broker while the others keep theirs.
 """
 
 from __future__ import annotations
@@ -17,10 +15,12 @@ from app.testing.stack import free_port, wait_until
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, keep_data: bool = True) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.workdir = workdir
+        # Kept data survives a stop (fault tests); a test worker's Redis needs none.
+        self.keep_data = keep_data
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -42,10 +42,11 @@ class RedisServer:
                 str(self.port),
                 "--save",
                 "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "always"]
+                    if self.keep_data
+                    else ["--appendonly", "no"]
+                ),
                 "--dir",
                 str(self.workdir),
             ],

@@ -11,7 +11,7 @@ import redis
 from app.testing.gcp_standin import GcpStandIn
 from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
-from tests.conftest import BACKENDS, POSTGRES_URL, database_url_for
+from tests.conftest import BACKENDS, POSTGRES_URL, database_url_for, worker_index
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
@@ -23,7 +23,8 @@ from tests.factories import (
 )
 
 SIEM_SECRET = "local-siem-secret-0123456789"
-DB_ROLE = "latchkey_e2e_read"
+# Roles are cluster-wide: one per test worker, or two workers race to create it.
+DB_ROLE = f"latchkey_e2e_read_{worker_index()}"
 GCP_PROJECT = "acme-prod"
 GCP_SERVICE_ACCOUNT = "deployer@acme-prod.iam.gserviceaccount.com"
 
@@ -172,7 +173,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).parent.name == "e2e":
             item.add_marker(pytest.mark.e2e)
+            # `--dist loadgroup` (scripts/test) keeps the tests sharing a stack on one
+            # worker: a module's stack per backend is started once, not on every worker.
+            item.add_marker(pytest.mark.xdist_group(_stack_group(item)))
+
+
+def _stack_group(item: pytest.Item) -> str:
+    """The module, and the values of its module-wide parametrized fixtures (the backend)."""
+    callspec = getattr(item, "callspec", None)
+    defs = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    shared = [
+        str(value)
+        for name, value in (callspec.params.items() if callspec else ())
+        if name in defs and defs[name][-1].scope in ("module", "package", "session")
+    ]
+    return "-".join([item.module.__name__.rsplit(".", 1)[-1], *shared])  # type: ignore[attr-defined]
