@@ -74,6 +74,7 @@ class LocalStack:
         self.extra_env = dict(extra_env or {})
         self.worker_concurrency = worker_concurrency
         self.port = free_port()
+        self.worker_metrics_port = free_port()
         self.slack = SlackStandIn(token=BOT_TOKEN)
         self._moto: Any = None
         # The processes reach moto through this proxy, so a test can make AWS refuse calls.
@@ -153,6 +154,8 @@ class LocalStack:
             LATCHKEY_REVOKE_RETRY_SECONDS="1",
             LATCHKEY_ADMINS=ADMIN,
             LATCHKEY_BEAT_SCHEDULE_FILE=str(self.workdir / "celerybeat-schedule"),
+            # Stacks run side by side (parallel test workers): no fixed port.
+            LATCHKEY_WORKER_METRICS_PORT=str(self.worker_metrics_port),
             PORT=str(self.port),
             WEB_CONCURRENCY="1",
             AWS_ENDPOINT_URL=self.aws_faults.url,
