@@ -22,7 +22,7 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.slack_driver import plain_text_value
-from app.testing.stack import LocalStack
+from app.testing.stack import LocalStack, wait_until
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
@@ -155,5 +155,8 @@ def test_outsider_cannot_deny_either(stack: LocalStack) -> None:
         "response_url",
         lambda a: a.get("user") == OUTSIDER and "not an approver" in a.get("text", ""),
     )
+    # The module's stack has told the outsider that before: wait for this click's record.
+    wait_until(
+        lambda: ("deny_refused", OUTSIDER) in _events(stack, request_id), 15, "the refusal audited"
+    )
     assert _status(stack, request_id) == RequestStatus.PENDING
-    assert ("deny_refused", OUTSIDER) in _events(stack, request_id)
