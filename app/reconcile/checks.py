@@ -29,6 +29,7 @@ class Tally:
     skipped: int = 0  # 1: another pass held the lock, this one did nothing
     accounts_checked: int = 0  # holders whose Slack account was asked about afresh
     access_withdrawn: int = 0  # grants ended because the holder's account may not hold them
+    accounts_unanswered: int = 0  # holders Slack did not answer about (asked next pass)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
