@@ -160,10 +160,29 @@ def cmd_web(_: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.logs import configure_logging
     from app.runtime import build_runtime
-    from app.worker.celery_app import create_celery
+    from app.worker.pools import parse_queues, supervise
 
+    try:
+        pools = parse_queues(args.queues)
+    except ValueError as exc:
+        print(f"latchkey worker: {exc}", file=sys.stderr)
+        return 2
     settings = get_settings()
-    build_runtime(settings)  # fail closed: an invalid flow or setting stops start-up here
+    if len(pools) > 1:
+        build_runtime(settings)  # fail closed once, with one line, before starting the pools
+        configure_logging(settings.log_level, settings.log_format)
+        return supervise(
+            pools,
+            concurrency=args.concurrency,
+            name=args.name,
+            metrics_port=settings.worker_metrics_port,
+        )
+    from app.worker.celery_app import create_celery
+    from app.worker.tasks import runtime
+
+    # Fail closed: an invalid flow or setting stops start-up here. Cached, so the pool's
+    # processes inherit it instead of each building it on their first task.
+    runtime()
     configure_logging(settings.log_level, settings.log_format)
     create_celery(settings).worker_main(
         [
@@ -174,6 +193,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             str(args.concurrency),
             "-n",
             args.name,
+            "--queues",
+            ",".join(pools[0].queues),
         ]
     )
     return 0
@@ -297,8 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("web", help="serve Slack (HTTP on $PORT, or Socket Mode)").set_defaults(
         fn=cmd_web
     )
-    worker = sub.add_parser("worker", help="run the Celery worker (grants, revokes, messages)")
-    worker.add_argument("--concurrency", type=int, default=4, help="worker processes (default: 4)")
+    worker = sub.add_parser(
+        "worker",
+        help="run the Celery workers: an access pool (grants, revokes) and a messages pool",
+    )
+    worker.add_argument(
+        "--queues",
+        metavar="QUEUES",
+        help="serve only these queues: access, messages, or access,messages in one pool "
+        "(default: each in a pool of its own, so grants never wait behind Slack)",
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=4, help="processes in each pool (default: 4)"
+    )
     worker.add_argument(
         "--name", default="latchkey@%h", help="the worker's node name (default: latchkey@%%h)"
     )

@@ -119,6 +119,7 @@ def assess(session: Session, *, now: datetime, limits: Limits) -> tuple[list[str
             )
         else:
             report[kind] = OK
+    problems += _unserved_queues(session, now - limits.stale_after, report)
 
     count, oldest = queries.overdue(session, now)
     oldest_seconds = _age(now, oldest) or 0.0
@@ -131,6 +132,34 @@ def assess(session: Session, *, now: datetime, limits: Limits) -> tuple[list[str
             "see the worker's log and revoke_failed grants"
         )
     return problems, report
+
+
+# The queues some live worker must consume (app/worker/celery_app.py), and what serves them.
+SERVED_QUEUES = {
+    "access": "grants and revokes; `latchkey worker` or `latchkey worker --queues access`",
+    "messages": "Slack messages; `latchkey worker` or `latchkey worker --queues messages`",
+}
+
+
+def _unserved_queues(session: Session, since: datetime, report: dict[str, Any]) -> list[str]:
+    """A queue no live worker consumes: its work waits for the sweep, or for ever.
+
+    Only said when some worker is alive (a silent worker is its own problem, above). A
+    heartbeat without `queues` is a worker of an older release: it served everything.
+    """
+    rows = session.execute(
+        select(Heartbeat.details).where(Heartbeat.kind == "worker", Heartbeat.at >= since)  # type: ignore[arg-type,operator]
+    ).scalars()
+    served: set[str] = set()
+    alive = False
+    for details in rows:
+        alive = True
+        queues = (details or {}).get("queues")
+        served |= set(SERVED_QUEUES) if queues is None else set(queues)
+    unserved = [q for q in SERVED_QUEUES if q not in served] if alive else []
+    if unserved:
+        report["unserved_queues"] = unserved
+    return [f"queue {q}: no live worker consumes it ({SERVED_QUEUES[q]})" for q in unserved]
 
 
 def _broker(redis_url: str) -> str:

@@ -146,17 +146,79 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
         if what in _CHANNEL_ALERTS and ctx.request.approval_message_ts:
             _alert_channel(rt, ctx, what)
         _tell_requester(rt, ctx, what)
-    publish_home(rt, ctx.request.requester_id)
+    refresh_home(rt, ctx.request.requester_id)
 
 
 def publish_home(rt: Runtime, user_id: str) -> None:
     """Keep the person's App Home true too; a failure here never fails the message task."""
-    from app.slack.home import build_home
-
     try:
-        rt.slack.views_publish(user_id=user_id, view=build_home(rt, user_id))
+        publish_latest_home(rt, user_id)
     except Exception:
         log.warning("could not refresh the App Home of %s", user_id, exc_info=True)
+
+
+# A request's life makes several notifications within seconds (submitted, approved,
+# granted…), each of which used to rebuild and publish the requester's whole App Home.
+# Now the first in a window publishes at once and the rest leave one publish for the
+# window's end, which renders whatever the DB says then: the last state always shows.
+HOME_QUIET_SECONDS = 3.0
+
+
+def _home_keys(user_id: str) -> tuple[str, str]:
+    return f"latchkey:home:recent:{user_id}", f"latchkey:home:due:{user_id}"
+
+
+def refresh_home(rt: Runtime, user_id: str) -> None:
+    """Re-publish the person's App Home at most once per HOME_QUIET_SECONDS, never
+    leaving it older than the last notification. Never raises: the message task that
+    calls it has posted its DM already, and a retry would post it twice."""
+    from redis.exceptions import RedisError
+
+    recent, due = _home_keys(user_id)
+    quiet_ms = int(HOME_QUIET_SECONDS * 1000)
+    try:
+        if rt.redis.set(recent, 1, nx=True, px=quiet_ms):
+            _publish_in_turn(rt, user_id)
+            return
+        # Published moments ago. One later publish per window is enough; the key outlives
+        # the window so a lost doorbell is rung again by a later notification.
+        if not rt.redis.set(due, 1, nx=True, px=10 * quiet_ms):
+            return
+        wait = max(int(rt.redis.pttl(recent)), 100) / 1000
+        if rt.tasks.publish_home(user_id, after=wait):
+            return
+        rt.redis.delete(due)
+    except RedisError:
+        pass  # without Redis (or its broker), as before: publish on every notification
+    publish_home(rt, user_id)
+
+
+def publish_home_when_due(rt: Runtime, user_id: str) -> None:
+    """The publish left for a window's end: opens a new window, renders the DB as it is now.
+
+    Raises when Slack fails, so the task retries: this publish carries the latest state.
+    """
+    recent, due = _home_keys(user_id)
+    # Cleared before rendering: a change after this point leaves a publish of its own.
+    rt.redis.delete(due)
+    rt.redis.set(recent, 1, px=int(HOME_QUIET_SECONDS * 1000))
+    _publish_in_turn(rt, user_id, raise_errors=True)
+
+
+def _publish_in_turn(rt: Runtime, user_id: str, *, raise_errors: bool = False) -> None:
+    # One render-and-publish per person at a time: an older render published after a newer
+    # one would show a state that is gone.
+    with rt.redis.lock(f"latchkey:home:lock:{user_id}", timeout=60, blocking_timeout=60):
+        if raise_errors:
+            publish_latest_home(rt, user_id)
+        else:
+            publish_home(rt, user_id)
+
+
+def publish_latest_home(rt: Runtime, user_id: str) -> None:
+    from app.slack.home import build_home
+
+    rt.slack.views_publish(user_id=user_id, view=build_home(rt, user_id))
 
 
 def _tell_requester(rt: Runtime, ctx: CardContext, what: str) -> None:

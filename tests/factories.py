@@ -18,6 +18,9 @@ OUTSIDER = "U0OUTSIDER"
 APPROVER_GROUP = "S0LEADS"
 CHANNEL = "C0APPROVALS"
 GROUP_NAME = "latchkey-test-admins"
+# The audit trail of a request approved with one click: the click is kept, keyed, before
+# its ack (decision_deferred); the worker decides it and records so (decision_resumed).
+APPROVED_BY_CLICK = ["requested", "decision_deferred", "approved", "decision_resumed"]
 IAM_USER = "requester@example.com"
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
+import shlex
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,6 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.runtime import Runtime
+from app.slack.deferred import LateNotices
 from app.slack.listeners import approvals, commands, errors, events, grants, home, requests
 
 log = logging.getLogger(__name__)
@@ -138,8 +141,27 @@ class BotIdentity(Authorize):
         )
 
 
-# Bolt's default is 5; a slow decision must not hold the next click's ack behind it.
-LISTENER_THREADS = 16
+def server_threads(environ: Mapping[str, str] = os.environ) -> int:
+    """gunicorn's `--threads` for this process: GUNICORN_CMD_ARGS wins over
+    app/gunicorn_conf.py, as in gunicorn itself (Socket Mode uses the same number)."""
+    from app import gunicorn_conf
+
+    threads = int(gunicorn_conf.threads)
+    args = shlex.split(environ.get("GUNICORN_CMD_ARGS", ""))
+    for at, arg in enumerate(args):
+        value = arg.partition("=")[2] if arg.startswith("--threads=") else None
+        if arg == "--threads" and at + 1 < len(args):
+            value = args[at + 1]
+        if value is not None and value.isdigit() and int(value) > 0:
+            threads = int(value)
+    return threads
+
+
+def listener_threads(environ: Mapping[str, str] = os.environ) -> int:
+    """Bolt's listener pool: one thread for each request gunicorn serves at once, whose
+    listener runs up to its ack, and one for the little each leaves after it (ringing the
+    worker, a views.open), so an ack never waits for a thread (Bolt's default is 5)."""
+    return 2 * server_threads(environ)
 
 
 class ContextThreadPool(ThreadPoolExecutor):
@@ -167,12 +189,13 @@ def create_app(rt: Runtime, *, identity: BotIdentity | None = None) -> App:
         logger=logging.getLogger("app.slack"),
         # Listeners run on this pool; each carries the request's log fields (request id,
         # user, flow) into its thread, so every line they log is tied to the interaction.
-        listener_executor=ContextThreadPool(max_workers=LISTENER_THREADS),
+        listener_executor=ContextThreadPool(max_workers=listener_threads()),
     )
     errors.register(app)
     commands.register(app, rt)
     requests.register(app, rt)
-    approvals.register(app, rt)
+    # Clicks the worker has not decided within a few seconds are told "deciding…".
+    approvals.register(app, rt, LateNotices(rt, rt.slack))
     approvals.register_reviews(app, rt)
     grants.register(app, rt)
     home.register(app, rt)

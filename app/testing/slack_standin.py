@@ -162,6 +162,7 @@ class SlackStandIn:
         self._calls: list[RecordedCall] = []
         self._faults: dict[str, list[tuple[int, int]]] = {}
         self._limits: list[tuple[str, float, int]] = []
+        self._delays: dict[str, float] = {}
         self._users: dict[str, Args] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._channels: dict[str, Args] = {}
@@ -362,6 +363,15 @@ class SlackStandIn:
             self._limits.append((prefix, until, retry_after))
         return until
 
+    def slow_down(self, prefix: str, seconds: float) -> None:
+        """Answer every call whose method starts with `prefix` only after `seconds` (0: at
+        once again), as a Slack that hangs does. A call is recorded when it is answered."""
+        with self._lock:
+            if seconds > 0:
+                self._delays[prefix] = seconds
+            else:
+                self._delays.pop(prefix, None)
+
     # ---- response_url: where an app replies to one interaction --------------------------
     def response_url(self, user_id: str, channel_id: str | None = None) -> str:
         """A new response_url for an interaction of `user_id` (in `channel_id`), as Slack
@@ -412,6 +422,10 @@ class SlackStandIn:
     # ---- answering ---------------------------------------------------------------------
     def handle(self, method: str, args: Args, authorization: str | None) -> Answer:
         """Answer one call and record it; the HTTP handler only does transport."""
+        with self._lock:
+            delay = max((s for p, s in self._delays.items() if method.startswith(p)), default=0)
+        if delay:
+            time.sleep(delay)  # outside the lock: other calls are answered meanwhile
         received = time.monotonic()
         token = args.pop("token", None)
         if authorization and authorization.startswith("Bearer "):

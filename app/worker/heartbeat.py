@@ -63,10 +63,13 @@ def write_heartbeat(
 class HeartbeatWriter:
     """Writes one process's heartbeat, swallowing (and logging once per outage) DB errors."""
 
-    def __init__(self, db: Database, *, process: str, kind: str) -> None:
+    def __init__(
+        self, db: Database, *, process: str, kind: str, details: dict[str, Any] | None = None
+    ) -> None:
         self.db = db
         self.process = process
         self.kind = kind
+        self.details = details or {}
         self.started_at = utcnow()
         self._failing = False
         # A forked child (a prefork pool process) must not reuse the parent's connections.
@@ -77,6 +80,7 @@ class HeartbeatWriter:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started_at": self.started_at.isoformat(),
+            **self.details,
         }
         try:
             write_heartbeat(self.db, process=self.process, kind=self.kind, details=details)
@@ -110,8 +114,13 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         settings = get_settings()
+        # Which queues this worker serves: readiness wants each queue served by someone.
+        queues = sorted(parent.app.amqp.queues.consume_from)
         writer = HeartbeatWriter(
-            Database(settings.database_url), process=parent.hostname, kind=WORKER
+            Database(settings.database_url),
+            process=parent.hostname,
+            kind=WORKER,
+            details={"queues": queues},
         )
         interval = heartbeat_interval(settings)
         writer.beat()  # at once, so health is true as soon as the worker runs

@@ -27,6 +27,7 @@ RECONCILE = "latchkey.reconcile"
 AUDIT_DELIVER = "latchkey.audit_deliver"
 AUDIT_CHECKPOINT = "latchkey.audit_checkpoint"
 DECIDE_DEFERRED = "latchkey.decide_deferred"
+PUBLISH_HOME = "latchkey.publish_home"
 
 # A publish with the broker down gives up after about a second: the caller is usually
 # answering a person, and the sweep will find the work anyway.
@@ -76,6 +77,10 @@ class TaskQueue:
 
     def notify(self, request_id: uuid.UUID, what: str) -> bool:
         return self._send(NOTIFY, [str(request_id), what])
+
+    def publish_home(self, user_id: str, *, after: float) -> bool:
+        """The person's App Home, published `after` seconds from now (app/notify.py)."""
+        return self._send(PUBLISH_HOME, [user_id], eta=utcnow() + timedelta(seconds=after))
 
     def decide_deferred(self, request_id: uuid.UUID, seq: int) -> bool:
         """A click kept as the keyed audit event `seq`: the worker re-reads it and decides."""

@@ -22,6 +22,7 @@ from app.worker.queue import (
     DECIDE_DEFERRED,
     GRANT,
     NOTIFY,
+    PUBLISH_HOME,
     RECONCILE,
     REVOKE,
     SUBMITTED,
@@ -152,6 +153,17 @@ def notify_request(self: Any, request_id: str, what: str) -> None:
         # A long rate limit is waited out by Celery, not in this worker slot, so grants
         # and revokes queued behind this message are never held up by Slack.
         raise self.retry(countdown=wait, max_retries=30) from None
+
+
+@shared_task(
+    name=PUBLISH_HOME,
+    autoretry_for=(SlackApiError, OSError, RedisConnectionError),
+    retry_backoff=2,
+    max_retries=5,
+)
+def publish_home(user_id: str) -> None:
+    """A person's App Home at the end of its quiet window (debounced in app.notify)."""
+    notify.publish_home_when_due(runtime(), user_id)
 
 
 @shared_task(

@@ -72,7 +72,13 @@ def test_outsider_and_requester_are_refused_and_audited(stack: LocalStack) -> No
         )
         assert ephemeral.args["channel"] == card.response["channel"]
     assert _status(stack, request_id) == RequestStatus.PENDING
-    assert _events(stack, request_id) == [
+    trail = _events(stack, request_id)
+    # Each click was kept, keyed, by the web and decided by the worker, which refused it.
+    assert [e for e in trail if e[0] == "decision_deferred"] == [
+        ("decision_deferred", OUTSIDER),
+        ("decision_deferred", person.user_id),
+    ]
+    assert [e for e in trail if e[0] not in ("decision_deferred", "decision_resumed")] == [
         ("requested", person.user_id),
         ("approve_refused", OUTSIDER),
         ("approve_refused", person.user_id),

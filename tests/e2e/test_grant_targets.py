@@ -31,7 +31,7 @@ from app.testing.scenes import (
 from app.testing.stack import LocalStack
 from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import DB_ROLE, GCP_PROJECT, GCP_SERVICE_ACCOUNT
-from tests.factories import APPROVER
+from tests.factories import APPROVED_BY_CLICK, APPROVER
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_custom_provider_request_approve_expire(
             ).all()
         # (An expiry notice may come between granted and revoking on a 4-second grant.)
         trail = [e for e, _ in events if e != "expiry_notice_sent"]
-        assert trail == ["requested", "approved", "granting", "granted", "revoking", "expired"]
+        assert trail == [*APPROVED_BY_CLICK, "granting", "granted", "revoking", "expired"]
         granted = dict(events)["granted"]
         assert granted["provider"] == "postgres_role"
         assert granted["principal"] == person.email

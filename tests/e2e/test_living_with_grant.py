@@ -32,7 +32,7 @@ from app.testing.scenes import (
 )
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import ADMIN, AUDIT_KEY, LocalStack, wait_until
-from tests.factories import APPROVER, CHANNEL, GROUP_NAME, OUTSIDER
+from tests.factories import APPROVED_BY_CLICK, APPROVER, CHANNEL, GROUP_NAME, OUTSIDER
 
 S = RequestStatus
 
@@ -150,8 +150,7 @@ def test_extension_with_approval_moves_the_end_and_revokes_once(stack: LocalStac
     assert not _holds(stack, person)
     # The whole story, exactly: one extension, one notice before the new end, one revoke.
     assert _names(stack, request_id) == [
-        "requested",
-        "approved",
+        *APPROVED_BY_CLICK,
         "granting",
         "granted",
         "extended",
@@ -159,7 +158,13 @@ def test_extension_with_approval_moves_the_end_and_revokes_once(stack: LocalStac
         "revoking",
         "expired",
     ]
-    assert _names(stack, extension_id) == ["extension_requested", "approved", "extension_applied"]
+    assert _names(stack, extension_id) == [
+        "extension_requested",
+        "decision_deferred",
+        "approved",
+        "decision_resumed",
+        "extension_applied",
+    ]
     with stack.database().session() as session:
         assert AuditLog(AUDIT_KEY.encode()).verify(session).ok
 

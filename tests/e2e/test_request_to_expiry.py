@@ -22,7 +22,7 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.stack import AUDIT_KEY, LocalStack
-from tests.factories import APPROVER, CHANNEL, GROUP_NAME
+from tests.factories import APPROVED_BY_CLICK, APPROVER, CHANNEL, GROUP_NAME
 
 HOSTILE = "<!channel> <@U123> <https://x|y>"
 
@@ -73,7 +73,7 @@ def test_request_approve_grant_expire(stack: LocalStack) -> None:
         # A 4-second grant is warned 0.4 s ahead; whether a sweep tick lands in that window
         # is timing, so the notice may or may not be in the trail.
         trail = [e for e in events if e != "expiry_notice_sent"]
-        assert trail == ["requested", "approved", "granting", "granted", "revoking", "expired"]
+        assert trail == [*APPROVED_BY_CLICK, "granting", "granted", "revoking", "expired"]
         assert AuditLog(AUDIT_KEY.encode()).verify(session).ok
 
     # User text arrives escaped in every message that carried it.

@@ -1,4 +1,5 @@
-"""Approve and Deny on the approval card; the approver is checked on the server, now."""
+"""Approve and Deny on the approval card: kept at the click, decided by the worker, where
+the approver is checked on the server, from the flow and Slack as they are then."""
 
 from __future__ import annotations
 
@@ -17,22 +18,13 @@ from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, refuse
 from app.flows.schema import Flow
 from app.models import AccessRequest, Decision
-from app.notify import publish_home
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import deny_modal
-from app.slack.deferred import defer_decision, follow_up
+from app.slack.deferred import LateNotices, hand_to_worker, store_decision
 from app.slack.directory import slack_unreachable
-from app.slack.listeners.errors import (
-    APPROVAL_LATER,
-    Refusal,
-    from_home,
-    guarded,
-    refused,
-    request_id_from,
-    tell,
-)
+from app.slack.listeners.errors import Refusal, guarded, refused, request_id_from
 
 
 def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Flow | None, Verdict]:
@@ -74,58 +66,36 @@ def _hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> 
     return run_request_hook(rt, loaded, "get_approvers", request, email).names()
 
 
-def _approve(
-    rt: Runtime,
-    body: dict[str, Any],
-    client: WebClient,
-    request_id: uuid.UUID,
-    duration: timedelta | None,
-) -> None:
-    approver_id = body["user"]["id"]
-    try:
-        flow, verdict = verdict_for(rt, request_id, approver_id)
-    except Exception as exc:
-        if not slack_unreachable(exc):
-            raise
-        # Slack cannot say now who may approve: the click is kept, keyed, for the worker.
-        defer_decision(rt, client, body, request_id, Decision.APPROVE, duration=duration)
-        return
-    if flow is None:
-        raise Refusal(verdict.reason)
-    with rt.db.session() as session:
-        outcome = lifecycle.decide(
-            session=session,
-            audit=rt.audit,
-            flow=flow,
-            request_id=request_id,
-            decider_id=approver_id,
-            verdict=verdict,
-            decision=Decision.APPROVE,
-            duration=duration,
-        )
-    if outcome.refusal:
-        raise Refusal(outcome.refusal)
-    rang = follow_up(rt, request_id, Decision.APPROVE, outcome)
-    if not rang:
-        tell(client, body, APPROVAL_LATER)
-    if from_home(body):
-        publish_home(rt, approver_id)
+def register(app: App, rt: Runtime, notices: LateNotices | None = None) -> None:
+    def hand_over(
+        ack: Ack,
+        body: dict[str, Any],
+        client: WebClient,
+        request_id: uuid.UUID,
+        decision: Decision,
+        **choice: Any,
+    ) -> None:
+        # Acked first: on SQLite every transaction takes the one write lock, so a write
+        # before the ack would queue it behind the worker's writes (acks took over 3 s at
+        # 50 clicks). Then only local work: the click is kept, keyed, in the DB (a refusal
+        # still reaches the clicker, see guarded); who may decide (Slack groups, hooks) is
+        # checked by the worker, which tells the clicker.
+        ack()
+        seq = store_decision(rt, body, request_id, decision, **choice)
+        hand_to_worker(rt, client, body, request_id, seq, decision, notices)
 
-
-def register(app: App, rt: Runtime) -> None:
     @app.action(ids.APPROVE_ACTION)
     @guarded
     def approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
-        _approve(rt, body, client, request_id_from(body["actions"][0]["value"]), None)
+        request_id = request_id_from(body["actions"][0]["value"])
+        hand_over(ack, body, client, request_id, Decision.APPROVE)
 
     @app.action(ids.APPROVE_FOR_ACTION)
     @guarded
     def approve_for_less(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
         raw_id, _, seconds = body["actions"][0]["selected_option"]["value"].partition("|")
+        request_id = request_id_from(raw_id)
         if not seconds.isdigit():
-            request_id = request_id_from(raw_id)
             with rt.db.session() as session:
                 request = session.get(AccessRequest, request_id)
             if request is None:
@@ -141,7 +111,8 @@ def register(app: App, rt: Runtime) -> None:
             )
         # Any number reaches decide, which accepts only the flow's durations above zero and
         # below what was asked, and audits the refusal of anything else (a forged "0").
-        _approve(rt, body, client, request_id_from(raw_id), timedelta(seconds=int(seconds)))
+        duration = timedelta(seconds=int(seconds))
+        hand_over(ack, body, client, request_id, Decision.APPROVE, duration=duration)
 
     @app.action(ids.DENY_ACTION)
     @guarded
@@ -187,7 +158,6 @@ def register(app: App, rt: Runtime) -> None:
         view = body["view"]
         meta = json.loads(view.get("private_metadata") or "{}")
         request_id = request_id_from(str(meta.get("request_id", "")))
-        approver_id = body["user"]["id"]
         reason = (
             view["state"]["values"]
             .get(ids.DENY_REASON_BLOCK, {})
@@ -195,35 +165,9 @@ def register(app: App, rt: Runtime) -> None:
             .get("value")
             or ""
         )
-        # Checked again at submission: membership may have changed since the click.
-        try:
-            flow, verdict = verdict_for(rt, request_id, approver_id)
-        except Exception as exc:
-            if not slack_unreachable(exc):
-                raise
-            ack()
-            defer_decision(rt, client, body, request_id, Decision.DENY, reason=reason)
-            return
-        if flow is None:
-            ack(response_action="errors", errors={ids.DENY_REASON_BLOCK: verdict.reason})
-            return
-        with rt.db.session() as session:
-            outcome = lifecycle.decide(
-                session=session,
-                audit=rt.audit,
-                flow=flow,
-                request_id=request_id,
-                decider_id=approver_id,
-                verdict=verdict,
-                decision=Decision.DENY,
-                reason=reason,
-            )
-        if outcome.refusal:
-            ack(response_action="errors", errors={ids.DENY_REASON_BLOCK: outcome.refusal})
-            return
-        ack()
-        if outcome.won:
-            rt.tasks.notify(request_id, "denied")
+        # Checked again by the worker: membership may have changed since the click. The
+        # modal closes at once; a refusal reaches the approver in words (a DM).
+        hand_over(ack, body, client, request_id, Decision.DENY, reason=reason)
 
 
 def register_reviews(app: App, rt: Runtime) -> None:

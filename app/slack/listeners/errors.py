@@ -41,10 +41,6 @@ class Refusal(Exception):
 
 # What a person hears when their action was stored but the broker could not take the
 # follow-up work: the beat's sweep finds it in the DB as soon as the broker is back.
-APPROVAL_LATER = (
-    ":hourglass_flowing_sand: Your approval is recorded. Access will be granted shortly: "
-    "Latchkey is catching up after a hiccup."
-)
 BREAK_GLASS_LATER = (
     ":hourglass_flowing_sand: Your break-glass activation is recorded. Access will be granted "
     "shortly: Latchkey is catching up after a hiccup."
@@ -103,12 +99,12 @@ def tell(client: WebClient, body: dict[str, Any], text: str) -> None:
     if not user:
         return
     url = response_url_of(body)
-    if url and _reply(url, text):
+    if url and reply(url, text):
         return
     client.chat_postMessage(channel=user, text=text)
 
 
-def _reply(url: str, text: str) -> bool:
+def reply(url: str, text: str) -> bool:
     """Post an ephemeral reply to a response_url; False when Slack did not take it (the
     URL is older than 30 minutes or was used 5 times) or could not be reached."""
     try:
