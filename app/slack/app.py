@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.runtime import Runtime
-from app.slack.deferred import LateNotices
+from app.slack.clicks import ClickKeeper, LateNotices
 from app.slack.listeners import approvals, commands, errors, events, grants, home, requests
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def create_app(rt: Runtime, *, identity: BotIdentity | None = None) -> App:
     commands.register(app, rt)
     requests.register(app, rt)
     # Clicks the worker has not decided within a few seconds are told "deciding…".
-    approvals.register(app, rt, LateNotices(rt, rt.slack))
+    approvals.register(app, rt, ClickKeeper(rt, rt.slack, LateNotices(rt, rt.slack)))
     approvals.register_reviews(app, rt)
     grants.register(app, rt)
     home.register(app, rt)

@@ -1,20 +1,15 @@
-"""Approve and Deny, decided by the worker: the web keeps each click as a keyed
-`decision_deferred` audit event and acks; the worker checks the approver (Slack groups,
-hooks), decides, and tells the clicker in words. A click is never dropped."""
+"""Approve and Deny, decided by the worker: the web acks each click and keeps it as a
+keyed `decision_deferred` audit event (app/slack/clicks.py); the worker checks the approver
+(Slack groups, hooks), decides, and tells the clicker in words. A click is never dropped."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
-from slack_sdk import WebClient
 from sqlalchemy import select
 
 from app import lifecycle
@@ -25,17 +20,10 @@ from app.notify import publish_home
 from app.queries import events_of
 from app.runtime import Runtime
 from app.slack.blocks.text import escape
-from app.slack.listeners.errors import (
-    Refusal,
-    actor_of,
-    from_home,
-    reply,
-    response_url_of,
-    tell,
-)
+from app.slack.listeners.errors import Refusal, reply
 
-# The web stores an approver's click as a keyed `decision_deferred` audit event before its
-# ack (so the ack promises nothing the DB does not hold) and rings the worker; the worker
+# The web acks an approver's click, keeps it as a keyed `decision_deferred` audit event
+# (a click that cannot be kept is told so) and rings the worker; the worker
 # makes the same approver check and the same decide a click always made, records
 # `decision_resumed`, and tells the approver. The sweep rings again for a lost task.
 DEFERRED = "decision_deferred"
@@ -65,69 +53,11 @@ def later_text(decision: Decision) -> str:
     )
 
 
-def store_decision(
-    rt: Runtime,
-    body: dict[str, Any],
-    request_id: uuid.UUID,
-    decision: Decision,
-    *,
-    duration: timedelta | None = None,
-    reason: str = "",
-) -> int:
-    """Keep a click as a keyed audit event (before its ack); returns the event's seq."""
-    with rt.db.session() as session:
-        request = session.get(AccessRequest, request_id)
-        if request is None:
-            raise Refusal("That request no longer exists.")
-        details: dict[str, Any] = {"decision": decision.value}
-        if duration is not None:
-            details["duration_seconds"] = int(duration.total_seconds())
-        if reason.strip():
-            details["reason"] = reason.strip()
-        if from_home(body):
-            details["from_home"] = True  # the worker re-publishes the approver's App Home
-        event = rt.audit.append(
-            session,
-            event=DEFERRED,
-            actor=body["user"]["id"],
-            request_id=request.id,
-            flow=request.flow,
-            target=request.target,
-            subject=request.requester_id,
-            details=details,
-        )
-        return event.seq
-
-
-def hand_to_worker(
-    rt: Runtime,
-    client: WebClient,
-    body: dict[str, Any],
-    request_id: uuid.UUID,
-    seq: int,
-    decision: Decision,
-    notices: LateNotices | None = None,
-) -> None:
-    """After the ack: keep the click's response_url for the worker's words and ring the
-    worker. With the broker away the approver hears so now; the sweep rings later."""
-    url = response_url_of(body)
-    try:
-        if url:
-            rt.redis.set(_url_key(seq), url, ex=RESPONSE_URL_TTL)
-    except RedisError:
-        pass  # the worker's words go by DM instead
-    claim_deferred(rt, seq, fresh=False)
-    if not rt.tasks.decide_deferred(request_id, seq):
-        tell(client, body, later_text(decision))
-    elif notices is not None:
-        notices.watch(body, request_id, seq, decision)
-
-
 def tell_clicker(rt: Runtime, user_id: str, seq: int, text: str) -> None:
     """Words for the person whose click `seq` was: ephemeral through the click's
     response_url while Slack honours it, else a DM."""
     try:
-        raw = rt.redis.get(_url_key(seq))
+        raw = rt.redis.get(url_key(seq))
     except RedisError:
         raw = None
     url = raw.decode() if isinstance(raw, bytes) else raw
@@ -136,8 +66,14 @@ def tell_clicker(rt: Runtime, user_id: str, seq: int, text: str) -> None:
     rt.slack.chat_postMessage(channel=user_id, text=text)
 
 
-def _url_key(seq: int) -> str:
+def url_key(seq: int) -> str:
+    """Where the web keeps a click's response_url for the worker's words."""
     return f"latchkey:deferred:{seq}:response_url"
+
+
+def claim_key(seq: int) -> str:
+    """Set while a task works on the click (QUIET_FOR seconds)."""
+    return f"latchkey:deferred:{seq}"
 
 
 def _resumed(session: Any, request_id: uuid.UUID, seq: int) -> bool:
@@ -237,51 +173,11 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-class LateNotices:
-    """Tells an approver "deciding…" when the worker has not decided their click within
-    NOTICE_AFTER seconds (a busy or stopped worker), from one thread of the web process,
-    so no listener thread waits for it."""
-
-    def __init__(self, rt: Runtime, client: WebClient, after: float = NOTICE_AFTER) -> None:
-        self._rt, self._client, self._after = rt, client, after
-        self._due: list[tuple[float, int, dict[str, Any], uuid.UUID, int, Decision]] = []
-        self._order = itertools.count()
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def watch(
-        self, body: dict[str, Any], request_id: uuid.UUID, seq: int, decision: Decision
-    ) -> None:
-        # Only who clicked and where to answer them are kept, not the whole payload.
-        reach = {"user": {"id": actor_of(body)}, "response_url": response_url_of(body)}
-        with self._wake:
-            due = time.monotonic() + self._after
-            heapq.heappush(self._due, (due, next(self._order), reach, request_id, seq, decision))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="late-notices", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                _, _, reach, request_id, seq, decision = heapq.heappop(self._due)
-            try:
-                with self._rt.db.session() as session:
-                    decided = _resumed(session, request_id, seq)
-                if not decided:
-                    tell(self._client, reach, deciding_text(decision))
-            except Exception as exc:  # a courtesy; the worker still tells the outcome
-                log.warning("could not tell a clicker their decision is pending (%s)", exc)
-
-
 def claim_deferred(rt: Runtime, seq: int, *, fresh: bool) -> bool:
     """Mark a deferred click as being worked on, for QUIET_FOR seconds; with fresh=True only
     when nobody worked on it lately (so the sweep rings again only for a lost task)."""
     try:
-        return bool(rt.redis.set(f"latchkey:deferred:{seq}", "1", nx=fresh, ex=QUIET_FOR))
+        return bool(rt.redis.set(claim_key(seq), "1", nx=fresh, ex=QUIET_FOR))
     except RedisError:
         return False  # the broker is away too: the next sweep tries again
 

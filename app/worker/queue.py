@@ -84,4 +84,8 @@ class TaskQueue:
 
     def decide_deferred(self, request_id: uuid.UUID, seq: int) -> bool:
         """A click kept as the keyed audit event `seq`: the worker re-reads it and decides."""
-        return self._send(DECIDE_DEFERRED, [str(request_id), str(seq)])
+        return self.decide_many([(request_id, seq)])
+
+    def decide_many(self, clicks: list[tuple[uuid.UUID, int]]) -> bool:
+        """Several kept clicks in one message (request id, seq, request id, seq, …)."""
+        return self._send(DECIDE_DEFERRED, [str(part) for click in clicks for part in click])

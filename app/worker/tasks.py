@@ -178,16 +178,26 @@ def process_submission(request_id: str) -> None:
 
 
 @shared_task(name=DECIDE_DEFERRED, bind=True, max_retries=240)
-def decide_deferred(self: Any, request_id: str, seq: str) -> None:
-    """Finish an approver's click that Slack could not check at the time, from its keyed
-    audit event; while Slack still cannot answer, wait (its Retry-After, at most a minute)."""
+def decide_deferred(self: Any, request_id: str, seq: str, *more: str) -> None:
+    """Decide approvers' clicks from their keyed audit events: (request id, seq) pairs, one
+    or a burst's chunk. While Slack cannot answer, wait (its Retry-After, at most a minute)
+    and try again; clicks already decided are skipped then, so a retry decides each once."""
     from app.slack.deferred import finish_deferred_decision
     from app.slack.directory import slack_unreachable
 
-    try:
-        finish_deferred_decision(runtime(), uuid.UUID(request_id), int(seq))
-    except Exception as exc:
-        if not slack_unreachable(exc):
-            raise
-        wait = (_retry_after(exc) if isinstance(exc, SlackApiError) else None) or 5
-        raise self.retry(countdown=min(wait, 60)) from None
+    pairs = [request_id, seq, *more]
+    wait: int | None = None
+    failure: Exception | None = None
+    for at in range(0, len(pairs) - 1, 2):
+        try:
+            finish_deferred_decision(runtime(), uuid.UUID(pairs[at]), int(pairs[at + 1]))
+        except Exception as exc:
+            if not slack_unreachable(exc):
+                failure = failure or exc  # the others of the chunk are still decided
+                continue
+            retry_after = (_retry_after(exc) if isinstance(exc, SlackApiError) else None) or 5
+            wait = max(wait or 0, retry_after)
+    if wait is not None:
+        raise self.retry(countdown=min(wait, 60))
+    if failure is not None:
+        raise failure

@@ -3,9 +3,11 @@ is doing, and the approver hears how it ends (issue 14, point 1)."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.models import AccessRequest, AuditEvent, RequestStatus
 from app.slack import ids
@@ -86,3 +88,80 @@ def test_a_non_approver_is_refused_in_words_and_on_the_record(stack: LocalStack)
     assert resumed and "not an approver" in resumed[0].details["refusal"]
     assert _status(stack, request_id) == RequestStatus.PENDING
     assert person.email not in group_members(stack, GROUP_NAME)
+
+
+def test_a_burst_of_clicks_is_kept_click_by_click_and_each_request_granted_once(
+    stack: LocalStack,
+) -> None:
+    # Twelve cards, each clicked twice at the same moment (a double click, or two tabs):
+    # the web keeps the burst's clicks together, but every click is its own keyed event
+    # and each request is approved and granted exactly once.
+    pending = [_pending(stack) for _ in range(12)]
+    cards = [card for _, card, _ in pending] * 2
+    barrier = threading.Barrier(len(cards))
+
+    def fire(card: RecordedCall) -> int:
+        barrier.wait()
+        return click(stack, APPROVER, ids.APPROVE_ACTION, card).status
+
+    with ThreadPoolExecutor(max_workers=len(cards)) as pool:
+        assert set(pool.map(fire, cards)) == {200}
+    for person, _, request_id in pending:
+        # Active is recorded (with `granted`) just after the provider call: wait for both.
+        wait_until(
+            lambda r=request_id: _status(stack, r) == RequestStatus.ACTIVE, 60, "every grant"
+        )
+        assert person.email in group_members(stack, GROUP_NAME)
+        trail = [(e.event, e.actor) for e in _trail(stack, request_id)]
+        assert trail.count(("decision_deferred", APPROVER)) == 2, trail
+        assert trail.count(("approved", APPROVER)) == 1, trail
+        assert trail.count(("granted", "latchkey")) == 1, trail
+
+
+# The database refuses to keep approvers' clicks: an injected fault, the same on both
+# backends (a trigger that fails every `decision_deferred` insert, as a full disk would).
+REFUSE_CLICKS = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_clicks BEFORE INSERT ON audit_event "
+        "WHEN NEW.event = 'decision_deferred' "
+        "BEGIN SELECT RAISE(ABORT, 'no space left on device (injected)'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_clicks() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'no space left on device (injected)'; END $$",
+        "CREATE TRIGGER refuse_clicks BEFORE INSERT ON audit_event FOR EACH ROW "
+        "WHEN (NEW.event = 'decision_deferred') EXECUTE FUNCTION refuse_clicks()",
+    ],
+}
+ALLOW_CLICKS = {
+    "sqlite": ["DROP TRIGGER refuse_clicks"],
+    "postgresql": ["DROP TRIGGER refuse_clicks ON audit_event", "DROP FUNCTION refuse_clicks"],
+}
+
+
+def _run_sql(stack: LocalStack, statements: list[str]) -> None:
+    with stack.database().session() as session:
+        for statement in statements:
+            session.execute(text(statement))
+
+
+def test_a_click_the_database_cannot_keep_is_told_so_and_grants_nothing(
+    stack: LocalStack,
+) -> None:
+    person, card, request_id = _pending(stack)
+    backend = stack.database().engine.dialect.name
+    _run_sql(stack, REFUSE_CLICKS[backend])
+    try:
+        assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+        told = said_to(stack, APPROVER, "Something went wrong on our side", timeout=30)
+        assert "Try again" in told.args["text"]
+    finally:
+        _run_sql(stack, ALLOW_CLICKS[backend])
+    assert not [e for e in _trail(stack, request_id) if e.event == "decision_deferred"]
+    assert _status(stack, request_id) == RequestStatus.PENDING
+    assert person.email not in group_members(stack, GROUP_NAME)
+
+    # Told to try again, the approver does, and that click is kept and decided.
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+    wait_until(lambda: _status(stack, request_id) == RequestStatus.ACTIVE, 60, "the grant")
+    assert person.email in group_members(stack, GROUP_NAME)

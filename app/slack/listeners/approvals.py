@@ -22,7 +22,7 @@ from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import deny_modal
-from app.slack.deferred import LateNotices, hand_to_worker, store_decision
+from app.slack.clicks import Click, ClickKeeper
 from app.slack.directory import slack_unreachable
 from app.slack.listeners.errors import Refusal, guarded, refused, request_id_from
 
@@ -66,7 +66,7 @@ def _hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> 
     return run_request_hook(rt, loaded, "get_approvers", request, email).names()
 
 
-def register(app: App, rt: Runtime, notices: LateNotices | None = None) -> None:
+def register(app: App, rt: Runtime, keeper: ClickKeeper) -> None:
     def hand_over(
         ack: Ack,
         body: dict[str, Any],
@@ -77,12 +77,11 @@ def register(app: App, rt: Runtime, notices: LateNotices | None = None) -> None:
     ) -> None:
         # Acked first: on SQLite every transaction takes the one write lock, so a write
         # before the ack would queue it behind the worker's writes (acks took over 3 s at
-        # 50 clicks). Then only local work: the click is kept, keyed, in the DB (a refusal
-        # still reaches the clicker, see guarded); who may decide (Slack groups, hooks) is
-        # checked by the worker, which tells the clicker.
+        # 50 clicks). Then the keeper's thread keeps the click, keyed, in the DB with the
+        # others of the moment (a click it cannot keep is told so); who may decide (Slack
+        # groups, hooks) is checked by the worker, which tells the clicker.
         ack()
-        seq = store_decision(rt, body, request_id, decision, **choice)
-        hand_to_worker(rt, client, body, request_id, seq, decision, notices)
+        keeper.keep(Click.of(body, request_id, decision, **choice))
 
     @app.action(ids.APPROVE_ACTION)
     @guarded
