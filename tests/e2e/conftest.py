@@ -1,4 +1,5 @@
-"""One real stack (web, worker, beat, Redis, DB, moto, Slack stand-in) per module and backend."""
+"""Real stacks (web, worker, beat, Redis, DB, moto, Slack stand-in): one per backend shared
+by the modules that take `stack`, and one per module and backend for `module_stack`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy.engine import make_url
 
 from app.testing.gcp_standin import GcpStandIn
 from app.testing.receiver import AuditReceiver
@@ -60,9 +62,41 @@ def on_request(request):
 """
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="session", params=BACKENDS)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[LocalStack]:
+    """The standard stack, one per backend for the whole session: shared by every module
+    that does not start its own, since starting one costs seconds of CPU. Each test makes
+    its own people and requests, so what earlier modules left (live grants, audit events)
+    is never what it asserts on. A module that counts everything (a forged request changed
+    nothing at all) takes `module_stack` instead. It uses its own Redis database, so a
+    module's own stack on this worker's Redis never shares a broker with it."""
+    yield from _standard_stack(request.param, tmp_path_factory, _apart(redis_url))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[LocalStack]:
+    """The standard stack, for one module only."""
+    yield from _standard_stack(request.param, tmp_path_factory, redis_url)
+
+
+# The shared stack's Redis database: this many above the worker's own.
+SHARED_DB_OFFSET = 8
+
+
+def _apart(redis_url: str) -> str:
+    url = make_url(redis_url)
+    db = int(url.database or 0) + SHARED_DB_OFFSET
+    if db > 15:
+        pytest.fail(f"the shared e2e stack needs Redis db {db} beside {redis_url} (0-15 exist)")
+    return url.set(database=str(db)).render_as_string(hide_password=False)
+
+
+def _standard_stack(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[LocalStack]:
     workdir = tmp_path_factory.mktemp("stack")
     flows_dir = workdir / "flows"
@@ -109,7 +143,7 @@ def stack(
     # Only people the flow maps may request: everyone else is refused in the modal.
     write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
     redis.Redis.from_url(redis_url).flushdb()
-    for database_url in database_url_for(request.param, workdir):
+    for database_url in database_url_for(backend, workdir):
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
         receiver = AuditReceiver(SIEM_SECRET, fail_first=3).start()
         google = GcpStandIn(projects=[GCP_PROJECT], service_accounts=[GCP_SERVICE_ACCOUNT]).start()

@@ -14,6 +14,13 @@ from app.testing.slack_driver import sign
 from app.testing.stack import SIGNING_SECRET, LocalStack
 
 
+@pytest.fixture(scope="module")
+def stack(module_stack: LocalStack) -> LocalStack:
+    """A stack of this module's own: a forged request must change nothing at all, which is
+    counted across the whole database, so nothing else may be running on it."""
+    return module_stack
+
+
 def _counts(stack: LocalStack) -> tuple[int, int, int]:
     with stack.database().session() as session:
         requests = session.execute(select(func.count()).select_from(AccessRequest)).scalar_one()

@@ -104,6 +104,7 @@ def _pending(stack: LocalStack) -> tuple[Person, RecordedCall, str]:
 
 
 def test_people_outside_the_channel_are_told_why_and_it_is_audited(stack: LocalStack) -> None:
+    mark = stack.log_mark()
     person, card, request_id = _pending(stack)
     assert card.response["channel"] == CHANNEL
     for who, words in ((OUTSIDER, "not an approver"), (person.user_id, "your own request")):
@@ -114,7 +115,7 @@ def test_people_outside_the_channel_are_told_why_and_it_is_audited(stack: LocalS
     # Nobody was sent an ephemeral Slack would refuse; nothing was logged as an error.
     assert stack.slack.calls("chat.postEphemeral") == []
     # The web kept the clicks; the worker checked, refused and logged them.
-    logs = stack.log("web") + stack.log("worker")
+    logs = stack.log("web", mark) + stack.log("worker", mark)
     assert "refused: " in logs and OUTSIDER in logs and person.user_id in logs
     assert "unhandled error" not in logs
     kept = ("decision_deferred", "decision_resumed")
