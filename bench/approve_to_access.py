@@ -148,6 +148,12 @@ def main() -> None:
     parser.add_argument("--slack-ms", type=float, default=20.0, help="stand-in delay per call")
     parser.add_argument("--compare-shared", action="store_true")
     parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=4,
+        help="processes in each worker pool (default 4, as `latchkey worker`)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("LATCHKEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
     )
@@ -162,6 +168,7 @@ def main() -> None:
             flows_dir=work / "flows",
             redis_url=args.redis_url,
             database_url=os.environ.get("DATABASE_URL"),
+            worker_concurrency=args.worker_concurrency,
         ) as stack:
             stack.slack.add_user(APPROVER, name="ann", email="ann@example.com")
             stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
