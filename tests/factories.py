@@ -103,3 +103,43 @@ def activate(*, session: Any, audit: Any, request_id: Any, now: Any = None, **kw
         now=now,
         **kwargs,
     )
+
+
+def grant_row(
+    session: Any,
+    *,
+    status: Any,
+    expires_at: Any,
+    flow: str = "test-admin",
+    target: str = "admins",
+    principal: str = IAM_USER,
+    requested_seconds: int = 3600,
+    reason: str = "incident",
+    **grant: Any,
+) -> Any:
+    """A request in `status` with its grant row, written straight to the DB (no audit
+    chain behind it): the state a sweep, a health check or a reconciliation pass reads.
+    `grant` sets other Grant columns (resource, ended_at, notice_sent_for, granted_at)."""
+    from app.models import AccessRequest, Grant
+
+    request = AccessRequest(
+        flow=flow,
+        target=target,
+        requester_id=REQUESTER,
+        reason=reason,
+        requested_seconds=requested_seconds,
+        status=status,
+    )
+    session.add(request)
+    session.flush()
+    session.add(
+        Grant(
+            request_id=request.id,
+            provider="aws_iam_group",
+            target=target,
+            principal=principal,
+            expires_at=expires_at,
+            **grant,
+        )
+    )
+    return request.id

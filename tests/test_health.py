@@ -11,9 +11,9 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db import Database, utcnow
 from app.health import Limits, assess, check, migrations_head
-from app.models import AccessRequest, Grant, Heartbeat, RequestStatus
+from app.models import Heartbeat, RequestStatus
 from app.worker.heartbeat import HeartbeatWriter, write_heartbeat
-from tests.factories import GROUP_NAME, REQUESTER
+from tests.factories import GROUP_NAME, grant_row
 
 NOW = utcnow()
 # LATCHKEY_SWEEP_SECONDS=10 and the default grace: heartbeats stale after 30 s, revokes
@@ -32,25 +32,12 @@ def _alive(database: Database, *, worker_age: float = 2, beat_age: float = 1) ->
 
 def _grant(database: Database, status: RequestStatus, ended_ago: float) -> None:
     with database.session() as session:
-        request = AccessRequest(
-            flow="test-admin",
-            target="admins",
-            requester_id=REQUESTER,
-            reason="incident",
-            requested_seconds=60,
+        grant_row(
+            session,
             status=status,
-        )
-        session.add(request)
-        session.flush()
-        session.add(
-            Grant(
-                request_id=request.id,
-                provider="aws_iam_group",
-                target="admins",
-                resource=GROUP_NAME,
-                principal="requester@example.com",
-                expires_at=NOW - timedelta(seconds=ended_ago),
-            )
+            expires_at=NOW - timedelta(seconds=ended_ago),
+            requested_seconds=60,
+            resource=GROUP_NAME,
         )
 
 

@@ -32,14 +32,14 @@ from app.db import Database, utcnow
 from app.flows.loader import load_flows
 from app.flows.policy import RequestInput
 from app.flows.schema import AwsIamGroupTarget
-from app.models import AccessRequest, AuditEvent, Grant, RequestStatus
+from app.models import AuditEvent, RequestStatus
 from app.providers.aws_iam import AwsIamGroupProvider
 from app.providers.registry import ProviderRegistry
 from app.reconcile import CURSOR, LOCK, reconcile
 from app.runtime import Runtime
 from app.testing.aws_faults import AwsFaultProxy
 from tests import factories
-from tests.factories import REQUESTER, write_flow
+from tests.factories import REQUESTER, grant_row, write_flow
 
 ACCOUNT = "123456789012"  # moto's default account
 GROUPS = 4
@@ -92,25 +92,15 @@ class Estate:
                     user = f"{target.group_name}-u{i}"
                     self.aws.backend.create_user("us-east-1", user)
                     self.aws.backend.add_user_to_group(target.group_name, user)
-                    request = AccessRequest(
+                    grant_row(
+                        session,
+                        status=RequestStatus.ACTIVE,
+                        expires_at=utcnow() + timedelta(hours=1),
                         flow="groups",
                         target=target.name,
-                        requester_id=REQUESTER,
+                        principal=user,
                         reason="on call",
-                        requested_seconds=3600,
-                        status=RequestStatus.ACTIVE,
-                    )
-                    session.add(request)
-                    session.flush()
-                    session.add(
-                        Grant(
-                            request_id=request.id,
-                            provider="aws_iam_group",
-                            target=target.name,
-                            resource=target.resource,
-                            principal=user,
-                            expires_at=utcnow() + timedelta(hours=1),
-                        )
+                        resource=target.resource,
                     )
 
     def granted(self, target: AwsIamGroupTarget, user: str) -> uuid.UUID:

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from app import queries
 from app.db import Database
-from app.models import AccessRequest, Grant, RequestStatus
+from app.models import RequestStatus
 from app.sweeps import revoke_retry_delay
 from app.testing.grant_history import add_grants
-from tests.factories import REQUESTER
+from tests.factories import grant_row
 
 S = RequestStatus
 
@@ -38,29 +38,16 @@ def _grant(
 ) -> uuid.UUID:
     ends = NOW + timedelta(seconds=ends_in)
     with db.session() as session:
-        request = AccessRequest(
-            flow="test-admin",
-            target="admins",
-            requester_id=REQUESTER,
-            reason="r",
-            requested_seconds=3600,
+        return grant_row(
+            session,
             status=status,
+            expires_at=ends,
+            principal="p@example.com",
+            reason="r",
+            granted_at=ends - timedelta(hours=1),
+            ended_at=ends if ended else None,
+            notice_sent_for=noticed_for,
         )
-        session.add(request)
-        session.flush()
-        session.add(
-            Grant(
-                request_id=request.id,
-                provider="aws_iam_group",
-                target="admins",
-                principal="p@example.com",
-                granted_at=ends - timedelta(hours=1),
-                expires_at=ends,
-                ended_at=ends if ended else None,
-                notice_sent_for=noticed_for,
-            )
-        )
-        return request.id
 
 
 def test_the_sweep_questions_find_exactly_the_due_open_grants(database: Database) -> None:
