@@ -8,11 +8,8 @@ over loopback. Usage: .venv/bin/python -m bench.ack_latency [--rounds 30]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 
@@ -24,8 +21,8 @@ from app.testing.scenes import (
     open_request_modal,
     submit_request,
 )
-from app.testing.stack import LocalStack
-from tests.factories import APPROVER, APPROVER_GROUP, GROUP_APPROVER, GROUP_NAME, write_flow
+from bench.stacks import DEFAULT_REDIS_URL, approval_stack
+from tests.factories import APPROVER
 
 
 def _timed(samples: list[float], fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -49,48 +46,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("LATCHKEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        default=DEFAULT_REDIS_URL,
     )
     args = parser.parse_args()
-    redis.Redis.from_url(args.redis_url).flushdb()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "flows").mkdir()
-        write_flow(work / "flows")
-        with LocalStack(
-            workdir=work,
-            flows_dir=work / "flows",
-            redis_url=args.redis_url,
-            database_url=os.environ.get("DATABASE_URL"),
-        ) as stack:
-            stack.slack.add_user(APPROVER, name="ann", email="ann@example.com")
-            stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
-            stack.iam().create_group(GroupName=GROUP_NAME)
-            command, submit, approve = [], [], []
-            for _ in range(args.rounds):
-                person = new_person(stack)
-                view = _timed(command, open_request_modal, stack, person)
-                response = _timed(
-                    submit,
-                    submit_request,
-                    stack,
-                    person,
-                    flow="test-admin",
-                    target="admins",
-                    seconds=3600,
-                    reason="bench",
-                    view=view,
-                )
-                assert response.status == 200, response.body
-                card = approval_card_for(stack, person)
-                assert (
-                    _timed(approve, click, stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
-                )
-            # open_request_modal also waits for views.open to reach the stand-in: the
-            # modal is on screen when it returns, so it is an upper bound of the ack.
-            print(_summary("/access → modal", command))
-            print(_summary("submit request", submit))
-            print(_summary("approve click", approve))
+    with approval_stack(args.redis_url) as stack:
+        command, submit, approve = [], [], []
+        for _ in range(args.rounds):
+            person = new_person(stack)
+            view = _timed(command, open_request_modal, stack, person)
+            response = _timed(
+                submit,
+                submit_request,
+                stack,
+                person,
+                flow="test-admin",
+                target="admins",
+                seconds=3600,
+                reason="bench",
+                view=view,
+            )
+            assert response.status == 200, response.body
+            card = approval_card_for(stack, person)
+            assert _timed(approve, click, stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+        # open_request_modal also waits for views.open to reach the stand-in: the
+        # modal is on screen when it returns, so it is an upper bound of the ack.
+        print(_summary("/access → modal", command))
+        print(_summary("submit request", submit))
+        print(_summary("approve click", approve))
     redis.Redis.from_url(args.redis_url).flushdb()
 
 

@@ -22,10 +22,8 @@ import argparse
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import redis
 from sqlalchemy import select
@@ -41,7 +39,8 @@ from app.testing.scenes import (
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import LocalStack, wait_until
 from bench.click_ack import approve_click, burst, percentile
-from tests.factories import APPROVER, APPROVER_GROUP, GROUP_APPROVER, GROUP_NAME, write_flow
+from bench.stacks import DEFAULT_REDIS_URL, approval_stack
+from tests.factories import GROUP_NAME
 
 
 def granted_at(stack: LocalStack, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, float]:
@@ -155,45 +154,31 @@ def main() -> None:
     )
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("LATCHKEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        default=DEFAULT_REDIS_URL,
     )
     args = parser.parse_args()
-    redis.Redis.from_url(args.redis_url).flushdb()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "flows").mkdir()
-        write_flow(work / "flows")
-        with LocalStack(
-            workdir=work,
-            flows_dir=work / "flows",
-            redis_url=args.redis_url,
-            database_url=os.environ.get("DATABASE_URL"),
-            worker_concurrency=args.worker_concurrency,
-        ) as stack:
-            stack.slack.add_user(APPROVER, name="ann", email="ann@example.com")
-            stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
-            stack.iam().create_group(GroupName=GROUP_NAME)
-            # Every Web API call answers after --slack-ms, as Slack over the internet.
-            stack.slack.slow_down("", args.slack_ms / 1000)
-            approve_and_wait(stack, pending(stack, 1))  # first grant: not measured
-            single: list[float] = []
-            for _ in range(args.baseline):
-                cards = pending(stack, 1)
-                quiet(stack)
-                single += approve_and_wait(stack, cards)
-            baseline = statistics.median(single)
-            print(f"baseline, one approval on an idle stack: {baseline * 1000:.0f} ms (median)")
-            print("split pools (latchkey worker):")
-            split = measure(stack, args.concurrency, args.rounds)
-            shared: dict[int, list[float]] = {}
-            if args.compare_shared:
-                process = shared_pool_worker(stack)
-                try:
-                    print("one shared pool (latchkey worker --queues access,messages):")
-                    shared = measure(stack, args.concurrency, args.rounds)
-                finally:
-                    process.terminate()
-                    process.wait(30)
+    with approval_stack(args.redis_url, worker_concurrency=args.worker_concurrency) as stack:
+        # Every Web API call answers after --slack-ms, as Slack over the internet.
+        stack.slack.slow_down("", args.slack_ms / 1000)
+        approve_and_wait(stack, pending(stack, 1))  # first grant: not measured
+        single: list[float] = []
+        for _ in range(args.baseline):
+            cards = pending(stack, 1)
+            quiet(stack)
+            single += approve_and_wait(stack, cards)
+        baseline = statistics.median(single)
+        print(f"baseline, one approval on an idle stack: {baseline * 1000:.0f} ms (median)")
+        print("split pools (latchkey worker):")
+        split = measure(stack, args.concurrency, args.rounds)
+        shared: dict[int, list[float]] = {}
+        if args.compare_shared:
+            process = shared_pool_worker(stack)
+            try:
+                print("one shared pool (latchkey worker --queues access,messages):")
+                shared = measure(stack, args.concurrency, args.rounds)
+            finally:
+                process.terminate()
+                process.wait(30)
     redis.Redis.from_url(args.redis_url).flushdb()
     print(f"machine: {os.cpu_count()} cores; Slack stand-in {args.slack_ms:.0f} ms per call")
     for label, results in (("split", split), ("shared", shared)):

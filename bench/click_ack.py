@@ -20,7 +20,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -38,7 +37,8 @@ from app.testing.scenes import approval_card_for, new_person, request_id_on, sub
 from app.testing.slack_driver import Response, SlackDriver
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import SIGNING_SECRET, LocalStack, free_port, wait_until
-from tests.factories import APPROVER, APPROVER_GROUP, GROUP_APPROVER, GROUP_NAME, write_flow
+from bench.stacks import DEFAULT_REDIS_URL, approval_stack
+from tests.factories import APPROVER
 
 ACTIVE = RequestStatus.ACTIVE.value
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -173,65 +173,52 @@ def main() -> None:
     parser.add_argument("--slack-ms", type=float, default=20.0, help="stand-in delay per call")
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("LATCHKEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        default=DEFAULT_REDIS_URL,
     )
     args = parser.parse_args()
-    redis.Redis.from_url(args.redis_url).flushdb()
     ours: list[float] = []
     bare: list[float] = []
     ours_cpu = bare_cpu = 0.0
     decided: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "flows").mkdir()
-        write_flow(work / "flows")
-        with LocalStack(
-            workdir=work,
-            flows_dir=work / "flows",
-            redis_url=args.redis_url,
-            database_url=os.environ.get("DATABASE_URL"),
-        ) as stack:
-            stack.slack.add_user(APPROVER, name="ann", email="ann@example.com")
-            stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
-            stack.iam().create_group(GroupName=GROUP_NAME)
-            bare_process, bare_port = start_bare_bolt(stack)
-            bare_driver = SlackDriver(
-                f"http://127.0.0.1:{bare_port}/slack/events",
-                SIGNING_SECRET,
-                response_urls=stack.slack.response_url,
-            )
-            try:
-                # Each app's first request pays for auth.test and imports: not measured.
-                assert bare_driver.block_action(APPROVER, "warm.up", "-").status == 200
-                slow_slack(stack, args.slack_ms / 1000)
-                web_pid = stack.pids()["web"]
-                for round_no in range(1, args.rounds + 1):
-                    cards = pending_cards(stack, args.clicks)
-                    request_ids = [uuid.UUID(request_id_on(card)) for card in cards]
-                    before = tree_cpu_seconds(bare_process.pid)
-                    bare += burst([approve_click(bare_driver, card) for card in cards])
-                    bare_cpu += tree_cpu_seconds(bare_process.pid) - before
-                    time.sleep(0.5)
-                    before = tree_cpu_seconds(web_pid)
-                    fired = time.monotonic()
-                    ours += burst([approve_click(stack.driver, card) for card in cards])
-                    try:
-                        wait_until(
-                            lambda ids_=request_ids: statuses(stack, ids_).get(ACTIVE) == len(ids_),
-                            120,
-                            "every approved request to be granted",
-                            interval=0.05,
-                        )
-                    except TimeoutError:
-                        print(statuses(stack, request_ids), stack.all_logs()[-6000:])
-                        raise
-                    decided.append(time.monotonic() - fired)
-                    # Includes what the web does after the acks (ringing, telling).
-                    ours_cpu += tree_cpu_seconds(web_pid) - before
-                    print(f"round {round_no}: {args.clicks} clicks, all granted", flush=True)
-            finally:
-                os.killpg(bare_process.pid, 15)
-                bare_process.wait(20)
+    with approval_stack(args.redis_url) as stack:
+        bare_process, bare_port = start_bare_bolt(stack)
+        bare_driver = SlackDriver(
+            f"http://127.0.0.1:{bare_port}/slack/events",
+            SIGNING_SECRET,
+            response_urls=stack.slack.response_url,
+        )
+        try:
+            # Each app's first request pays for auth.test and imports: not measured.
+            assert bare_driver.block_action(APPROVER, "warm.up", "-").status == 200
+            slow_slack(stack, args.slack_ms / 1000)
+            web_pid = stack.pids()["web"]
+            for round_no in range(1, args.rounds + 1):
+                cards = pending_cards(stack, args.clicks)
+                request_ids = [uuid.UUID(request_id_on(card)) for card in cards]
+                before = tree_cpu_seconds(bare_process.pid)
+                bare += burst([approve_click(bare_driver, card) for card in cards])
+                bare_cpu += tree_cpu_seconds(bare_process.pid) - before
+                time.sleep(0.5)
+                before = tree_cpu_seconds(web_pid)
+                fired = time.monotonic()
+                ours += burst([approve_click(stack.driver, card) for card in cards])
+                try:
+                    wait_until(
+                        lambda ids_=request_ids: statuses(stack, ids_).get(ACTIVE) == len(ids_),
+                        120,
+                        "every approved request to be granted",
+                        interval=0.05,
+                    )
+                except TimeoutError:
+                    print(statuses(stack, request_ids), stack.all_logs()[-6000:])
+                    raise
+                decided.append(time.monotonic() - fired)
+                # Includes what the web does after the acks (ringing, telling).
+                ours_cpu += tree_cpu_seconds(web_pid) - before
+                print(f"round {round_no}: {args.clicks} clicks, all granted", flush=True)
+        finally:
+            os.killpg(bare_process.pid, 15)
+            bare_process.wait(20)
     redis.Redis.from_url(args.redis_url).flushdb()
     n = len(ours)
     print(f"machine: {os.cpu_count()} cores; {args.clicks} concurrent clicks x {args.rounds}")

@@ -22,15 +22,13 @@ import argparse
 import os
 import re
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 
 from app.testing.stack import LocalStack, wait_until
 from bench.approve_to_access import approve_and_wait, pending, quiet
-from tests.factories import APPROVER, APPROVER_GROUP, GROUP_APPROVER, GROUP_NAME, write_flow
+from bench.stacks import DEFAULT_REDIS_URL, approval_stack
 
 
 def restart_worker(stack: LocalStack) -> float:
@@ -55,44 +53,31 @@ def main() -> None:
     parser.add_argument("--slack-ms", type=float, default=20.0, help="stand-in delay per call")
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("LATCHKEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
+        default=DEFAULT_REDIS_URL,
     )
     args = parser.parse_args()
-    redis.Redis.from_url(args.redis_url).flushdb()
     first: list[float] = []
     boot: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "flows").mkdir()
-        write_flow(work / "flows")
-        with LocalStack(
-            workdir=work,
-            flows_dir=work / "flows",
-            redis_url=args.redis_url,
-            database_url=os.environ.get("DATABASE_URL"),
-        ) as stack:
-            stack.slack.add_user(APPROVER, name="ann", email="ann@example.com")
-            stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
-            stack.iam().create_group(GroupName=GROUP_NAME)
-            stack.slack.slow_down("", args.slack_ms / 1000)
-            approve_and_wait(stack, pending(stack, 1))  # the stack's own first grant
-            single: list[float] = []
-            for _ in range(args.baseline):
-                waiting = pending(stack, 1)
-                quiet(stack)
-                single += approve_and_wait(stack, waiting)
-            baseline = statistics.median(single)
-            print(f"baseline, one approval on an idle stack: {baseline * 1000:.0f} ms (median)")
-            for round_no in range(1, args.rounds + 1):
-                waiting = pending(stack, 1)
-                quiet(stack)
-                boot.append(restart_worker(stack))
-                first += approve_and_wait(stack, waiting)
-                print(
-                    f"round {round_no}: worker ready in {boot[-1]:.1f} s, first grant "
-                    f"{first[-1] * 1000:.0f} ms",
-                    flush=True,
-                )
+    with approval_stack(args.redis_url) as stack:
+        stack.slack.slow_down("", args.slack_ms / 1000)
+        approve_and_wait(stack, pending(stack, 1))  # the stack's own first grant
+        single: list[float] = []
+        for _ in range(args.baseline):
+            waiting = pending(stack, 1)
+            quiet(stack)
+            single += approve_and_wait(stack, waiting)
+        baseline = statistics.median(single)
+        print(f"baseline, one approval on an idle stack: {baseline * 1000:.0f} ms (median)")
+        for round_no in range(1, args.rounds + 1):
+            waiting = pending(stack, 1)
+            quiet(stack)
+            boot.append(restart_worker(stack))
+            first += approve_and_wait(stack, waiting)
+            print(
+                f"round {round_no}: worker ready in {boot[-1]:.1f} s, first grant "
+                f"{first[-1] * 1000:.0f} ms",
+                flush=True,
+            )
     redis.Redis.from_url(args.redis_url).flushdb()
     median_first = statistics.median(first)
     print(f"machine: {os.cpu_count()} cores; Slack stand-in {args.slack_ms:.0f} ms per call")
