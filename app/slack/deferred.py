@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -146,7 +146,7 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
         verb = "approval" if decision is Decision.APPROVE else "denial"
         # A quick decision shows on the card; one the approver was told "deciding…" about
         # (see NOTICE_AFTER) is told in words too.
-        late = (utcnow() - _aware(clicked_at)).total_seconds() >= NOTICE_AFTER
+        late = (utcnow() - clicked_at).total_seconds() >= NOTICE_AFTER
         text = (
             f":white_check_mark: Your {verb} of {what} is decided: {_result(outcome)}."
             if late
@@ -166,11 +166,6 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
             # Decided and audited; only the message is lost (the card shows the outcome).
             log.warning("could not tell %s the outcome of a decision", approver_id)
     return text
-
-
-def _aware(at: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they were stored in UTC."""
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def claim_deferred(rt: Runtime, seq: int, *, fresh: bool) -> bool:
