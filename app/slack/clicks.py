@@ -11,6 +11,7 @@ A click that cannot be kept is never dropped in silence: its clicker is told, in
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import logging
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 BATCH = 100
 # The worker's access pool decides a batch as this many tasks, so its processes share it.
 CHUNKS = 4
+# How long a stopping web process waits for the clicks it acked to be kept and handed over.
+DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,30 @@ class ClickKeeper:
         self._queue: queue.SimpleQueue[Click] = queue.SimpleQueue()
         self._start = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Clicks acked and not yet kept and handed to the worker: a stopping process
+        # (a deploy, a gunicorn worker recycled) waits for them rather than leave them to
+        # the sweep minutes later.
+        self._pending = 0
+        self._settled = threading.Condition()
 
     def keep(self, click: Click) -> None:
+        with self._settled:
+            self._pending += 1
         self._queue.put(click)
         if self._thread is None:
             with self._start:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="clicks", daemon=True)
                     self._thread.start()
+                    atexit.register(self.drain)
+
+    def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
+        """Wait until every click queued so far is kept and handed over; False on timeout."""
+        with self._settled:
+            settled = self._settled.wait_for(lambda: self._pending == 0, timeout)
+        if not settled:
+            log.error("clicks: stopping with %d clicks not yet kept", self._pending)
+        return settled
 
     def _run(self) -> None:
         while True:
@@ -122,6 +141,10 @@ class ClickKeeper:
                 self.keep_now(batch)
             except Exception as exc:  # the thread must live on for the next clicks
                 log.exception("clicks: a batch of %d failed", len(batch), exc_info=exc)
+            finally:
+                with self._settled:
+                    self._pending -= len(batch)
+                    self._settled.notify_all()
 
     def keep_now(self, batch: list[Click]) -> None:
         """Store `batch`, tell whoever's click could not be kept, ring the worker."""

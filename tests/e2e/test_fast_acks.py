@@ -3,9 +3,13 @@ is doing, and the approver hears how it ends (issue 14, point 1)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from sqlalchemy import select, text
 
@@ -165,3 +169,44 @@ def test_a_click_the_database_cannot_keep_is_told_so_and_grants_nothing(
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
     wait_until(lambda: _status(stack, request_id) == RequestStatus.ACTIVE, 60, "the grant")
     assert person.email in group_members(stack, GROUP_NAME)
+
+
+@contextmanager
+def _writes_held(stack: LocalStack) -> Iterator[None]:
+    """Nobody else writes an audit event while this is open: a database stalled (a long
+    migration, a slow disk) at the moment a click is being kept."""
+    engine = stack.database().engine
+    if engine.dialect.name == "sqlite":
+        held = sqlite3.connect(str(engine.url.database), isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            held.execute("ROLLBACK")
+            held.close()
+        return
+    with engine.connect() as connection, connection.begin():
+        connection.execute(text("LOCK TABLE audit_event IN SHARE ROW EXCLUSIVE MODE"))
+        yield
+
+
+def test_a_web_stopped_right_after_a_click_keeps_the_click_before_it_exits(
+    stack: LocalStack,
+) -> None:
+    # A deploy stops the web process the moment after it acked a click, while the click
+    # is still being kept (the database is slow). The process finishes keeping it and
+    # rings the worker before it exits: the approval is not lost, and it is not left to
+    # the sweep minutes later either.
+    person, card, request_id = _pending(stack)
+    with _writes_held(stack):
+        assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+        stopping = threading.Thread(target=stack.stop_process, args=("web",))
+        stopping.start()
+        time.sleep(2)  # the stop is under way while the click still waits for the DB
+    stopping.join()
+    stack.start_process("web")
+    wait_until(lambda: _status(stack, request_id) == RequestStatus.ACTIVE, 60, "the grant")
+    assert person.email in group_members(stack, GROUP_NAME)
+    trail = [(e.event, e.actor) for e in _trail(stack, request_id)]
+    assert trail.count(("decision_deferred", APPROVER)) == 1, trail
+    assert trail.count(("approved", APPROVER)) == 1, trail
