@@ -265,7 +265,13 @@ def test_reconciliation_repairs_drift_both_ways(stack: LocalStack) -> None:
 
     stack.iam().remove_user_from_group(GroupName=GROUP_NAME, UserName=person.email)
     wait_until(lambda: _holds(stack, person), 20, "reconciliation to re-apply missing access")
-    drift = [e for e in _events(stack, request_id) if e.event.startswith("drift_")]
+
+    def drift_events() -> list[AuditEvent]:
+        return [e for e in _events(stack, request_id) if e.event.startswith("drift_")]
+
+    # The audit row is committed just after the provider call that re-applied the access.
+    wait_until(lambda: len(drift_events()) >= 2, 10, "the re-apply's drift_repaired event")
+    drift = drift_events()
     assert [e.event for e in drift][:2] == ["drift_found", "drift_repaired"]
     assert drift[0].details["drift"] == "missing"
     stack.slack.wait_for(
