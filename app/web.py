@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
 from app.config import get_settings
@@ -58,7 +57,7 @@ def create_wsgi(rt: Runtime, identity: BotIdentity | None = None) -> Wsgi:
         wait=IDENTITY_WAIT_SECONDS
     )
     slack = SlackEdge(
-        SlackRequestHandler(create_app(rt, identity=identity)),
+        create_app(rt, identity=identity),
         signing_secret=rt.settings.slack_signing_secret.get_secret_value(),
         max_body_bytes=rt.settings.max_body_bytes,
     )

@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from app.runtime import Runtime
 from app.slack.clicks import ClickKeeper, LateNotices
 from app.slack.listeners import approvals, commands, errors, events, grants, home, requests
+from app.slack.routes import Routes
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +193,16 @@ def create_app(rt: Runtime, *, identity: BotIdentity | None = None) -> App:
         listener_executor=ContextThreadPool(max_workers=listener_threads()),
     )
     errors.register(app)
-    commands.register(app, rt)
-    requests.register(app, rt)
+    # Buttons and modals: one Bolt listener each, first, since clicks come in bursts
+    # (app/slack/routes.py says why).
+    routes = Routes()
     # Clicks the worker has not decided within a few seconds are told "deciding…".
-    approvals.register(app, rt, ClickKeeper(rt, rt.slack, LateNotices(rt, rt.slack)))
-    approvals.register_reviews(app, rt)
-    grants.register(app, rt)
+    approvals.register(routes, rt, ClickKeeper(rt, rt.slack, LateNotices(rt, rt.slack)))
+    approvals.register_reviews(routes, rt)
+    grants.register(routes, rt)
+    requests.register(routes, rt)
+    routes.register(app)
+    commands.register(app, rt)
     home.register(app, rt)
     events.register(app, rt)
     return app

@@ -8,10 +8,11 @@ In order, each step before the next reads anything more:
 4. the body read to at most the limit plus one byte (chunked bodies too), else 413;
 5. the HMAC-SHA256 signature of `v0:{timestamp}:{body}` matching SLACK_SIGNING_SECRET
    (slack_sdk's SignatureVerifier), else 401;
-6. the body parseable the way Bolt parses it (a form, JSON, a form whose `payload` is a
-   JSON object), else 400 with a short JSON error.
+6. the body parsed, once, into Bolt's request the way Bolt parses it (a form, JSON, a form
+   whose `payload` is a JSON object), else 400 with a short JSON error.
 
-Only then is Bolt called, with the body already read. A refusal is logged as one bounded
+Only then is the Bolt app called, with that request (not through Bolt's WSGI adapter,
+which would read and parse the body again). A refusal is logged as one bounded
 line (method, path, declared length, reason); nothing of the body or its headers is.
 
 Every request gets a request id, and once the signature holds, the Slack user and (when
@@ -22,15 +23,15 @@ action_id, callback_id or event type), who, the HTTP status and the milliseconds
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qsl
 
+from slack_bolt import App, BoltRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from app.logs import bind, log_context
@@ -39,7 +40,6 @@ from app.slack import ids
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 FRESHNESS_SECONDS = 5 * 60  # Slack's own rule, and SignatureVerifier's
 _REASONS = {
@@ -67,25 +67,30 @@ class Refused(Exception):
         self.status, self.reason = status, reason
 
 
-def payload_problem(body: str, content_type: str) -> str | None:
-    """Why Bolt could not parse this body (it would raise), or None.
+def bolt_request(body: str, environ: dict[str, Any]) -> BoltRequest:
+    """The verified body as Bolt's request, parsed once, here, the way Bolt parses it (a
+    form, JSON, a form whose `payload` is a JSON object); Refused 400 when it cannot be.
 
-    Mirrors slack_bolt.request.internals.parse_body: JSON when the content type says so or
-    the body starts with `{`, else a form whose `payload` field, when present, is JSON.
+    Bolt's WSGI adapter would parse it again and the edge parsed it twice more (to check it
+    and to log what it was): three parses of every click on the web's one interpreter.
     """
-    if not body:
-        return None
+    headers = {
+        key[5:].lower().replace("_", "-"): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.lower().replace("_", "-")] = str(environ[key])
     try:
-        if content_type.split(";")[0].strip().lower() == "application/json" or body.startswith("{"):
-            parsed = json.loads(body)
-            return None if isinstance(parsed, dict) else "the JSON body is not an object"
-        if "payload" in body:
-            payload = dict(parse_qsl(body, keep_blank_values=True)).get("payload")
-            if payload is not None and not isinstance(json.loads(payload), dict):
-                return "the payload field is not a JSON object"
-    except ValueError:
-        return "the body is not well-formed JSON or form data"
-    return None
+        request = BoltRequest(body=body, query=environ.get("QUERY_STRING") or "", headers=headers)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        # json.loads' JSONDecodeError is a ValueError; a JSON list or string where Bolt
+        # wants an object fails in its context building instead.
+        raise Refused(400, "the body is not well-formed JSON or form data") from None
+    if not isinstance(request.body, dict):
+        raise Refused(400, "the body is not a JSON object")
+    return request
 
 
 def _get(data: Any, *path: str | int) -> Any:
@@ -98,24 +103,18 @@ def _get(data: Any, *path: str | int) -> Any:
     return data
 
 
-def interaction(body: str, content_type: str) -> tuple[str, str | None, str | None]:
-    """What a verified, parseable request is (`command /access`, `block_actions approve`,
+def interaction(data: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """What a parsed request is (`command /access`, `block_actions approve`,
     `view_submission request_modal`, `event app_home_opened`…), who sent it, and the flow
-    when the payload names one. Only called after payload_problem found none."""
-    form: dict[str, Any] = {}
-    if content_type.split(";")[0].strip().lower() == "application/json" or body.startswith("{"):
-        data = json.loads(body) if body else {}
-    else:
-        form = dict(parse_qsl(body, keep_blank_values=True))
-        data = json.loads(form["payload"]) if "payload" in form else {}
-    if form and "payload" not in form:
-        return f"command {form.get('command', '?')}", form.get("user_id"), None
+    when the payload names one."""
+    if "command" in data and "type" not in data:  # a slash command's form
+        return f"command {data.get('command', '?')}", _str(data.get("user_id")), None
     kind = str(data.get("type") or "?")
     user = _get(data, "user", "id") or _get(data, "user_id")
     if kind == "event_callback":
         event_user = _get(data, "event", "user")
         user = _get(event_user, "id") if isinstance(event_user, dict) else event_user
-        return f"event {_get(data, 'event', 'type')}", user, None
+        return f"event {_get(data, 'event', 'type')}", _str(user), None
     flow = _get(
         data, "view", "state", "values", ids.FLOW_BLOCK, ids.FLOW_ACTION, "selected_option", "value"
     )
@@ -126,7 +125,11 @@ def interaction(body: str, content_type: str) -> tuple[str, str | None, str | No
         or _get(data, "callback_id")
     )
     what = f"{kind} {detail}" if detail else kind
-    return what, user if isinstance(user, str) else None, flow if isinstance(flow, str) else None
+    return what, _str(user), _str(flow)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _read_at_most(stream: Any, limit: int) -> bytes:
@@ -143,11 +146,12 @@ def _read_at_most(stream: Any, limit: int) -> bytes:
 
 
 class SlackEdge:
-    """WSGI middleware: only small, signed, fresh, parseable requests reach `app`."""
+    """A WSGI app in front of a Bolt app: only small, signed, fresh, parseable requests
+    reach `app`, each parsed once."""
 
     def __init__(
         self,
-        app: WsgiApp,
+        app: App,
         *,
         signing_secret: str,
         max_body_bytes: int,
@@ -165,7 +169,7 @@ class SlackEdge:
     def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
         try:
-            body = self._admit(environ)
+            request = self._admit(environ)
         except Refused as refused:
             log.warning(
                 "refused %s %s length=%s: %s",
@@ -175,35 +179,26 @@ class SlackEdge:
                 refused.reason,
             )
             return _answer(start_response, refused.status, {"error": refused.reason})
-        what, user, flow = interaction(body.decode("utf-8"), environ.get("CONTENT_TYPE") or "")
+        what, user, flow = interaction(request.body)
         bind(user=user, flow=flow)
-        environ = {
-            **environ,
-            "wsgi.input": io.BytesIO(body),
-            "CONTENT_LENGTH": str(len(body)),
-        }
-        statuses: list[str] = []
-
-        def recording_start_response(status: str, headers: Any, *exc_info: Any) -> Any:
-            statuses.append(status)
-            return start_response(status, headers, *exc_info)
-
-        result = self.app(environ, recording_start_response)
-        status = (statuses or ["?"])[0].split(" ")[0]
+        bolt = self.app.dispatch(request)
+        answer = WsgiHttpResponse(status=bolt.status, headers=bolt.headers, body=bolt.body)
+        start_response(answer.status, answer.get_headers())
+        status = str(bolt.status)
         elapsed = round((time.monotonic() - started) * 1000)
         log.info(
             "interaction %s user=%s status=%s length=%d in %d ms",
             what,
             user or "-",
             status,
-            len(body),
+            len(request.raw_body),
             elapsed,
             extra={"interaction": what, "status": status, "duration_ms": elapsed},
         )
-        return result
+        return answer.get_body()
 
-    def _admit(self, environ: dict[str, Any]) -> bytes:
-        """The verified body, or Refused saying why not."""
+    def _admit(self, environ: dict[str, Any]) -> BoltRequest:
+        """The verified, parsed request, or Refused saying why not."""
         if environ.get("PATH_INFO") != self.path:
             raise Refused(404, "not found")
         if environ.get("REQUEST_METHOD") != "POST":
@@ -231,9 +226,7 @@ class SlackEdge:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise Refused(400, "the body is not UTF-8") from None
-        if problem := payload_problem(text, environ.get("CONTENT_TYPE") or ""):
-            raise Refused(400, problem)
-        return body
+        return bolt_request(text, environ)
 
 
 def _answer(start_response: StartResponse, status: int, body: dict[str, str]) -> list[bytes]:

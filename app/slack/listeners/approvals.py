@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from app import lifecycle
@@ -25,6 +25,7 @@ from app.slack.blocks.modals import deny_modal
 from app.slack.clicks import Click, ClickKeeper
 from app.slack.directory import slack_unreachable
 from app.slack.listeners.errors import Refusal, guarded, refused, request_id_from
+from app.slack.routes import Routes
 
 
 def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Flow | None, Verdict]:
@@ -66,7 +67,7 @@ def _hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> 
     return run_request_hook(rt, loaded, "get_approvers", request, email).names()
 
 
-def register(app: App, rt: Runtime, keeper: ClickKeeper) -> None:
+def register(routes: Routes, rt: Runtime, keeper: ClickKeeper) -> None:
     def hand_over(
         ack: Ack,
         body: dict[str, Any],
@@ -83,13 +84,13 @@ def register(app: App, rt: Runtime, keeper: ClickKeeper) -> None:
         ack()
         keeper.keep(Click.of(body, request_id, decision, **choice))
 
-    @app.action(ids.APPROVE_ACTION)
+    @routes.action(ids.APPROVE_ACTION)
     @guarded
     def approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         request_id = request_id_from(body["actions"][0]["value"])
         hand_over(ack, body, client, request_id, Decision.APPROVE)
 
-    @app.action(ids.APPROVE_FOR_ACTION)
+    @routes.action(ids.APPROVE_FOR_ACTION)
     @guarded
     def approve_for_less(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         raw_id, _, seconds = body["actions"][0]["selected_option"]["value"].partition("|")
@@ -113,7 +114,7 @@ def register(app: App, rt: Runtime, keeper: ClickKeeper) -> None:
         duration = timedelta(seconds=int(seconds))
         hand_over(ack, body, client, request_id, Decision.APPROVE, duration=duration)
 
-    @app.action(ids.DENY_ACTION)
+    @routes.action(ids.DENY_ACTION)
     @guarded
     def ask_deny_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -151,7 +152,7 @@ def register(app: App, rt: Runtime, keeper: ClickKeeper) -> None:
             view=deny_modal(str(request_id), text, channel, message_ts),
         )
 
-    @app.view(ids.DENY_VIEW)
+    @routes.view(ids.DENY_VIEW)
     @guarded
     def deny(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         view = body["view"]
@@ -169,7 +170,7 @@ def register(app: App, rt: Runtime, keeper: ClickKeeper) -> None:
         hand_over(ack, body, client, request_id, Decision.DENY, reason=reason)
 
 
-def register_reviews(app: App, rt: Runtime) -> None:
+def register_reviews(routes: Routes, rt: Runtime) -> None:
     def review(body: dict[str, Any], flagged: bool) -> None:
         reviewer_id = body["user"]["id"]
         request_id = request_id_from(body["actions"][0]["value"])
@@ -193,13 +194,13 @@ def register_reviews(app: App, rt: Runtime) -> None:
             raise Refusal(outcome.refusal)
         rt.tasks.notify(request_id, "reviewed")
 
-    @app.action(ids.REVIEW_ACK_ACTION)
+    @routes.action(ids.REVIEW_ACK_ACTION)
     @guarded
     def acknowledge(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         review(body, flagged=False)
 
-    @app.action(ids.REVIEW_FLAG_ACTION)
+    @routes.action(ids.REVIEW_FLAG_ACTION)
     @guarded
     def flag(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()

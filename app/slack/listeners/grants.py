@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from app.access import end_grant
@@ -25,6 +25,7 @@ from app.slack.blocks.cards import summary
 from app.slack.blocks.modals import Prefill, extend_modal, request_modal, revoke_modal
 from app.slack.listeners.errors import Refusal, from_home, guarded, refused, request_id_from
 from app.slack.listeners.requests import field_value
+from app.slack.routes import Routes
 
 
 def may_revoke(rt: Runtime, request: AccessRequest, user_id: str) -> Verdict:
@@ -111,8 +112,8 @@ def _extension_choices(rt: Runtime, request: AccessRequest) -> tuple[list[timede
     return fits, problem
 
 
-def register(app: App, rt: Runtime) -> None:
-    @app.action(ids.EXTEND_ACTION)
+def register(routes: Routes, rt: Runtime) -> None:
+    @routes.action(ids.EXTEND_ACTION)
     @guarded
     def ask_extension(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -135,7 +136,7 @@ def register(app: App, rt: Runtime) -> None:
             ),
         )
 
-    @app.view(ids.EXTEND_VIEW)
+    @routes.view(ids.EXTEND_VIEW)
     @guarded
     def submit_extension(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         view = body["view"]
@@ -183,7 +184,7 @@ def register(app: App, rt: Runtime) -> None:
         ack()
         rt.tasks.process_submission(outcome.id)
 
-    @app.action(ids.RELEASE_ACTION)
+    @routes.action(ids.RELEASE_ACTION)
     @guarded
     def release(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -196,7 +197,7 @@ def register(app: App, rt: Runtime) -> None:
         if from_home(body):
             publish_home(rt, body["user"]["id"])
 
-    @app.action(ids.REQUEST_AGAIN_ACTION)
+    @routes.action(ids.REQUEST_AGAIN_ACTION)
     @guarded
     def request_again(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -209,7 +210,7 @@ def register(app: App, rt: Runtime) -> None:
         again = Prefill(request.target, request.duration, request.reason)
         client.views_open(trigger_id=body["trigger_id"], view=request_modal(flows, chosen, again))
 
-    @app.action(ids.REVOKE_ACTION)
+    @routes.action(ids.REVOKE_ACTION)
     @guarded
     def ask_revoke_reason(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -222,7 +223,7 @@ def register(app: App, rt: Runtime) -> None:
         text = f"{summary(request)}. Access ends at once; the holder is told your reason."
         client.views_open(trigger_id=body["trigger_id"], view=revoke_modal(str(request_id), text))
 
-    @app.view(ids.REVOKE_VIEW)
+    @routes.view(ids.REVOKE_VIEW)
     @guarded
     def submit_revoke(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         view = body["view"]

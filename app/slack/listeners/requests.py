@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 from slack_sdk import WebClient
 from sqlalchemy import delete
 from sqlmodel import Session
@@ -32,6 +32,7 @@ from app.slack.listeners.errors import (
     request_id_from,
     tell,
 )
+from app.slack.routes import Routes
 
 # How long a break-glass confirmation stays valid after the form was submitted.
 DRAFT_TTL = timedelta(minutes=15)
@@ -70,11 +71,11 @@ def read_request(view: dict[str, Any]) -> RequestInput:
     )
 
 
-def register(app: App, rt: Runtime) -> None:
-    _register_cancel(app, rt)
-    _register_break_glass(app, rt)
+def register(routes: Routes, rt: Runtime) -> None:
+    _register_cancel(routes, rt)
+    _register_break_glass(routes, rt)
 
-    @app.action(ids.FLOW_ACTION)
+    @routes.action(ids.FLOW_ACTION)
     @guarded
     def switch_flow(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -95,7 +96,7 @@ def register(app: App, rt: Runtime) -> None:
             view=request_modal(flows, chosen, notice=notice),
         )
 
-    @app.view(ids.REQUEST_VIEW)
+    @routes.view(ids.REQUEST_VIEW)
     @guarded
     def submit_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         view = body["view"]
@@ -158,8 +159,8 @@ def _break_glass_checked(view: dict[str, Any]) -> bool:
     return any(o.get("value") == "break_glass" for o in element.get("selected_options") or [])
 
 
-def _register_break_glass(app: App, rt: Runtime) -> None:
-    @app.view(ids.BREAK_GLASS_VIEW)
+def _register_break_glass(routes: Routes, rt: Runtime) -> None:
+    @routes.view(ids.BREAK_GLASS_VIEW)
     @guarded
     def confirm_break_glass(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         requester_id = body["user"]["id"]
@@ -254,8 +255,8 @@ def take_draft(
     )
 
 
-def _register_cancel(app: App, rt: Runtime) -> None:
-    @app.action(ids.CANCEL_ACTION)
+def _register_cancel(routes: Routes, rt: Runtime) -> None:
+    @routes.action(ids.CANCEL_ACTION)
     @guarded
     def cancel_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
