@@ -161,18 +161,22 @@ def extend(
     return stack.driver.view_submission(person.user_id, call.response["view"], values)
 
 
-def said_to(stack: LocalStack, user_id: str, contains: str, timeout: float = 15) -> RecordedCall:
+def said_to(
+    stack: LocalStack, user_id: str, contains: str, timeout: float = 15, *, since: int = 0
+) -> RecordedCall:
     """An ephemeral message (through a response_url or chat.postEphemeral) or a DM only this
-    person sees, containing `contains`."""
+    person sees, containing `contains`; only one said after the `since` mark
+    (`stack.slack.mark()`) when given, as a test on the shared stack must for the fixed
+    approvers and outsiders every test clicks as."""
+    said_kinds = (RESPONSE_URL, "chat.postEphemeral", "chat.postMessage")
 
     def said() -> RecordedCall | None:
         return next(
             (
                 call
-                for call in stack.slack.calls(RESPONSE_URL)
-                + stack.slack.calls("chat.postEphemeral")
-                + stack.slack.calls("chat.postMessage")
-                if call.ok
+                for call in stack.slack.calls(since=since)
+                if call.method in said_kinds
+                and call.ok
                 and user_id in (call.args.get("user"), call.args.get("channel"))
                 and contains in str(call.args.get("text", ""))
             ),

@@ -305,9 +305,16 @@ class SlackStandIn:
             return dict(found) if found else None
 
     # ---- recording and faults ----------------------------------------------------------
-    def calls(self, method: str | None = None) -> list[RecordedCall]:
+    def calls(self, method: str | None = None, *, since: int = 0) -> list[RecordedCall]:
+        """Recorded calls (of `method`), those after the `since` mark only when given."""
         with self._lock:
-            return [c for c in self._calls if method is None or c.method == method]
+            return [c for c in self._calls[since:] if method is None or c.method == method]
+
+    def mark(self) -> int:
+        """Where the record ends now: `calls(since=…)` then shows only what came after, so a
+        test on a shared stack never reads what earlier tests made Slack show someone."""
+        with self._lock:
+            return len(self._calls)
 
     def clear(self) -> None:
         """Forget recorded calls and pending faults; the workspace stays."""

@@ -241,8 +241,9 @@ def test_an_approver_who_is_a_guest_is_refused(stack: LocalStack) -> None:
         {"type": "user_change", "user": stack.slack.set_user_flags(SECOND_APPROVER)},
     )
     try:
+        mark = stack.slack.mark()
         assert click(stack, SECOND_APPROVER, ids.APPROVE_ACTION, card).status == 200
-        said_to(stack, SECOND_APPROVER, "You cannot decide on access: Guest accounts")
+        said_to(stack, SECOND_APPROVER, "You cannot decide on access: Guest accounts", since=mark)
         assert status(stack, request_id) == S.PENDING
         trail = [(e.event, e.actor) for e in events(stack, request_id)]
         assert ("approve_refused", SECOND_APPROVER) in trail
@@ -261,9 +262,15 @@ def test_deactivation_denies_pending_requests_and_refuses_their_approval(
     denied = [e for e in events(stack, request_id) if e.event == "auto_denied"]
     assert denied and denied[0].actor == "latchkey"
     assert denied[0].details["reason"] == "Slack account deactivated"
+    mark = stack.slack.mark()
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
     # The requester's account refuses the approval itself, and the refusal is audited.
-    said_to(stack, APPROVER, "may no longer request edge: The Slack account is deactivated")
+    said_to(
+        stack,
+        APPROVER,
+        "may no longer request edge: The Slack account is deactivated",
+        since=mark,
+    )
     trail = [(e.event, e.actor) for e in events(stack, request_id)]
     assert ("approve_refused", APPROVER) in trail
     assert "approved" not in [event for event, _ in trail]
@@ -369,8 +376,9 @@ def test_a_requester_removed_from_the_requesters_group_is_not_granted(
     card = approval_card_for(stack, person)
     request_id = uuid.UUID(request_id_on(card))
     set_group(stack, [], removed=[person.user_id], group=REQUESTER_GROUP)
+    mark = stack.slack.mark()
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
-    said_to(stack, APPROVER, "may no longer request oncall-only")
+    said_to(stack, APPROVER, "may no longer request oncall-only", since=mark)
     refused = wait_until(
         lambda: [e for e in events(stack, request_id) if e.event == "approve_refused"],
         15,

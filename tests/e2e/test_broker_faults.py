@@ -127,8 +127,9 @@ def _through_a_broker_fault(stack: LocalStack, fault: Callable[[str], None]) -> 
     )
     assert submitted.status == 200
     said_to(stack, newcomer.user_id, "Your request is recorded")
+    mark = stack.slack.mark()
     click(stack, APPROVER, ids.APPROVE_ACTION, pending_card)
-    said_to(stack, APPROVER, "Your approval is recorded")
+    said_to(stack, APPROVER, "Your approval is recorded", since=mark)
     # The click is kept, keyed, in the DB; the worker decides it once the broker is back.
     assert "decision_deferred" in [e.event for e in _events(stack, pending)]
     assert _status(stack, pending) == S.PENDING

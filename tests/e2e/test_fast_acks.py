@@ -62,10 +62,11 @@ def test_a_click_while_the_worker_is_stopped_is_acked_kept_and_decided_when_it_i
 ) -> None:
     person, card, request_id = _pending(stack)
     stack.stop_process("worker")
+    mark = stack.slack.mark()
     try:
         assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
         # Nobody decided yet, so the approver is told it is being decided, in words.
-        said_to(stack, APPROVER, "Your approval is recorded; deciding")
+        said_to(stack, APPROVER, "Your approval is recorded; deciding", since=mark)
         kept = [e for e in _trail(stack, request_id) if e.event == "decision_deferred"]
         assert [(e.actor, e.details["decision"]) for e in kept] == [(APPROVER, "approve")]
         assert _status(stack, request_id) == RequestStatus.PENDING
@@ -73,15 +74,16 @@ def test_a_click_while_the_worker_is_stopped_is_acked_kept_and_decided_when_it_i
     finally:
         stack.start_process("worker")
     wait_until(lambda: person.email in group_members(stack, GROUP_NAME), 60, "the grant")
-    said_to(stack, APPROVER, "is decided: the request is", timeout=30)
+    said_to(stack, APPROVER, "is decided: the request is", timeout=30, since=mark)
     trail = [(e.event, e.actor) for e in _trail(stack, request_id)]
     assert ("approved", APPROVER) in trail and ("decision_resumed", "latchkey") in trail
 
 
 def test_a_non_approver_is_refused_in_words_and_on_the_record(stack: LocalStack) -> None:
     person, card, request_id = _pending(stack)
+    mark = stack.slack.mark()
     assert click(stack, OUTSIDER, ids.APPROVE_ACTION, card).status == 200
-    told = said_to(stack, OUTSIDER, "not an approver", timeout=30)
+    told = said_to(stack, OUTSIDER, "not an approver", timeout=30, since=mark)
     assert told.args["text"].startswith(":no_entry:")
     wait_until(
         lambda: any(e.event == "approve_refused" for e in _trail(stack, request_id)),
@@ -155,9 +157,10 @@ def test_a_click_the_database_cannot_keep_is_told_so_and_grants_nothing(
     person, card, request_id = _pending(stack)
     backend = stack.database().engine.dialect.name
     _run_sql(stack, REFUSE_CLICKS[backend])
+    mark = stack.slack.mark()
     try:
         assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
-        told = said_to(stack, APPROVER, "Something went wrong on our side", timeout=30)
+        told = said_to(stack, APPROVER, "Something went wrong on our side", timeout=30, since=mark)
         assert "Try again" in told.args["text"]
     finally:
         _run_sql(stack, ALLOW_CLICKS[backend])

@@ -183,8 +183,9 @@ def test_automatic_extension_within_limits_then_release(stack: LocalStack) -> No
     said_to(stack, person.user_id, "already extended 1 time")
 
     # Someone else cannot give the access back for them.
+    mark = stack.slack.mark()
     click_in_dm(stack, Person(OUTSIDER, "dee@example.com"), ids.RELEASE_ACTION, request_id)
-    said_to(stack, OUTSIDER, "Only the person who holds this access")
+    said_to(stack, OUTSIDER, "Only the person who holds this access", since=mark)
     assert _holds(stack, person)
 
     click_in_dm(stack, person, ids.RELEASE_ACTION, request_id)
@@ -212,8 +213,9 @@ def test_approver_revokes_from_the_card_and_admin_by_command(stack: LocalStack) 
             message_ts=card.response["ts"],
         )
 
+    mark = stack.slack.mark()
     press_revoke(OUTSIDER)
-    said_to(stack, OUTSIDER, "Only approvers of test-admin and Latchkey admins")
+    said_to(stack, OUTSIDER, "Only approvers of test-admin and Latchkey admins", since=mark)
     assert "revoke_refused" in _names(stack, request_id) and _holds(stack, person)
 
     press_revoke(APPROVER)

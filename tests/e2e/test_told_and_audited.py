@@ -42,12 +42,20 @@ def _in_channel(stack: LocalStack) -> None:
         stack.slack.add_channel(CHANNEL, name="access-approvals", members=[APPROVER])
 
 
-def _shown(stack: LocalStack, user_id: str, contains: str, timeout: float = 15) -> RecordedCall:
-    """What this person was shown through a response_url (ephemeral, original kept)."""
+def _shown(
+    stack: LocalStack, user_id: str, contains: str, timeout: float = 15, *, after: int = 0
+) -> RecordedCall:
+    """What this person was shown through a response_url (ephemeral, original kept), among
+    what they were shown after their first `after` responses (the shared stack keeps
+    what earlier tests showed the same fixed people)."""
 
     def found() -> RecordedCall | None:
         return next(
-            (c for c in stack.slack.responses(user_id) if c.ok and contains in c.args["text"]),
+            (
+                c
+                for c in stack.slack.responses(user_id)[after:]
+                if c.ok and contains in c.args["text"]
+            ),
             None,
         )
 
@@ -109,8 +117,9 @@ def test_people_outside_the_channel_are_told_why_and_it_is_audited(stack: LocalS
     assert card.response["channel"] == CHANNEL
     for who, words in ((OUTSIDER, "not an approver"), (person.user_id, "your own request")):
         assert who not in stack.slack.members(CHANNEL)
+        seen = len(stack.slack.responses(who))
         assert click(stack, who, ids.APPROVE_ACTION, card).status == 200
-        shown = _shown(stack, who, words)
+        shown = _shown(stack, who, words, after=seen)
         assert shown.args["channel"] == CHANNEL and shown.args["text"].startswith(":no_entry:")
     # Nobody was sent an ephemeral Slack would refuse; nothing was logged as an error.
     assert stack.slack.calls("chat.postEphemeral") == []
