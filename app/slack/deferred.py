@@ -12,7 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from app import lifecycle
+from app import granting, lifecycle
 from app.db import utcnow
 from app.flows.policy import refuse
 from app.models import AccessRequest, AuditEvent, Decision, RequestStatus
@@ -215,8 +215,28 @@ def follow_up(
             rt.tasks.notify(request_id, "denied")
         return True
     if outcome.won:
-        rang = rt.tasks.grant(request_id)
         rt.tasks.notify(request_id, "approved")
-        return rang
+        return grant_here(rt, request_id)
     rt.tasks.notify(request_id, "approval_recorded")
+    return True
+
+
+def grant_here(rt: Runtime, request_id: uuid.UUID) -> bool:
+    """Grant in the task that decided, at once. A grant task of its own queued behind the
+    other clicks of a burst: at 50 approvals at once, approved → granting took 1.7 to 2.3 s of
+    the 3 s (bench.approve_to_access, its stages). When the provider asks to try again, or
+    anything else goes wrong, the grant task takes over with its retries and backoff, under
+    the same claim (its id is the claim's owner), so it does not wait out the lease.
+    False when neither could be done now (the sweep finds the approved request)."""
+    owner = uuid.uuid4().hex
+    try:
+        granting.grant_access(rt, request_id, owner=owner)
+    except Exception as exc:
+        log.warning(
+            "grant of request=%s handed to the grant task (%s: %s)",
+            request_id,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return rt.tasks.grant(request_id, task_id=owner)
     return True

@@ -46,9 +46,18 @@ class TaskQueue:
         # How far ahead a timed revoke may be handed to the broker (about one sweep).
         self.horizon = horizon
 
-    def _send(self, name: str, args: list[str], *, eta: datetime | None = None) -> bool:
+    def _send(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        eta: datetime | None = None,
+        task_id: str | None = None,
+    ) -> bool:
         try:
-            self._celery.send_task(name, args=args, eta=eta, retry_policy=PUBLISH_RETRY)
+            self._celery.send_task(
+                name, args=args, eta=eta, task_id=task_id, retry_policy=PUBLISH_RETRY
+            )
         except Exception as exc:  # kombu and redis raise several kinds for "broker away"
             log.warning(
                 "broker did not take %s for %s (%s); the sweep will find the work in the DB",
@@ -59,8 +68,10 @@ class TaskQueue:
             return False
         return True
 
-    def grant(self, request_id: uuid.UUID) -> bool:
-        return self._send(GRANT, [str(request_id)])
+    def grant(self, request_id: uuid.UUID, *, task_id: str | None = None) -> bool:
+        """`task_id` names the task, and so its claim on the provider call (see
+        app.granting.grant_access): a caller that claimed and failed hands over its claim."""
+        return self._send(GRANT, [str(request_id)], task_id=task_id)
 
     def revoke_at(self, request_id: uuid.UUID, when: datetime) -> bool:
         """Punctuality only, and only for ends within the horizon; the sweep does the rest."""

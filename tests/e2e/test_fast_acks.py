@@ -213,3 +213,31 @@ def test_a_web_stopped_right_after_a_click_keeps_the_click_before_it_exits(
     trail = [(e.event, e.actor) for e in _trail(stack, request_id)]
     assert trail.count(("decision_deferred", APPROVER)) == 1, trail
     assert trail.count(("approved", APPROVER)) == 1, trail
+
+
+def test_a_grant_the_provider_refuses_for_now_is_retried_under_the_deciders_claim(
+    stack: LocalStack,
+) -> None:
+    # The worker grants in the task that decided the click. AWS answers 503 to that first
+    # attempt: the grant task takes over with the same claim and grants once AWS is back,
+    # long before the claim's lease (120 s) would have let anyone else try.
+    person, card, request_id = _pending(stack)
+    refused = stack.aws_faults.refused("AddUserToGroup")
+    mark = stack.log_mark()
+    stack.aws_faults.refuse("AddUserToGroup", code="ServiceUnavailable", status=503)
+    try:
+        assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+        wait_until(
+            lambda: stack.aws_faults.refused("AddUserToGroup") > refused, 30, "the refused call"
+        )
+        wait_until(
+            lambda: "handed to the grant task" in stack.log("worker", mark), 30, "the hand-over"
+        )
+        assert person.email not in group_members(stack, GROUP_NAME)
+    finally:
+        stack.aws_faults.heal("AddUserToGroup")
+    wait_until(lambda: _status(stack, request_id) == RequestStatus.ACTIVE, 40, "the grant")
+    assert person.email in group_members(stack, GROUP_NAME)
+    trail = [e.event for e in _trail(stack, request_id)]
+    assert trail.count("approved") == 1 and trail.count("granted") == 1, trail
+    assert "grant_failed" not in trail, trail
