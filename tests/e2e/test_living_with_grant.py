@@ -30,6 +30,7 @@ from app.testing.scenes import (
     said_to,
     submit_request,
 )
+from app.testing.slack_driver import plain_text_value, static_select_value
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import ADMIN, AUDIT_KEY, LocalStack, wait_until
 from tests.factories import APPROVED_BY_CLICK, APPROVER, CHANNEL, GROUP_NAME, OUTSIDER
@@ -426,3 +427,65 @@ def test_app_home_and_list_show_what_the_db_holds(stack: LocalStack) -> None:
     wait_until(lambda: _status(stack, pending_id) == S.ACTIVE, 15, "the approval from Home")
     refreshed = _published(stack, APPROVER, clicked)
     assert (ids.APPROVE_ACTION, str(pending_id)) not in _buttons(refreshed["blocks"])
+
+
+def test_a_revoke_submitted_after_the_grant_ended_is_acked_then_refused_by_dm(
+    stack: LocalStack,
+) -> None:
+    # The approver opens Revoke; meanwhile the holder gives the access back. The
+    # submission is acked at once (the modal closes) and the approver is told by DM why
+    # nothing was revoked; the refusal is on the record.
+    person = new_person(stack)
+    request_id, card = _granted(stack, person, "test-admin", 3600)
+    stack.driver.block_action(
+        APPROVER,
+        ids.REVOKE_ACTION,
+        str(request_id),
+        block_id=ids.GRANT_BLOCK,
+        channel_id=card.response["channel"],
+        message_ts=card.response["ts"],
+    )
+    modal = stack.slack.wait_for(
+        "views.open", lambda a: a.get("trigger_id") == stack.driver.last_trigger_id
+    )
+    click_in_dm(stack, person, ids.RELEASE_ACTION, request_id)
+    wait_until(lambda: _status(stack, request_id) == S.REVOKED, 10, "the release")
+    mark = stack.slack.mark()
+    reason = {
+        ids.REVOKE_REASON_BLOCK: {
+            ids.REVOKE_REASON_ACTION: {"type": "plain_text_input", "value": "too late"}
+        }
+    }
+    answer = stack.driver.view_submission(APPROVER, modal.response["view"], reason)
+    assert answer.status == 200 and not answer.body, answer.body  # acked: the modal closes
+    told = said_to(stack, APPROVER, "This access is not active", since=mark)
+    assert told.args["channel"] == APPROVER and "revoked" in told.args["text"]
+    wait_until(
+        lambda: "revoke_refused" in _names(stack, request_id), 10, "the refusal on the record"
+    )
+
+
+def test_an_extension_submitted_past_the_flows_limit_is_acked_then_refused_by_dm(
+    stack: LocalStack,
+) -> None:
+    # Two Extend modals open at once (two devices); the flow allows one extension. The
+    # first submission extends; the second is acked at once and refused by DM, audited.
+    person = new_person(stack)
+    request_id, _ = _granted(stack, person, "self-extend", 3600)
+    click_in_dm(stack, person, ids.EXTEND_ACTION, request_id)
+    second = stack.slack.wait_for(
+        "views.open", lambda a: a.get("trigger_id") == stack.driver.last_trigger_id
+    )
+    assert extend(stack, person, request_id, 20, "first device").status == 200
+    dm_to(stack, person, "Extended")
+    values = {
+        ids.EXTEND_DURATION_BLOCK: {ids.EXTEND_DURATION_ACTION: static_select_value("20")},
+        ids.EXTEND_REASON_BLOCK: {ids.EXTEND_REASON_ACTION: plain_text_value("second device")},
+    }
+    answer = stack.driver.view_submission(person.user_id, second.response["view"], values)
+    assert answer.status == 200 and not answer.body, answer.body  # acked: the modal closes
+    told = said_to(stack, person.user_id, "already extended 1 time")
+    assert told.args["channel"] == person.user_id
+    wait_until(
+        lambda: "extend_refused" in _names(stack, request_id), 10, "the refusal on the record"
+    )

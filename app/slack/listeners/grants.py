@@ -161,11 +161,13 @@ def register(routes: Routes, rt: Runtime) -> None:
         if reason_problem:
             ack(response_action="errors", errors={ids.EXTEND_REASON_BLOCK: reason_problem})
             return
+        # What the form says is checked above, inside the ack; who may extend and whether
+        # the grant still allows it (Slack, the DB) only after it, so the ack never waits on
+        # them (issue 14). A refusal then reaches the person by DM, and is audited.
+        ack()
         eligible = requester_verdict(rt, loaded, user_id)
         if not eligible.allowed:
-            refused(rt, parent, "extend_refused", user_id, eligible.reason)
-            ack(response_action="errors", errors={ids.EXTEND_DURATION_BLOCK: eligible.reason})
-            return
+            raise refused(rt, parent, "extend_refused", user_id, eligible.reason)
         with rt.db.session() as session:
             outcome = request_extension(
                 session=session,
@@ -178,10 +180,7 @@ def register(routes: Routes, rt: Runtime) -> None:
                 now=utcnow(),
             )
         if isinstance(outcome, str):
-            refused(rt, parent, "extend_refused", user_id, outcome)
-            ack(response_action="errors", errors={ids.EXTEND_DURATION_BLOCK: outcome})
-            return
-        ack()
+            raise refused(rt, parent, "extend_refused", user_id, outcome)
         rt.tasks.process_submission(outcome.id)
 
     @routes.action(ids.RELEASE_ACTION)
@@ -233,10 +232,8 @@ def register(routes: Routes, rt: Runtime) -> None:
         if not reason:
             ack(response_action="errors", errors={ids.REVOKE_REASON_BLOCK: "Say why."})
             return
-        try:
-            # Checked again at submission: membership may have changed since the click.
-            revoke(rt, request_id, body["user"]["id"], reason)
-        except Refusal as refusal:
-            ack(response_action="errors", errors={ids.REVOKE_REASON_BLOCK: str(refusal)})
-            return
+        # Acked before the checks (Slack's groups, the DB), so the ack never waits on them;
+        # a refusal reaches the approver by DM, and is audited.
         ack()
+        # Checked again at submission: membership may have changed since the click.
+        revoke(rt, request_id, body["user"]["id"], reason)
