@@ -171,9 +171,11 @@ def test_an_approval_granted_after_max_duration_was_lowered_is_clamped_by_the_wo
             "the kept click",
         )
         _shrinking(edge.flows_dir, lowered=True, name="shrinking-later")
-        _restart(edge, ("web", "beat"))
     finally:
         edge.start_process("worker")
+    # Web and beat load the lowered flow too (after the worker: a web waits to be ready
+    # until the deployment is healthy, which a worker stopped for long is not).
+    _restart(edge, ("web", "beat"))
 
     dm_to(edge, person, "You now have", timeout=30)
     card_update(edge, card, "Shortened to 20m")
