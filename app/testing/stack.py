@@ -241,7 +241,9 @@ class LocalStack:
 
     def _wait_ready(self, name: str) -> None:
         if name == "web":
-            wait_until(self._healthy, 30, "the web process to answer /healthz")
+            # Healthy means the whole deployment (fresh worker and beat heartbeats too), which
+            # a restarted worker on a loaded machine can take longer than 30 s to show.
+            wait_until(self._healthy, 90, "the web process to answer /healthz")
         elif name.startswith("worker"):
             wait_until(
                 lambda: "ready." in self.log(name) or self._died(name), 60, f"{name} to be ready"
