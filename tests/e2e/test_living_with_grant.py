@@ -200,19 +200,26 @@ def test_automatic_extension_within_limits_then_release(stack: LocalStack) -> No
     said_to(stack, person.user_id, "has already ended")
 
 
+def _press_revoke(
+    stack: LocalStack, user_id: str, request_id: uuid.UUID, card: RecordedCall
+) -> None:
+    """Revoke on the grant's card, as `user_id`."""
+    stack.driver.block_action(
+        user_id,
+        ids.REVOKE_ACTION,
+        str(request_id),
+        block_id=ids.GRANT_BLOCK,
+        channel_id=card.response["channel"],
+        message_ts=card.response["ts"],
+    )
+
+
 def test_approver_revokes_from_the_card_and_admin_by_command(stack: LocalStack) -> None:
     person = new_person(stack)
     request_id, card = _granted(stack, person, "test-admin", 3600)
 
     def press_revoke(user_id: str) -> None:
-        stack.driver.block_action(
-            user_id,
-            ids.REVOKE_ACTION,
-            str(request_id),
-            block_id=ids.GRANT_BLOCK,
-            channel_id=card.response["channel"],
-            message_ts=card.response["ts"],
-        )
+        _press_revoke(stack, user_id, request_id, card)
 
     mark = stack.slack.mark()
     press_revoke(OUTSIDER)
@@ -437,14 +444,7 @@ def test_a_revoke_submitted_after_the_grant_ended_is_acked_then_refused_by_dm(
     # nothing was revoked; the refusal is on the record.
     person = new_person(stack)
     request_id, card = _granted(stack, person, "test-admin", 3600)
-    stack.driver.block_action(
-        APPROVER,
-        ids.REVOKE_ACTION,
-        str(request_id),
-        block_id=ids.GRANT_BLOCK,
-        channel_id=card.response["channel"],
-        message_ts=card.response["ts"],
-    )
+    _press_revoke(stack, APPROVER, request_id, card)
     modal = stack.slack.wait_for(
         "views.open", lambda a: a.get("trigger_id") == stack.driver.last_trigger_id
     )
