@@ -195,6 +195,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
             args.name,
             "--queues",
             ",".join(pools[0].queues),
+            # Mingle (revoked ids and clocks from other workers at start) and gossip (their
+            # events while running) serve Celery's own remote revoke, which Latchkey never
+            # uses: a claim in the database decides who works on what. Mingle alone held
+            # every start for a second waiting for neighbours to answer.
+            "--without-mingle",
+            "--without-gossip",
         ]
     )
     return 0

@@ -26,9 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.iam.models import iam_backends
-from moto.server import ThreadedMotoServer
 from redis import Redis
 from sqlalchemy import event, insert
 
@@ -45,6 +43,7 @@ from app.providers.registry import ProviderRegistry
 from app.reconcile import CURSOR, LOCK, reconcile
 from app.runtime import Runtime
 from app.testing.aws_faults import AwsFaultProxy
+from app.testing.moto import client, moto_server
 from tests.factories import AUDIT_KEY, REQUESTER, write_flow
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -62,24 +61,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = AwsFaultProxy(f"http://{host}:{port}")
-    proxy.start()
-    iam = boto3.client(
-        "iam",
-        endpoint_url=proxy.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 (moto accepts any key)
-    )
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            _run(args, Path(tmp), proxy, iam)
-    finally:
-        proxy.stop()
-        server.stop()
+    with moto_server() as endpoint:
+        proxy = AwsFaultProxy(endpoint)
+        proxy.start()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                _run(args, Path(tmp), proxy, client("iam", proxy.url))
+        finally:
+            proxy.stop()
 
 
 def _run(args: Any, work: Path, proxy: AwsFaultProxy, iam: Any) -> None:

@@ -4,15 +4,13 @@ group, role or project is found before anyone requests it."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from app.testing.gcp_standin import GcpStandIn
+from app.testing.moto import client, moto_server
 from tests.factories import write_flow
 from tests.test_cli_startup import _run
 
@@ -32,26 +30,13 @@ TRUST = {
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    # moto keeps one AWS per process, shared with other tests' servers: start from empty.
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
-    urllib.request.urlopen(reset, timeout=5).close()  # noqa: S310 — loopback http only
-    iam = boto3.client(
-        "iam",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    iam.create_group(GroupName="latchkey-admins")
-    iam.create_role(RoleName="latchkey-deploy", AssumeRolePolicyDocument=json.dumps(TRUST))
-    loose = {**TRUST, "Statement": [{**TRUST["Statement"][0], "Condition": {}}]}
-    iam.create_role(RoleName="latchkey-loose", AssumeRolePolicyDocument=json.dumps(loose))
-    yield endpoint
-    server.stop()
+    with moto_server() as endpoint:
+        iam = client("iam", endpoint)
+        iam.create_group(GroupName="latchkey-admins")
+        iam.create_role(RoleName="latchkey-deploy", AssumeRolePolicyDocument=json.dumps(TRUST))
+        loose = {**TRUST, "Statement": [{**TRUST["Statement"][0], "Condition": {}}]}
+        iam.create_role(RoleName="latchkey-loose", AssumeRolePolicyDocument=json.dumps(loose))
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

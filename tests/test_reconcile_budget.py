@@ -18,10 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto.iam.models import iam_backends
-from moto.server import ThreadedMotoServer
 from redis import Redis
 from sqlalchemy import select
 
@@ -38,6 +36,7 @@ from app.providers.registry import ProviderRegistry
 from app.reconcile import CURSOR, LOCK, reconcile
 from app.runtime import Runtime
 from app.testing.aws_faults import AwsFaultProxy
+from app.testing.moto import client, moto_server
 from tests import factories
 from tests.factories import REQUESTER, grant_row, write_flow
 
@@ -61,21 +60,13 @@ class Aws:
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[Aws]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = AwsFaultProxy(f"http://{host}:{port}")
-    proxy.start()
-    iam = boto3.client(
-        "iam",
-        endpoint_url=proxy.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    yield Aws(proxy, iam)
-    proxy.stop()
-    server.stop()
+    with moto_server() as endpoint:
+        proxy = AwsFaultProxy(endpoint)
+        proxy.start()
+        try:
+            yield Aws(proxy, client("iam", proxy.url))
+        finally:
+            proxy.stop()
 
 
 @dataclass

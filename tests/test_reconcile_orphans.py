@@ -16,9 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 
 from app.audit import AuditLog
@@ -36,6 +34,7 @@ from app.providers.registry import ProviderRegistry
 from app.reconcile import reconcile
 from app.runtime import Runtime
 from app.testing.gcp_standin import GcpStandIn
+from app.testing.moto import client, moto_server
 from app.testing.slack_standin import DEFAULT_TOKEN, SlackStandIn
 from tests.factories import CHANNEL, REQUESTER, write_flow
 
@@ -47,17 +46,8 @@ _numbers = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def iam() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield boto3.client(
-        "iam",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    server.stop()
+    with moto_server() as endpoint:
+        yield client("iam", endpoint)
 
 
 @pytest.fixture(scope="module")

@@ -329,8 +329,10 @@ class SlackStandIn:
         timeout: float = 10.0,
         *,
         ok_only: bool = True,
+        since: int = 0,
     ) -> RecordedCall:
-        """Return the first call of `method` whose args satisfy `predicate`.
+        """Return the first call of `method` whose args satisfy `predicate`, of those after
+        the `since` mark when given (words to a fixed approver on a shared stack).
 
         By default only calls Slack accepted count: "the bot posted X" must not be
         satisfied by an attempt that was rate-limited or rejected.
@@ -338,7 +340,7 @@ class SlackStandIn:
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                for call in self._calls:
+                for call in self._calls[since:]:
                     if call.method == method and (call.ok or not ok_only) and predicate(call.args):
                         return call
                 remaining = deadline - time.monotonic()

@@ -171,7 +171,7 @@ def _standard_stack(
             print(local.all_logs())
             raise
         finally:
-            local.stop()
+            local.stop(kill=True)
             receiver.stop()
             google.stop()
             redis.Redis.from_url(redis_url).flushdb()
@@ -189,21 +189,16 @@ def _people(stack: LocalStack) -> None:
     stack.iam().create_group(GroupName=GROUP_NAME)
 
 
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        for name in ("stack", "faulty"):
-            if name in request.fixturenames:
-                held = request.getfixturevalue(name)
-                print((held[0] if isinstance(held, tuple) else held).all_logs())
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed e2e test's report carries the logs of every stack it used: without them a
+    failure in CI (a process that stalled, a task that never ran) cannot be read."""
     report = yield
-    setattr(item, f"rep_{report.when}", report)
+    if report.when == "call" and report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            for held in value if isinstance(value, tuple) else (value,):
+                if isinstance(held, LocalStack):
+                    report.sections.append(("process logs", held.all_logs()))
     return report
 
 

@@ -95,7 +95,7 @@ def stack(
             print(local.all_logs())
             raise
         finally:
-            local.stop()
+            local.stop(kill=True)
             redis.Redis.from_url(redis_url).flushdb()
 
 

@@ -77,7 +77,7 @@ def faulty(
             print(local.all_logs())
             raise
         finally:
-            local.stop()
+            local.stop(kill=True)
     broker.stop()
 
 

@@ -43,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         raise
     finally:
         local.slack.set_unreachable(False)
-        local.stop()
+        local.stop(kill=True)
 
 
 def _healthz(stack: LocalStack) -> tuple[int, dict[str, Any]] | None:

@@ -65,10 +65,13 @@ def test_outsider_and_requester_are_refused_and_audited(stack: LocalStack) -> No
         in shown
     )
     for who, words in ((OUTSIDER, "not an approver"), (person.user_id, "your own request")):
+        # The outsider is a fixed user of the shared stack: only words after this click count.
+        mark = stack.slack.mark()
         assert click(stack, who, ids.APPROVE_ACTION, card).status == 200
         ephemeral = stack.slack.wait_for(
             "response_url",
             lambda a, who=who, words=words: a.get("user") == who and words in a.get("text", ""),
+            since=mark,
         )
         assert ephemeral.args["channel"] == card.response["channel"]
     assert _status(stack, request_id) == RequestStatus.PENDING
@@ -96,6 +99,7 @@ def test_group_member_approves_at_click_time(stack: LocalStack) -> None:
 
 def test_double_click_and_two_approvers_at_once_give_one_grant(stack: LocalStack) -> None:
     person, card, request_id = _pending(stack)
+    mark = stack.slack.mark()
     clickers = [APPROVER, APPROVER, SECOND_APPROVER, GROUP_APPROVER, SECOND_APPROVER, APPROVER]
     barrier = threading.Barrier(len(clickers))
     statuses: list[int] = []
@@ -123,7 +127,7 @@ def test_double_click_and_two_approvers_at_once_give_one_grant(stack: LocalStack
     events = [e for e, _ in _events(stack, request_id)]
     assert events.count("approved") == 1 and events.count("granted") == 1
     # The losers were told, not silently ignored.
-    stack.slack.wait_for("response_url", lambda a: "already" in a.get("text", ""))
+    stack.slack.wait_for("response_url", lambda a: "already" in a.get("text", ""), since=mark)
 
 
 def test_deny_with_a_reason(stack: LocalStack) -> None:
@@ -146,22 +150,25 @@ def test_deny_with_a_reason(stack: LocalStack) -> None:
     card_update(stack, card, "Denied")
     assert _status(stack, request_id) == RequestStatus.DENIED
     # A later approval cannot resurrect a denied request.
+    mark = stack.slack.mark()
     click(stack, APPROVER, ids.APPROVE_ACTION, card)
     stack.slack.wait_for(
         "response_url",
         lambda a: a.get("user") == APPROVER and "already denied" in a.get("text", ""),
+        since=mark,
     )
     assert _status(stack, request_id) == RequestStatus.DENIED
 
 
 def test_outsider_cannot_deny_either(stack: LocalStack) -> None:
     _, card, request_id = _pending(stack)
+    mark = stack.slack.mark()
     click(stack, OUTSIDER, ids.DENY_ACTION, card)
     stack.slack.wait_for(
         "response_url",
         lambda a: a.get("user") == OUTSIDER and "not an approver" in a.get("text", ""),
+        since=mark,
     )
-    # The module's stack has told the outsider that before: wait for this click's record.
     wait_until(
         lambda: ("deny_refused", OUTSIDER) in _events(stack, request_id), 15, "the refusal audited"
     )

@@ -48,7 +48,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         print(local.all_logs())
         raise
     finally:
-        local.stop()
+        local.stop(kill=True)
 
 
 def _log_size(stack: LocalStack) -> int:

@@ -47,7 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         print(local.all_logs())
         raise
     finally:
-        local.stop()
+        local.stop(kill=True)
         redis.Redis.from_url(redis_url).flushdb()
 
 

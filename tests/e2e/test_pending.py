@@ -59,8 +59,11 @@ def test_pending_request_is_reminded_once_then_times_out(stack: LocalStack) -> N
         )
         == 1
     )
+    mark = stack.slack.mark()
     click(stack, APPROVER, ids.APPROVE_ACTION, card)  # too late
-    stack.slack.wait_for("response_url", lambda a: "already timed_out" in a.get("text", ""))
+    stack.slack.wait_for(
+        "response_url", lambda a: "already timed_out" in a.get("text", ""), since=mark
+    )
 
 
 def test_requester_cancels_their_pending_request(stack: LocalStack) -> None:
@@ -76,10 +79,12 @@ def test_requester_cancels_their_pending_request(stack: LocalStack) -> None:
     )
     assert cancel["action_id"] == ids.CANCEL_ACTION
     # Someone else pressing the requester's button changes nothing.
+    mark = stack.slack.mark()
     stack.driver.block_action(OUTSIDER, ids.CANCEL_ACTION, cancel["value"])
     stack.slack.wait_for(
         "chat.postMessage",
         lambda a: a.get("channel") == OUTSIDER and "Only the requester" in a.get("text", ""),
+        since=mark,
     )
     stack.driver.block_action(person.user_id, ids.CANCEL_ACTION, cancel["value"])
     card_update(stack, card, "Cancelled by the requester")

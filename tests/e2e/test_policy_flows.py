@@ -64,10 +64,12 @@ def test_quorum_of_two_needs_two_distinct_approvers(stack: LocalStack) -> None:
     card = approval_card_for(stack, person)
     click(stack, APPROVER, ids.APPROVE_ACTION, card)
     card_update(stack, card, f"1 of 2 approvals: <@{APPROVER}>")
+    mark = stack.slack.mark()
     click(stack, APPROVER, ids.APPROVE_ACTION, card)  # the same approver again does not count
     stack.slack.wait_for(
         "response_url",
         lambda a: a.get("user") == APPROVER and "already decided" in a.get("text", ""),
+        since=mark,
     )
     assert person.email not in group_members(stack, GROUP_NAME)
     click(stack, SECOND_APPROVER, ids.APPROVE_ACTION, card)

@@ -60,7 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         raise
     finally:
         local.slack.slow_down("", 0)
-        local.stop()
+        local.stop(kill=True)
         redis.Redis.from_url(redis_url).flushdb()
 
 

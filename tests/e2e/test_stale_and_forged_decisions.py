@@ -82,7 +82,7 @@ def edge(
             print(local.all_logs())
             raise
         finally:
-            local.stop()
+            local.stop(kill=True)
             redis.Redis.from_url(redis_url).flushdb()
 
 

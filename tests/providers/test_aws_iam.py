@@ -8,30 +8,21 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from app.db import utcnow
 from app.flows.schema import AwsIamGroupTarget
 from app.providers.aws_iam import AwsIamGroupProvider
 from app.providers.base import GrantSpec, ProviderError
+from app.testing.moto import client, moto_server
 
 
 @pytest.fixture(scope="module")
 def iam() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.client(
-        "iam",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    client.create_group(GroupName="latchkey-admins")
-    client.create_user(UserName="ann@example.com")
-    yield client
-    server.stop()
+    with moto_server() as endpoint:
+        iam = client("iam", endpoint)
+        iam.create_group(GroupName="latchkey-admins")
+        iam.create_user(UserName="ann@example.com")
+        yield iam
 
 
 def _members(iam: Any) -> list[str]:

@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from app.flows.schema import AwsRoleTarget
 from app.providers.aws_role import REVOKED_POLICY, AwsRoleProvider
 from app.providers.base import GrantSpec, ProviderError
 from app.providers.principals import iam_user_problem
+from app.testing.moto import client, moto_server
 
 ACCOUNT = "123456789012"  # moto's default account
 BOUND = {"StringEquals": {"sts:RoleSessionName": "${aws:username}"}}
@@ -33,17 +32,8 @@ def _trust(condition: dict[str, Any] | None) -> str:
 
 @pytest.fixture(scope="module")
 def server_iam() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield boto3.client(
-        "iam",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    server.stop()
+    with moto_server() as endpoint:
+        yield client("iam", endpoint)
 
 
 @pytest.fixture

@@ -11,15 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from app.db import utcnow
 from app.flows.schema import AwsSsoPermissionSetTarget
 from app.providers.aws_sso import AwsSsoPermissionSetProvider
 from app.providers.base import GrantSpec, ProviderError
 from app.providers.principals import identity_center_user_problem
+from app.testing.moto import client, moto_server
 
 
 @dataclass
@@ -35,20 +34,12 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[Moto]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    with moto_server() as endpoint:
+        yield _seeded(endpoint)
 
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=f"http://{host}:{port}",
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
 
-    sso, ids, org = client("sso-admin"), client("identitystore"), client("organizations")
+def _seeded(endpoint: str) -> Moto:
+    sso, ids, org = (client(s, endpoint) for s in ("sso-admin", "identitystore", "organizations"))
     [instance] = sso.list_instances()["Instances"]  # moto has one instance per region
     store = instance["IdentityStoreId"]
     permission_set = sso.create_permission_set(Name="ReadOnly", InstanceArn=instance["InstanceArn"])
@@ -62,7 +53,7 @@ def moto() -> Iterator[Moto]:
         )
     org.create_organization(FeatureSet="ALL")
     account = org.create_account(Email="prod@example.com", AccountName="prod")
-    yield Moto(
+    return Moto(
         sso=sso,
         ids=ids,
         org=org,
@@ -71,7 +62,6 @@ def moto() -> Iterator[Moto]:
         permission_set_arn=permission_set["PermissionSet"]["PermissionSetArn"],
         account_id=account["CreateAccountStatus"]["AccountId"],
     )
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
