@@ -21,8 +21,6 @@ from app.flows.loader import FlowRegistry, load_flows
 from tests.databases import (
     PostgresPool,
     copy_sqlite,
-    create_postgres_database,
-    drop_postgres_database,
     migrated_sqlite,
     url_of,
 )
@@ -39,17 +37,21 @@ def worker_index() -> int:
     return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 
 
-def database_url_for(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A new, empty database (not migrated: a stack runs `latchkey migrate` itself)."""
+def migrated_database_for(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> Iterator[str]:
+    """A new database of `backend`, migrated: a copy of the worker's migrated template
+    (tests/databases.py), so neither a test nor a stack (`LocalStack(migrated=True)`) pays
+    for a migration: a `latchkey migrate` process before each stack cost 1 to 2 s."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'latchkey.db'}"
+        yield copy_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path / "latchkey.db")
         return
-    assert POSTGRES_URL is not None
-    name = create_postgres_database(POSTGRES_URL)
+    pool: PostgresPool = request.getfixturevalue("_postgres_pool")
+    name = pool.take()
     try:
-        yield url_of(POSTGRES_URL, name)
+        yield url_of(pool.admin_url, name)
     finally:
-        drop_postgres_database(POSTGRES_URL, name)
+        pool.give_back(name)
 
 
 @pytest.fixture(scope="session")
@@ -71,15 +73,7 @@ def _postgres_pool() -> Iterator[PostgresPool]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A new, migrated database on each backend: SQLite always, PostgreSQL when configured
     (tests/databases.py: copies of a database migrated once per worker)."""
-    if request.param == "sqlite":
-        yield copy_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path / "latchkey.db")
-        return
-    pool: PostgresPool = request.getfixturevalue("_postgres_pool")
-    name = pool.take()
-    try:
-        yield url_of(pool.admin_url, name)
-    finally:
-        pool.give_back(name)
+    yield from migrated_database_for(request, request.param, tmp_path)
 
 
 @pytest.fixture

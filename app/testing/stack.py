@@ -62,6 +62,7 @@ class LocalStack:
         extra_env: dict[str, str] | None = None,
         worker_concurrency: int = 2,
         command_prefix: list[str] | None = None,
+        migrated: bool = False,
     ) -> None:
         self.workdir = workdir
         # How a process is started: `<prefix> web`, `<prefix> migrate`, … By default this
@@ -74,6 +75,9 @@ class LocalStack:
         self.reconcile_seconds = reconcile_seconds
         self.extra_env = dict(extra_env or {})
         self.worker_concurrency = worker_concurrency
+        # True: the database is already at head (a test's copy of a migrated template), so
+        # start does not run `latchkey migrate` first.
+        self.migrated = migrated
         self.port = free_port()
         self.worker_metrics_port = free_port()
         self.slack = SlackStandIn(token=BOT_TOKEN)
@@ -114,7 +118,8 @@ class LocalStack:
         self.aws_faults.start()
         # moto keeps its accounts in process-wide state; start every stack from a clean AWS.
         reset_moto(self.aws_endpoint)
-        self._run(["migrate"], "migrate")
+        if not self.migrated:
+            self._run(["migrate"], "migrate")
         # Started side by side: each spends its first seconds importing, which overlaps
         # (web is healthy only once the worker and beat have reported in anyway).
         for name in ("worker", "beat", "web"):

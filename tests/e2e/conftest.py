@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from app.testing.gcp_standin import GcpStandIn
 from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
-from tests.conftest import BACKENDS, POSTGRES_URL, database_url_for, worker_index
+from tests.conftest import BACKENDS, POSTGRES_URL, migrated_database_for, worker_index
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
@@ -72,7 +72,7 @@ def stack(
     is never what it asserts on. A module that counts everything (a forged request changed
     nothing at all) takes `module_stack` instead. It uses its own Redis database, so a
     module's own stack on this worker's Redis never shares a broker with it."""
-    yield from _standard_stack(request.param, tmp_path_factory, _apart(redis_url))
+    yield from _standard_stack(request, tmp_path_factory, _apart(redis_url))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -80,7 +80,7 @@ def module_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[LocalStack]:
     """The standard stack, for one module only."""
-    yield from _standard_stack(request.param, tmp_path_factory, redis_url)
+    yield from _standard_stack(request, tmp_path_factory, redis_url)
 
 
 # The shared stack's Redis database: this many above the worker's own.
@@ -96,7 +96,7 @@ def _apart(redis_url: str) -> str:
 
 
 def _standard_stack(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[LocalStack]:
     workdir = tmp_path_factory.mktemp("stack")
     flows_dir = workdir / "flows"
@@ -143,7 +143,7 @@ def _standard_stack(
     # Only people the flow maps may request: everyone else is refused in the modal.
     write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
     redis.Redis.from_url(redis_url).flushdb()
-    for database_url in database_url_for(backend, workdir):
+    for database_url in migrated_database_for(request, request.param, workdir):
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
         receiver = AuditReceiver(SIEM_SECRET, fail_first=3).start()
         google = GcpStandIn(projects=[GCP_PROJECT], service_accounts=[GCP_SERVICE_ACCOUNT]).start()
@@ -152,6 +152,7 @@ def _standard_stack(
             flows_dir=flows_dir,
             redis_url=redis_url,
             database_url=database_url,
+            migrated=True,
             extra_env={
                 "LATCHKEY_AUDIT_WEBHOOK_URL": receiver.url,
                 "LATCHKEY_AUDIT_WEBHOOK_SECRET": SIEM_SECRET,

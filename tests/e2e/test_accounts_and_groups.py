@@ -34,7 +34,7 @@ from app.testing.scenes import (
 from app.testing.slack_driver import Response
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import LocalStack, wait_until
-from tests.conftest import BACKENDS, database_url_for
+from tests.conftest import BACKENDS, migrated_database_for
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
@@ -71,12 +71,13 @@ def stack(
         extra=f'requesters=People(usergroups=("{REQUESTER_GROUP}",)),',
     )
     redis.Redis.from_url(redis_url).flushdb()
-    for database_url in database_url_for(request.param, workdir):
+    for database_url in migrated_database_for(request, request.param, workdir):
         local = LocalStack(
             workdir=workdir,
             flows_dir=flows_dir,
             redis_url=redis_url,
             database_url=database_url,
+            migrated=True,
             # Reconciliation asks Slack about each holder this often (see the lost-event test).
             extra_env={"LATCHKEY_ACCOUNT_RECHECK_SECONDS": str(RECHECK)},
         )

@@ -32,7 +32,7 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.stack import LocalStack, wait_until
-from tests.conftest import BACKENDS, database_url_for
+from tests.conftest import BACKENDS, migrated_database_for
 from tests.e2e.conftest import _people
 from tests.factories import APPROVER, GROUP_NAME, write_flow
 
@@ -59,12 +59,13 @@ def faulty(
         durations="timedelta(seconds=20), timedelta(seconds=40), timedelta(hours=1)",
     )
     broker = RedisServer(workdir / "redis").start()
-    for database_url in database_url_for(request.param, workdir):
+    for database_url in migrated_database_for(request, request.param, workdir):
         local = LocalStack(
             workdir=workdir,
             flows_dir=flows_dir,
             redis_url=broker.url,
             database_url=database_url,
+            migrated=True,
             sweep_seconds=SWEEP,
             # A short lease, so a slow provider call outlives it within a test.
             extra_env={"LATCHKEY_GRANT_LEASE_SECONDS": str(LEASE)},

@@ -23,7 +23,7 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.stack import LocalStack, free_port, wait_until
-from tests.conftest import BACKENDS, database_url_for
+from tests.conftest import BACKENDS, migrated_database_for
 from tests.factories import APPROVER, GROUP_NAME, write_flow
 
 SIEM_SECRET = "local-siem-secret-0123456789"
@@ -41,13 +41,14 @@ def metered(
     flows_dir.mkdir()
     write_flow(flows_dir)
     redis.Redis.from_url(redis_url).flushdb()
-    for database_url in database_url_for(request.param, workdir):
+    for database_url in migrated_database_for(request, request.param, workdir):
         receiver = AuditReceiver(SIEM_SECRET).start()
         local = LocalStack(
             workdir=workdir,
             flows_dir=flows_dir,
             redis_url=redis_url,
             database_url=database_url,
+            migrated=True,
             extra_env={
                 "LATCHKEY_WORKER_METRICS_PORT": str(free_port()),
                 "LATCHKEY_WORKER_METRICS_HOST": "127.0.0.1",

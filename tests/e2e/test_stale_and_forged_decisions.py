@@ -34,7 +34,7 @@ from app.testing.scenes import (
 )
 from app.testing.slack_driver import plain_text_value, static_select_value
 from app.testing.stack import LocalStack, wait_until
-from tests.conftest import BACKENDS, database_url_for
+from tests.conftest import BACKENDS, migrated_database_for
 from tests.factories import APPROVER, GROUP_NAME, OUTSIDER, SECOND_APPROVER, write_flow
 
 MINUTES = "timedelta(minutes=10), timedelta(minutes=20)"
@@ -68,9 +68,13 @@ def edge(
         extra='requesters=People(users=("U0NOBODY",)),',
     )
     redis.Redis.from_url(redis_url).flushdb()
-    for database_url in database_url_for(request.param, workdir):
+    for database_url in migrated_database_for(request, request.param, workdir):
         local = LocalStack(
-            workdir=workdir, flows_dir=flows_dir, redis_url=redis_url, database_url=database_url
+            workdir=workdir,
+            flows_dir=flows_dir,
+            redis_url=redis_url,
+            database_url=database_url,
+            migrated=True,
         )
         try:
             local.start()
