@@ -54,7 +54,7 @@ class PostgresRole(CustomProvider):
 
     def grant(self, spec: GrantSpec) -> dict[str, Any]:
         role = spec.target.settings["role"]
-        self._run(sql.SQL("GRANT {} TO {}"), role, spec.principal, "GRANT")
+        self._run(sql.SQL("GRANT {} TO {}"), role, spec.principal, "GRANT", wanted=True)
         return {"role": role, "member": spec.principal}
 
     def revoke(self, spec: GrantSpec) -> dict[str, Any]:
@@ -63,17 +63,19 @@ class PostgresRole(CustomProvider):
             # A member that no longer exists holds nothing: revoking what is gone is success.
             return {"role": role, "member": spec.principal, "already_absent": True}
         # REVOKE of a membership that is not there only warns, so this is idempotent.
-        self._run(sql.SQL("REVOKE {} FROM {}"), role, spec.principal, "REVOKE")
+        self._run(sql.SQL("REVOKE {} FROM {}"), role, spec.principal, "REVOKE", wanted=False)
         return {"role": role, "member": spec.principal}
 
     def check(self, spec: GrantSpec) -> bool:
+        return self._is_member(spec.target.settings["role"], spec.principal)
+
+    def _is_member(self, role: str, member: str) -> bool:
         query = (
             "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
             "JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s"
         )
         with self._connect() as conn:
-            row = conn.execute(query, (spec.target.settings["role"], spec.principal)).fetchone()
-        return row is not None
+            return conn.execute(query, (role, member)).fetchone() is not None
 
     def verify(self, target: Any) -> list[str]:
         """For `latchkey flows check --online`: the role to hand out exists."""
@@ -87,12 +89,23 @@ class PostgresRole(CustomProvider):
                 is not None
             )
 
-    def _run(self, statement: sql.SQL, role: str, member: str, verb: str) -> None:
+    def _run(self, statement: sql.SQL, role: str, member: str, verb: str, *, wanted: bool) -> None:
+        """Run GRANT or REVOKE; `wanted`: whether `member` should be in `role` after it."""
         # Identifiers are quoted by psycopg, never formatted into the SQL by hand.
         query = statement.format(sql.Identifier(role), sql.Identifier(member))
         try:
             with self._connect() as conn:
                 conn.execute(query)
+        except (psycopg.errors.InternalError, psycopg.errors.UniqueViolation) as exc:
+            # Two REVOKEs (or GRANTs) of one membership at the same moment: PostgreSQL
+            # fails the second ("tuple concurrently deleted"; a duplicate key in
+            # pg_auth_members). Latchkey may well make both: the timed revoke and the
+            # sweep's find a grant due together. The other one did the work, so what
+            # counts is the membership now; anything else is worth another try.
+            if self._is_member(role, member) is not wanted:
+                raise ProviderError(
+                    f"PostgreSQL {verb} failed: {exc}".strip(), transient=True
+                ) from None
         except psycopg.errors.UndefinedObject as exc:
             raise ProviderError(
                 f"PostgreSQL {verb} failed: {exc}".strip(), transient=False
