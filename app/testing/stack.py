@@ -303,7 +303,7 @@ class LocalStack:
 
     def all_logs(self) -> str:
         return "\n".join(
-            f"===== {p.name}\n{p.read_text(errors='replace')[-20000:]}"
+            f"===== {p.name}\n{p.read_text(errors='replace')[-60000:]}"
             for p in sorted(self.workdir.glob("*.log"))
         )
 

@@ -138,9 +138,10 @@ def _through_a_broker_fault(stack: LocalStack, fault: Callable[[str], None]) -> 
     fault("up")
     back_at = utcnow()
 
-    # The request stored during the outage reaches its channel within one sweep (plus the
-    # time Slack calls take), from the DB alone.
-    approval_card_for(stack, newcomer, timeout=SWEEP + 15)
+    # The request stored during the outage reaches its channel from the DB alone: within one
+    # sweep, plus the Slack calls, plus the messages pool working off what the outage held
+    # up (once, in a loaded run, its pool took more than 15 s: see the note of 2026-12-02).
+    approval_card_for(stack, newcomer, timeout=SWEEP + 45)
     # The approval recorded during the outage is granted, and the requester told so.
     wait_until(lambda: _status(stack, pending) == S.ACTIVE, 45, "the approved request's grant")
     assert waiting.email in group_members(stack, GROUP_NAME)
