@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import shared_task
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError
 from slack_sdk.errors import SlackApiError
 
 from app import access, granting, notify, reconcile, sweeps
@@ -146,6 +147,10 @@ def _retry_after(exc: SlackApiError) -> int | None:
 def notify_request(self: Any, request_id: str, what: str) -> None:
     try:
         notify.notify(runtime(), uuid.UUID(request_id), what)
+    except LockError:
+        # Another message of this request has the turn (or a lock Redis lost the release
+        # of): this process serves other messages meanwhile. About 2 minutes of turns.
+        raise self.retry(countdown=notify.TURN_WAIT, max_retries=40) from None
     except SlackApiError as exc:
         wait = _retry_after(exc)
         if wait is None:
@@ -157,13 +162,17 @@ def notify_request(self: Any, request_id: str, what: str) -> None:
 
 @shared_task(
     name=PUBLISH_HOME,
+    bind=True,
     autoretry_for=(SlackApiError, OSError, RedisConnectionError),
     retry_backoff=2,
     max_retries=5,
 )
-def publish_home(user_id: str) -> None:
+def publish_home(self: Any, user_id: str) -> None:
     """A person's App Home at the end of its quiet window (debounced in app.notify)."""
-    notify.publish_home_when_due(runtime(), user_id)
+    try:
+        notify.publish_home_when_due(runtime(), user_id)
+    except LockError:
+        raise self.retry(countdown=notify.TURN_WAIT, max_retries=40) from None
 
 
 @shared_task(

@@ -140,7 +140,9 @@ def _through_a_broker_fault(stack: LocalStack, fault: Callable[[str], None]) -> 
 
     # The request stored during the outage reaches its channel from the DB alone: within one
     # sweep, plus the Slack calls, plus the messages pool working off what the outage held
-    # up (once, in a loaded run, its pool took more than 15 s: see the note of 2026-12-02).
+    # up. (Locks a message held when Redis went away stay for up to 60 s; before message
+    # tasks gave their process back while waiting, two of them stalled the pool for 40 s
+    # here: tests/e2e/test_queues.py, the left-behind lock.)
     approval_card_for(stack, newcomer, timeout=SWEEP + 45)
     # The approval recorded during the outage is granted, and the requester told so.
     wait_until(lambda: _status(stack, pending) == S.ACTIVE, 45, "the approved request's grant")
