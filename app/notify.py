@@ -31,6 +31,7 @@ from app.slack.blocks.cards import (
 )
 from app.slack.blocks.dms import DM_MOMENTS, requester_message, superseded
 from app.slack.blocks.text import escape, slack_date
+from app.turns import turn
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +122,12 @@ def _auto_reason(session: Session, request_id: uuid.UUID) -> str | None:
     return reason.get("reason") if reason else None
 
 
-# How long a message task waits for its turn (a request's or a person's lock) before it
-# gives its worker process back and is tried again (redis.exceptions.LockError). A lock can
-# outlive its holder for the rest of its 60 s: a Redis that went away mid-message kept the
-# key (persisted) but never heard the release. Waiting that out in the process held up
-# every other message: two such locks stalled the messages pool for 40 s in a test.
-TURN_WAIT = 3.0
-
-
 def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
     # Messages for one request are rendered one at a time, each from the DB as it is when
     # its turn comes: two tasks racing would otherwise post the card twice, or a slow
     # one would overwrite a newer card with an older state. A Redis lock, not a DB lock,
     # so a slow Slack never holds up a grant or a revoke.
-    with rt.redis.lock(f"latchkey:card:{request_id}", timeout=60, blocking_timeout=TURN_WAIT):
+    with turn(rt.redis, f"latchkey:card:{request_id}"):
         with rt.db.session() as session:
             ctx = card_context(rt, session, request_id)
         if ctx is None:
@@ -216,7 +209,7 @@ def publish_home_when_due(rt: Runtime, user_id: str) -> None:
 def _publish_in_turn(rt: Runtime, user_id: str, *, raise_errors: bool = False) -> None:
     # One render-and-publish per person at a time: an older render published after a newer
     # one would show a state that is gone.
-    with rt.redis.lock(f"latchkey:home:lock:{user_id}", timeout=60, blocking_timeout=TURN_WAIT):
+    with turn(rt.redis, f"latchkey:home:lock:{user_id}"):
         if raise_errors:
             publish_latest_home(rt, user_id)
         else:

@@ -17,6 +17,7 @@ from app.config import get_settings
 from app.lifecycle import EndCause
 from app.providers.base import ProviderError
 from app.runtime import Runtime, build_runtime, retry_after
+from app.turns import TURN_WAIT
 from app.worker.queue import (
     AUDIT_CHECKPOINT,
     AUDIT_DELIVER,
@@ -150,7 +151,7 @@ def notify_request(self: Any, request_id: str, what: str) -> None:
     except LockError:
         # Another message of this request has the turn (or a lock Redis lost the release
         # of): this process serves other messages meanwhile. About 2 minutes of turns.
-        raise self.retry(countdown=notify.TURN_WAIT, max_retries=40) from None
+        raise self.retry(countdown=TURN_WAIT, max_retries=40) from None
     except SlackApiError as exc:
         wait = _retry_after(exc)
         if wait is None:
@@ -172,7 +173,7 @@ def publish_home(self: Any, user_id: str) -> None:
     try:
         notify.publish_home_when_due(runtime(), user_id)
     except LockError:
-        raise self.retry(countdown=notify.TURN_WAIT, max_retries=40) from None
+        raise self.retry(countdown=TURN_WAIT, max_retries=40) from None
 
 
 @shared_task(
