@@ -29,7 +29,7 @@ from app.slack.blocks.cards import (
     fallback_text,
     reminder_text,
 )
-from app.slack.blocks.dms import DM_MOMENTS, requester_message, superseded
+from app.slack.blocks.dms import DM_MOMENTS, moment_passed, requester_message, superseded
 from app.slack.blocks.text import escape, slack_date
 from app.turns import turn
 
@@ -232,9 +232,12 @@ def _tell_requester(rt: Runtime, ctx: CardContext, what: str) -> None:
     if what not in DM_MOMENTS and request.dm_ts is None:
         return
     tz = rt.directory.user(request.requester_id).tz
-    if what not in DM_MOMENTS:
-        text, blocks = requester_message(ctx, "status", tz)
-        rt.slack.chat_update(channel=request.dm_channel, ts=request.dm_ts, text=text, blocks=blocks)
+    if what not in DM_MOMENTS or moment_passed(ctx, what):
+        if request.dm_ts is not None:
+            text, blocks = requester_message(ctx, "status", tz)
+            rt.slack.chat_update(
+                channel=request.dm_channel, ts=request.dm_ts, text=text, blocks=blocks
+            )
         return
     if request.dm_ts is not None:
         text, blocks = superseded(ctx, tz, what)

@@ -293,3 +293,32 @@ def test_a_lock_a_lost_message_left_behind_holds_up_only_its_own_request(
     # The stuck request's own messages come once the lock is gone, none lost.
     dm_to(stack, stuck, "You now have", timeout=LEFT_LOCK_SECONDS + 60)
     assert time.monotonic() >= held_until - 1
+
+
+def test_a_grant_that_ends_while_its_messages_wait_is_told_ended_once(stack: LocalStack) -> None:
+    """Each waiting notification renders the request as it is when its turn comes: the
+    holder of a grant that ended meanwhile must read "expired" once, not once per
+    notification, and never "You now have" after the end."""
+    person = new_person(stack)
+    response = submit_request(
+        stack, person, flow="test-admin", target="admins", seconds=4, reason="short"
+    )
+    assert response.status == 200, response.body
+    card = approval_card_for(stack, person)
+    request_id = request_id_on(card)
+    redis.Redis.from_url(stack.redis_url).set(
+        f"latchkey:card:{request_id}", "lost-in-the-outage", px=12_000
+    )
+    mark = stack.slack.mark()
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+    wait_until(lambda: person.email in group_members(stack, GROUP_NAME), 30, "the grant")
+    wait_until(lambda: person.email not in group_members(stack, GROUP_NAME), 30, "its end")
+    dm_to(stack, person, "expired", timeout=60)
+    time.sleep(5)  # every notification of the request has had its turn by now
+    said = [
+        c.args["text"]
+        for c in stack.slack.calls("chat.postMessage", since=mark)
+        if c.args.get("channel") == person.user_id
+    ]
+    assert [t for t in said if "expired" in t] == [said[-1]], said
+    assert not any("You now have" in t for t in said), said

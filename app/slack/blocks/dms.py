@@ -41,6 +41,32 @@ DM_MOMENTS = frozenset(
 )
 
 
+# The states in which each moment is still the news. A notification whose turn comes after
+# its moment has passed (its messages waited behind a lock) must not post a new DM saying
+# the later state: the later moment's own notification does, once. Without this, a grant
+# that ended while its messages waited gave its holder three identical "expired" DMs.
+_MOMENT_STATES = {
+    "submitted": {S.PENDING},
+    "granted": {S.ACTIVE},
+    "expiring": {S.ACTIVE},
+    "extended": {S.ACTIVE},
+    "denied": {S.DENIED},
+    "ended": {S.EXPIRED, S.REVOKED},
+    "failed": {S.FAILED},
+    "revoke_failed": {S.REVOKE_FAILED},
+    "timed_out": {S.TIMED_OUT},
+    "cancelled": {S.CANCELLED},
+}
+
+
+def moment_passed(ctx: CardContext, what: str) -> bool:
+    """Whether the request has moved past moment `what` (an extension's DMs excepted)."""
+    states = _MOMENT_STATES.get(what)
+    return (
+        ctx.request.extends_id is None and states is not None and ctx.request.status not in states
+    )
+
+
 def requester_message(
     ctx: CardContext, what: str, tz: str, now: datetime | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
