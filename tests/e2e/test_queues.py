@@ -259,6 +259,23 @@ def test_a_worker_serves_only_the_queues_it_is_given(stack: LocalStack) -> None:
 LEFT_LOCK_SECONDS = 25
 
 
+def _pending_behind_a_left_lock(
+    stack: LocalStack, seconds: int, lock_seconds: int
+) -> tuple[Person, RecordedCall]:
+    """A pending request (its card posted) whose messages' lock a lost message left behind,
+    as a Redis outage leaves it: held for `lock_seconds` by a token no live process has."""
+    person = new_person(stack)
+    response = submit_request(
+        stack, person, flow="test-admin", target="admins", seconds=seconds, reason="stuck"
+    )
+    assert response.status == 200, response.body
+    card = approval_card_for(stack, person)
+    redis.Redis.from_url(stack.redis_url).set(
+        f"latchkey:card:{request_id_on(card)}", "lost-in-the-outage", px=lock_seconds * 1000
+    )
+    return person, card
+
+
 def test_a_lock_a_lost_message_left_behind_holds_up_only_its_own_request(
     stack: LocalStack,
 ) -> None:
@@ -266,17 +283,7 @@ def test_a_lock_a_lost_message_left_behind_holds_up_only_its_own_request(
     persisted) but never heard its release: it stays for the rest of its 60 s. Seen in a
     broker-outage test under load: message tasks waited it out in their processes, and
     the messages pool stood still for 40 s. Everyone else's messages must go on."""
-    stuck = new_person(stack)
-    response = submit_request(
-        stack, stuck, flow="test-admin", target="admins", seconds=3600, reason="stuck"
-    )
-    assert response.status == 200, response.body
-    card = approval_card_for(stack, stuck)
-    request_id = request_id_on(card)
-    # As the outage leaves it: the request's lock, with a token no live process holds.
-    redis.Redis.from_url(stack.redis_url).set(
-        f"latchkey:card:{request_id}", "lost-in-the-outage", px=LEFT_LOCK_SECONDS * 1000
-    )
+    stuck, card = _pending_behind_a_left_lock(stack, 3600, LEFT_LOCK_SECONDS)
     held_until = time.monotonic() + LEFT_LOCK_SECONDS
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
     # Access never waits for messages...
@@ -299,16 +306,7 @@ def test_a_grant_that_ends_while_its_messages_wait_is_told_ended_once(stack: Loc
     """Each waiting notification renders the request as it is when its turn comes: the
     holder of a grant that ended meanwhile must read "expired" once, not once per
     notification, and never "You now have" after the end."""
-    person = new_person(stack)
-    response = submit_request(
-        stack, person, flow="test-admin", target="admins", seconds=4, reason="short"
-    )
-    assert response.status == 200, response.body
-    card = approval_card_for(stack, person)
-    request_id = request_id_on(card)
-    redis.Redis.from_url(stack.redis_url).set(
-        f"latchkey:card:{request_id}", "lost-in-the-outage", px=12_000
-    )
+    person, card = _pending_behind_a_left_lock(stack, 4, 12)
     mark = stack.slack.mark()
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
     wait_until(lambda: person.email in group_members(stack, GROUP_NAME), 30, "the grant")
