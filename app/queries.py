@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, case, exists, func, null, or_, select
 from sqlmodel import Session
 
+from app.audit.chain import READS
 from app.models import HOLDING_STATUSES, AccessRequest, Approval, AuditEvent, Grant, RequestStatus
 
 S = RequestStatus
@@ -56,6 +57,8 @@ def events_of(session: Session, request_id: uuid.UUID, names: tuple[str, ...]) -
             select(AuditEvent)
             .where(AuditEvent.request_id == request_id, AuditEvent.event.in_(names))  # type: ignore[arg-type,attr-defined]
             .order_by(AuditEvent.seq)
+            # Only these names: the transaction's other new events may wait to be chained.
+            .execution_options(**{READS: names})
         ).scalars()
     )
 

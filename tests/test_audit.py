@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from app.audit import AuditLog, chain_hash
 from app.db import Database, utcnow
 from app.models import AuditEvent
+from tests.conftest import POSTGRES_URL
 from tests.factories import AUDIT_KEY
 
 
@@ -156,3 +158,58 @@ def test_a_hundred_concurrent_writers_leave_one_chain(database: Database, audit:
     with database.session() as session:
         result = audit.verify(session)
     assert result.ok and result.checked == 500, result.message
+
+
+# On PostgreSQL only: SQLite serialises whole transactions (BEGIN IMMEDIATE) by design.
+@pytest.mark.skipif(not POSTGRES_URL, reason="LATCHKEY_TEST_POSTGRES_URL is not set (CI sets it)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_open_transaction_holds_up_no_other_append(database: Database, audit: AuditLog) -> None:
+    """An event is chained as its transaction commits: one transaction still busy after its
+    event (a grant checking the trail, say) does not keep every other writer waiting."""
+    appended, go_on = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def slow_writer() -> None:
+        try:
+            with database.session() as session:
+                audit.append(session, event="granting", actor="latchkey")
+                appended.set()
+                assert go_on.wait(60), "the other writer never got through"
+        except BaseException as exc:
+            failures.append(exc)
+
+    slow = threading.Thread(target=slow_writer)
+    slow.start()
+    assert appended.wait(30)
+    # While the slow transaction is open, another appends and commits: event 1.
+    _write(database, audit, 1)
+    go_on.set()
+    slow.join(60)
+    assert not failures
+    with database.session() as session:
+        events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
+        assert audit.verify(session).ok
+    assert [(e.seq, e.event) for e in events] == [(1, "requested"), (2, "granting")]
+    assert events[0].at <= events[1].at  # stamped in chain order
+
+
+def test_a_transaction_reads_its_own_events_and_a_rollback_leaves_no_gap(
+    database: Database, audit: AuditLog
+) -> None:
+    from app.queries import events_of
+
+    request_id = uuid.uuid4()
+    with database.session() as session:
+        audit.append(session, event="requested", actor="U1", request_id=request_id)
+        audit.append(session, event="approved", actor="U2", request_id=request_id)
+        # Reads see what the transaction wrote, whichever way they ask.
+        assert [e.event for e in events_of(session, request_id, ("approved",))] == ["approved"]
+        assert session.get(AuditEvent, 1) is not None
+    with pytest.raises(RuntimeError), database.session() as session:
+        audit.append(session, event="granting", actor="latchkey", request_id=request_id)
+        raise RuntimeError("the provider call failed")
+    _write(database, audit, 1)
+    with database.session() as session:
+        result = audit.verify(session)
+        assert [e.event for e in events_of(session, request_id, ("granting",))] == []
+    assert result.ok and result.checked == 3, result.message

@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import ORMExecuteState, SessionTransaction
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from app.audit.hashing import GENESIS, as_record, canonical, chain_hash, hashed_fields, signed_by
@@ -45,6 +47,10 @@ __all__ = [
 # Any constant works; it names the one advisory lock that serialises chain appends.
 log = logging.getLogger(__name__)
 _PG_CHAIN_LOCK = 0x4C41544348
+# session.info key: events appended in the open transaction, not yet chained.
+_PENDING = "latchkey_audit_pending"
+# Execution option of a read of the audit table: the event names it reads (see below).
+READS = "latchkey_audit_reads"
 
 
 class AuditLog:
@@ -73,6 +79,32 @@ class AuditLog:
         details: dict[str, Any] | None = None,
         at: datetime | None = None,
     ) -> AuditEvent:
+        """Add an event to the caller's transaction. It is chained (seq, prev_hash, hash)
+        as the transaction commits, or first when the transaction reads the audit table.
+
+        Chaining takes the one chain lock until commit; taking it at the end rather than
+        here keeps every other append waiting only for a commit, not for whatever the
+        transaction does after its event (50 approvals at once queued here).
+        """
+        # Round-trip details through JSON so what is hashed is exactly what is stored.
+        stored_details = json.loads(json.dumps(details or {}, default=str))
+        row = AuditEvent(
+            at=at,
+            event=event,
+            actor=actor,
+            request_id=request_id,
+            flow=flow,
+            target=target,
+            subject=subject,
+            details=stored_details,
+            prev_hash="",
+            hash="",
+        )
+        session.info.setdefault(_PENDING, []).append((self, row))
+        return row
+
+    def _chain(self, session: Session, rows: list[AuditEvent]) -> None:
+        """Give `rows` the next places in the chain, under the chain lock (held to commit)."""
         self._lock_chain(session)
         head = head_event(session)
         # A process left running with a rotated-out (or wrong) key would sign the next
@@ -87,27 +119,17 @@ class AuditLog:
             # about; `verify` names the forged event.
             log.critical("audit chain: %s; appending anyway, run `latchkey audit verify`", problem)
         seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS)
-        # Round-trip details through JSON so what is hashed is exactly what is stored.
-        stored_details = json.loads(json.dumps(details or {}, default=str))
-        row = AuditEvent(
-            seq=seq,
-            at=at or utcnow(),
-            event=event,
-            actor=actor,
-            request_id=request_id,
-            flow=flow,
-            target=target,
-            subject=subject,
-            details=stored_details,
-            prev_hash=prev_hash,
-            hash="",
-        )
-        row.hash = chain_hash(self._key, prev_hash, row)
-        session.add(row)
+        now = utcnow()  # stamped in chain order, so `at` never runs backwards along seq
+        for row in rows:
+            row.seq, row.prev_hash = seq, prev_hash
+            row.at = row.at or now
+            row.hash = chain_hash(self._key, prev_hash, row)
+            session.add(row)
+            seq, prev_hash = seq + 1, row.hash
         session.flush()
         if self._stream is not None:
-            self._emit_after_commit(session, row)
-        return row
+            for row in rows:
+                self._emit_after_commit(session, row)
 
     def _rotated_away(self, session: Session) -> bool:
         """Whether our own key handed the chain to another key: this process is stale."""
@@ -223,6 +245,42 @@ class VerifyResult:
     checked: int
     bad_seq: int | None
     message: str
+
+
+def settle(session: Session) -> None:
+    """Chain the events the session's open transaction has appended (see AuditLog.append)."""
+    pending: list[tuple[AuditLog, AuditEvent]] = session.info.pop(_PENDING, [])
+    while pending:  # one run per key; a transaction nearly always has just one log
+        log_, _ = pending[0]
+        mine = [row for owner, row in pending if owner is log_]
+        log_._chain(session, mine)
+        pending = [(owner, row) for owner, row in pending if owner is not log_]
+
+
+# On SQLAlchemy's Session, so every session (sqlmodel's or not) chains what it appended.
+@sa_event.listens_for(OrmSession, "before_commit")
+def _settle_before_commit(session: Session) -> None:
+    if session.info.get(_PENDING):
+        settle(session)
+
+
+@sa_event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    # A rolled-back event never happened (a savepoint's rollback leaves the transaction's).
+    if not previous_transaction.nested:
+        session.info.pop(_PENDING, None)
+
+
+@sa_event.listens_for(OrmSession, "do_orm_execute")
+def _settle_before_reading(state: ORMExecuteState) -> None:
+    # A transaction that reads the audit table sees its own events, in chain order. A read
+    # that names the events it wants (READS) leaves the rest to be chained at commit.
+    pending = state.session.info.get(_PENDING)
+    if not pending or not any(m.class_ is AuditEvent for m in state.all_mappers):
+        return
+    names = state.execution_options.get(READS)
+    if names is None or any(row.event in names for _, row in pending):
+        settle(state.session)
 
 
 def _stream(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:

@@ -217,7 +217,7 @@ def store_clicks(rt: Runtime, batch: list[Click]) -> list[tuple[Click, int | Ref
                 ).where(AccessRequest.id.in_(ids))  # type: ignore[attr-defined]
             )
         }
-        kept: list[tuple[Click, int | Refusal]] = []
+        kept: list[tuple[Click, AuditEvent | Refusal]] = []
         for click in batch:
             request = requests.get(click.request_id)
             if request is None:
@@ -240,8 +240,9 @@ def store_clicks(rt: Runtime, batch: list[Click]) -> list[tuple[Click, int | Ref
                 subject=request.requester_id,
                 details=details,
             )
-            kept.append((click, event.seq))
-        return kept
+            kept.append((click, event))
+    # Each event has its seq once the transaction has committed (it is chained at commit).
+    return [(click, e if isinstance(e, Refusal) else e.seq) for click, e in kept]
 
 
 class LateNotices:
