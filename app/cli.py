@@ -96,14 +96,24 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
     warned = 0
     for loaded in registry:
         flow = loaded.flow
-        print(
-            f"ok   {loaded.path}: {flow.name} ({len(flow.targets)} targets, channel {flow.approval_channel})"
-        )
+        print(f"ok   {loaded.path}: {flow.name} ({len(flow.targets)} targets, {_routes(flow)})")
         for warning in lint(loaded):
             warned += 1
             print(f"warn {loaded.path}: {warning}")
     failed = _check_online(registry) if args.online else 0
     return 1 if failed or (warned and args.strict) else 0
+
+
+def _routes(flow) -> str:  # type: ignore[no-untyped-def]
+    """Where the flow's cards go, as `flows check` prints it."""
+    channels = dict.fromkeys(flow.channel_for(t.name) for t in flow.targets)
+    said = f"channel{'s' if len(channels) > 1 else ''} {', '.join(channels)}"
+    if flow.approver_dms:
+        said += ", approvers' DMs"
+    watchers = len(flow.notify.users) + len(flow.notify.channels)
+    if watchers:
+        said += f", {watchers} watcher{'s' if watchers > 1 else ''}"
+    return said
 
 
 def _check_online(registry) -> int:  # type: ignore[no-untyped-def]

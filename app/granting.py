@@ -257,7 +257,7 @@ def alert_unproven(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
         return
     try:
         rt.slack.chat_postMessage(
-            channel=loaded.flow.approval_channel,
+            channel=request.approval_channel or loaded.flow.channel_for(request.target),
             text=(
                 f":rotating_light: Request `{str(request_id)[:8]}` for *{escape(request.target)}* "
                 f"by <@{request.requester_id}> {escape(what)}. Its database row does not match "

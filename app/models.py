@@ -1,4 +1,4 @@
-"""The domain's tables: AccessRequest, Approval, Grant, AuditEvent."""
+"""The domain's tables: AccessRequest, Approval, CardCopy, Grant, AuditEvent."""
 
 from __future__ import annotations
 
@@ -96,6 +96,8 @@ class AccessRequest(SQLModel, table=True):
     failure: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # When approvers were reminded of this pending request (at most once).
     reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # How many of the flow's escalation steps were taken (claimed by compare-and-set).
+    escalated_steps: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Set on an extension: the request whose grant it would lengthen. An extension goes
     # through the same approval path as a request and never has a Grant of its own.
     extends_id: uuid.UUID | None = Field(default=None, foreign_key="access_request.id", index=True)
@@ -124,6 +126,26 @@ class Approval(SQLModel, table=True):
     approver_id: str = Field(sa_type=String(32))
     decision: Decision = Field(sa_type=_enum_column(Decision))
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CardCopy(SQLModel, table=True):
+    """A copy of a request's card beyond the approval channel's: in an approver's DM (with
+    buttons) or shown to a watcher (without). Every copy is re-rendered from the DB at each
+    transition, like the channel's card."""
+
+    __tablename__ = "card_copy"
+    __table_args__ = (UniqueConstraint("request_id", "channel"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    request_id: uuid.UUID = Field(foreign_key="access_request.id", index=True)
+    # The conversation it was posted to (a DM's D… id, or a channel) and its message ts.
+    channel: str = Field(sa_type=String(32))
+    ts: str = Field(sa_type=String(32))
+    # "approver" (buttons that work) or "watcher" (no buttons).
+    role: str = Field(sa_type=String(16))
+    # Whose DM it is, for an approver's or a watching person's copy.
+    user_id: str | None = Field(default=None, sa_type=String(32))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -13,7 +13,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
+from app.copies import sync_copies, undecided_approver_copies
 from app.db import utcnow
+from app.escalation import escalation_line, steps_taken
 from app.extensions import extension_problem
 from app.flows.loader import LoadedFlow
 from app.flows.schema import Flow
@@ -71,6 +73,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         durations=loaded.flow.durations if loaded else (),
         auto_reason=_auto_reason(session, request_id),
         principal=_principal(rt, loaded, request, grant_of(session, request_id)),
+        escalations=tuple(escalation_line(e) for e in steps_taken(rt, session, request)),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
@@ -134,7 +137,7 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
             return
         loaded = rt.flows.get(ctx.request.flow)
         if ctx.request.approval_message_ts is None and loaded is not None:
-            _post_card(rt, ctx, loaded.flow.approval_channel)
+            _post_card(rt, ctx, loaded.flow.channel_for(ctx.request.target))
         elif ctx.request.approval_message_ts is not None:
             rt.slack.chat_update(
                 channel=ctx.request.approval_channel,
@@ -142,10 +145,14 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
                 text=fallback_text(ctx.request, ctx.break_glass),
                 blocks=approval_card(ctx),
             )
+        if loaded is not None:
+            sync_copies(rt, ctx, loaded)
         if what == "remind" and loaded is not None and ctx.request.approval_message_ts:
             _remind(rt, ctx, loaded.flow)
         if what in _CHANNEL_ALERTS and ctx.request.approval_message_ts:
             _alert_channel(rt, ctx, what)
+        if what == "escalated" and ctx.request.approval_message_ts:
+            _announce_escalation(rt, ctx)
         _tell_requester(rt, ctx, what)
     refresh_home(rt, ctx.request.requester_id)
 
@@ -282,8 +289,23 @@ def _post_card(rt: Runtime, ctx: CardContext, channel: str) -> None:
     )
 
 
+def _announce_escalation(rt: Runtime, ctx: CardContext) -> None:
+    """The latest step, in the card's thread and the channel, mentioning its people (each
+    also gets the card by DM: app.copies)."""
+    with rt.db.session() as session:
+        taken = steps_taken(rt, session, ctx.request)
+    if taken:
+        rt.slack.chat_postMessage(
+            channel=ctx.request.approval_channel,
+            thread_ts=ctx.request.approval_message_ts,
+            reply_broadcast=True,
+            text=f"{escalation_line(taken[-1])} (request `{ctx.request.id}`)",
+        )
+
+
 def _remind(rt: Runtime, ctx: CardContext, flow: Flow) -> None:
-    """One nudge in the card's thread, naming the approvers (people and groups)."""
+    """One nudge in the card's thread, naming the approvers (people and groups); with
+    approver DMs, also one in the thread of each DM whose approver has not decided."""
     mentions = " ".join(
         [f"<@{u}>" for u in flow.approvers.users]
         + [f"<!subteam^{g}>" for g in flow.approvers.usergroups]
@@ -292,6 +314,12 @@ def _remind(rt: Runtime, ctx: CardContext, flow: Flow) -> None:
     if flow.pending_timeout is not None:
         moment = ctx.request.created_at + flow.pending_timeout
         deadline = slack_date(moment, moment.strftime("%Y-%m-%d %H:%M UTC"))
+    for copy in undecided_approver_copies(rt, ctx.request) if flow.approver_dms else ():
+        rt.slack.chat_postMessage(
+            channel=copy.channel,
+            thread_ts=copy.ts,
+            text=reminder_text(ctx.request, f"<@{copy.user_id}>", deadline),
+        )
     rt.slack.chat_postMessage(
         channel=ctx.request.approval_channel,
         thread_ts=ctx.request.approval_message_ts,

@@ -18,6 +18,7 @@ from sqlmodel import Session
 from app import lifecycle, queries
 from app.access import revoke_access
 from app.db import utcnow
+from app.escalation import take_due_steps
 from app.lifecycle import EndCause
 from app.models import AccessRequest, Grant, RequestStatus
 from app.runtime import Runtime
@@ -49,7 +50,8 @@ class DueWork:
     cardless: list[uuid.UUID]
     failed_revokes: list[uuid.UUID]
     notices: list[tuple[Grant, timedelta]]
-    pending: list[tuple[uuid.UUID, str, datetime, datetime | None]]
+    # (id, flow, created_at, reminded_at, escalation steps taken) of each pending request.
+    pending: list[tuple[uuid.UUID, str, datetime, datetime | None, int]]
 
 
 def read_due_work(rt: Runtime, session: Session, now: datetime) -> DueWork:
@@ -63,7 +65,10 @@ def read_due_work(rt: Runtime, session: Session, now: datetime) -> DueWork:
         cardless=queries.cardless(session, now - CARDLESS),
         failed_revokes=_failed_revokes_due(rt, session, now),
         notices=_notices_due(rt, session, now),
-        pending=[(r.id, r.flow, r.created_at, r.reminded_at) for r in queries.pending(session)],
+        pending=[
+            (r.id, r.flow, r.created_at, r.reminded_at, r.escalated_steps)
+            for r in queries.pending(session)
+        ],
     )
 
 
@@ -150,13 +155,20 @@ def send_expiry_notices(rt: Runtime, due: list[tuple[Grant, timedelta]]) -> dict
 
 
 def expire_pending(
-    rt: Runtime, waiting: list[tuple[uuid.UUID, str, datetime, datetime | None]], now: datetime
+    rt: Runtime,
+    waiting: list[tuple[uuid.UUID, str, datetime, datetime | None, int]],
+    now: datetime,
 ) -> dict[str, int]:
-    """Time out requests nobody decided in the flow's time; remind approvers once halfway."""
-    counts = {"timed_out": 0, "reminded": 0}
-    for request_id, flow_name, created_at, reminded_at in waiting:
+    """Time out requests nobody decided in the flow's time; remind approvers once halfway;
+    take the flow's escalation steps as they fall due."""
+    counts = {"timed_out": 0, "reminded": 0, "escalated": 0}
+    for request_id, flow_name, created_at, reminded_at, escalated in waiting:
         loaded = rt.flows.get(flow_name)
         timeout = loaded.flow.pending_timeout if loaded else None
+        if loaded is not None and escalated < len(loaded.flow.escalation):
+            counts["escalated"] += take_due_steps(
+                rt, loaded.flow, request_id, created_at, escalated, now
+            )
         if timeout is None:
             continue
         if created_at + timeout <= now:

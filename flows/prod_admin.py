@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from app.flows.schema import Approvers, AwsIamGroupTarget, Flow
+from app.flows.schema import Approvers, AwsIamGroupTarget, Flow, Watchers
 
 flow = Flow(
     name="prod-admin",
@@ -12,6 +12,10 @@ flow = Flow(
     # Two different people from security must approve; the requester never counts.
     approvals_required=2,
     approval_channel="C0SECURITYOPS",
+    # Security engineers get each card in a DM too (with working buttons), and the
+    # security feed channel sees every card, without buttons.
+    approver_dms=True,
+    notify=Watchers(channels=("C0SECURITYFEED",)),
     durations=(timedelta(minutes=15), timedelta(hours=1)),
     max_duration=timedelta(hours=1),
     pending_timeout=timedelta(hours=2),

@@ -7,7 +7,13 @@ from app.flows.schema import Approvers, AwsIamGroupTarget, Flow
 flow = Flow(
     name="prod-readonly",
     description="Read-only access to the production AWS account.",
-    targets=(AwsIamGroupTarget(name="prod-readonly", group_name="latchkey-prod-readonly"),),
+    targets=(
+        AwsIamGroupTarget(name="prod-readonly", group_name="latchkey-prod-readonly"),
+        # The database read role is the DBAs' to approve, in their own channel.
+        AwsIamGroupTarget(
+            name="rds-readonly", group_name="latchkey-rds-readonly", approval_channel="C0DBAS"
+        ),
+    ),
     # Replace with your approvers' Slack user ids (profile → ⋮ → Copy member ID)
     # and/or a user group id (S…).
     approvers=Approvers(users=("U0PLATFORMLEAD",), usergroups=("S0PLATFORM",)),

@@ -17,6 +17,9 @@ GROUP_APPROVER = "U0GROUPLEAD"
 OUTSIDER = "U0OUTSIDER"
 APPROVER_GROUP = "S0LEADS"
 CHANNEL = "C0APPROVALS"
+DBA_CHANNEL = "C0DBAS"
+WATCHER = "U0WATCHER"
+WATCH_CHANNEL = "C0WATCHING"
 GROUP_NAME = "latchkey-test-admins"
 # The audit trail of a request approved with one click: the click is kept, keyed, before
 # its ack (decision_deferred); the worker decides it and records so (decision_resumed).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.flows.loader import LoadedFlow
-from app.flows.schema import format_duration
+from app.flows.schema import MAX_APPROVER_DMS, format_duration
 
 LONG_ACCESS = timedelta(hours=12)
 
@@ -45,6 +45,11 @@ def lint(loaded: LoadedFlow) -> list[str]:
     if flow.requesters is None and flow.auto_approve is not None:
         warnings.append(
             "requesters: anyone may request a flow that approves some requests automatically"
+        )
+    if flow.approver_dms and len(flow.approvers.users) > MAX_APPROVER_DMS:
+        warnings.append(
+            f"approver_dms: {len(flow.approvers.users)} approvers listed; only the first "
+            f"{MAX_APPROVER_DMS} get the card by DM (the channel's card reaches everyone)"
         )
     if flow.break_glass and flow.approvers.is_empty:
         warnings.append("break_glass: on, but no approvers to review break-glass use")

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 # Targets live in their own module; flows import them from here, as they always have.
 from app.flows.targets import (  # noqa: F401
     BUILTIN_PROVIDERS,
+    SLACK_CHANNEL,
     AwsIamGroupTarget,
     AwsRoleTarget,
     AwsSsoPermissionSetTarget,
@@ -30,7 +31,6 @@ from app.flows.targets import Strict as _Strict
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
-_SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$")
 
 
@@ -89,6 +89,55 @@ class People(_Strict):
 Approvers = People
 
 
+class Escalation(_Strict):
+    """One step of a flow's escalation: when a request has had no decision for `after`,
+    these people are told (and, with `may_approve`, may decide it from then on)."""
+
+    after: timedelta
+    to: People
+    # True: the people told join the approvers of this request (the card says so).
+    may_approve: bool = False
+
+    @model_validator(mode="after")
+    def _sensible(self) -> Escalation:
+        if self.after <= timedelta(0):
+            raise ValueError("after must be longer than zero")
+        if self.to.email_domains:
+            raise ValueError("to: escalate to users or user groups, not email domains")
+        if not (self.to.users or self.to.usergroups):
+            raise ValueError("to: name at least one user or user group")
+        return self
+
+
+# The most approvers a card is sent to by DM: a group of hundreds would be spammed, and
+# each DM is one Slack call per transition. `flows check` says when a flow lists more.
+MAX_APPROVER_DMS = 25
+
+
+class Watchers(_Strict):
+    """People and channels who see a flow's cards without deciding: a copy of the card,
+    kept current like the channel's, without buttons."""
+
+    users: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+    @field_validator("users")
+    @classmethod
+    def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for user in value:
+            if not _SLACK_USER.match(user):
+                raise ValueError(f"{user!r} is not a Slack user id (U… or W…)")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for channel in value:
+            if not SLACK_CHANNEL.match(channel):
+                raise ValueError(f"{channel!r} is not a Slack channel id (C… or G…)")
+        return value
+
+
 class Identity(_Strict):
     """How a Slack user becomes a principal at a provider.
 
@@ -110,7 +159,15 @@ class Flow(_Strict):
     description: str
     targets: tuple[Target, ...] = Field(min_length=1)
     approvers: People
+    # Where cards are posted; a target may name its own (`approval_channel` on the target).
     approval_channel: str
+    # Each approver also gets the card in a DM, with working buttons; every copy is
+    # re-rendered at every transition, so a decision anywhere shows everywhere.
+    approver_dms: bool = False
+    # Who sees the cards without being approvers (a copy without buttons).
+    notify: Watchers = Field(default_factory=Watchers)
+    # Steps taken while a request waits for a decision, in order of `after`.
+    escalation: tuple[Escalation, ...] = ()
     durations: tuple[timedelta, ...] = Field(min_length=1)
     max_duration: timedelta
     # Who may request; None means everyone in the workspace.
@@ -195,7 +252,7 @@ class Flow(_Strict):
     @field_validator("approval_channel")
     @classmethod
     def _channel_id(cls, value: str) -> str:
-        if not _SLACK_CHANNEL.match(value):
+        if not SLACK_CHANNEL.match(value):
             raise ValueError(f"{value!r} is not a Slack channel id (C… or G…)")
         return value
 
@@ -229,6 +286,11 @@ class Flow(_Strict):
             raise ValueError("expiry_notice must be longer than zero (or None)")
         if self.max_total_duration is not None and self.max_total_duration < self.max_duration:
             raise ValueError("max_total_duration cannot be shorter than max_duration")
+        afters = [step.after for step in self.escalation]
+        if afters != sorted(set(afters)):
+            raise ValueError("escalation: list the steps in order of `after`, each later")
+        if self.pending_timeout is not None and any(a >= self.pending_timeout for a in afters):
+            raise ValueError("escalation: every step must come before pending_timeout")
         if self.reason_pattern and not self.reason_hint:
             raise ValueError(
                 "reason_hint: say what reason_pattern expects (e.g. 'a JIRA ticket like OPS-123')"
@@ -237,6 +299,11 @@ class Flow(_Strict):
 
     def target(self, name: str) -> Target | None:
         return next((t for t in self.targets if t.name == name), None)
+
+    def channel_for(self, target: str) -> str:
+        """Where a request for this target is decided: the target's channel, else the flow's."""
+        found = self.target(target)
+        return (found.approval_channel if found else None) or self.approval_channel
 
 
 def format_duration(duration: timedelta) -> str:

@@ -31,6 +31,7 @@ _GCP_ROLE = re.compile(
 )
 _GCP_SERVICE_ACCOUNT = re.compile(r"[a-z][a-z0-9-]{4,29}@[a-z0-9.-]+\.gserviceaccount\.com")
 _PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]{1,62}")
+SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
 class Strict(BaseModel):
@@ -39,7 +40,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AwsIamGroupTarget(Strict):
+class Routed(Strict):
+    """What every target may say about where its requests are decided."""
+
+    # This target's cards go to this channel instead of the flow's approval_channel
+    # (production databases to the DBAs' channel, say).
+    approval_channel: str | None = None
+
+    @field_validator("approval_channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        if value is not None and not SLACK_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C… or G…)")
+        return value
+
+
+class AwsIamGroupTarget(Routed):
     """Membership of an AWS IAM group for the requester's IAM user (no native expiry)."""
 
     provider: Literal["aws_iam_group"] = "aws_iam_group"
@@ -60,7 +76,7 @@ class AwsIamGroupTarget(Strict):
         return f"group/{self.group_name}"
 
 
-class AwsSsoPermissionSetTarget(Strict):
+class AwsSsoPermissionSetTarget(Routed):
     """An IAM Identity Center permission set on one AWS account, assigned to the requester's
     Identity Center user (found in the identity store by the mapped principal, an email by
     default). Identity Center assignments have no native expiry: sessions already started
@@ -110,7 +126,7 @@ class AwsSsoPermissionSetTarget(Strict):
         return f"{self.account_id}/{self.permission_set_arn}"
 
 
-class AwsRoleTarget(Strict):
+class AwsRoleTarget(Routed):
     """The right to assume an AWS role, given to the requester's IAM user as an inline policy
     that AWS itself stops honouring at the grant's end (`DateLessThan aws:CurrentTime`)."""
 
@@ -133,7 +149,7 @@ class AwsRoleTarget(Strict):
         return self.role_arn
 
 
-class GcpRoleBindingTarget(Strict):
+class GcpRoleBindingTarget(Routed):
     """A role on a GCP project or folder, bound to the requester with an IAM condition that
     Google stops honouring at the grant's end (`request.time < timestamp(…)`)."""
 
@@ -161,7 +177,7 @@ class GcpRoleBindingTarget(Strict):
         return f"{self.resource_name}/{self.role}"
 
 
-class GcpImpersonationTarget(Strict):
+class GcpImpersonationTarget(Routed):
     """The right to impersonate a GCP service account: roles/iam.serviceAccountTokenCreator on
     that account, with the same expiring IAM condition."""
 
@@ -184,7 +200,7 @@ class GcpImpersonationTarget(Strict):
         return f"serviceAccounts/{self.service_account}"
 
 
-class CustomTarget(Strict):
+class CustomTarget(Routed):
     """Access granted by a provider class in the flows folder, registered under `using`."""
 
     provider: Literal["custom"] = "custom"

@@ -19,11 +19,13 @@ from app.lifecycle.grants import (
 )
 from app.lifecycle.requests import (
     BREAK_GLASS_REVIEWS,
+    ESCALATED,
     audit_hook_failure,
     auto_decide,
     break_glass,
     cancel,
     decide,
+    escalate,
     mark_reminded,
     review_break_glass,
     submit,
@@ -32,6 +34,7 @@ from app.lifecycle.requests import (
 
 __all__ = [
     "BREAK_GLASS_REVIEWS",
+    "ESCALATED",
     "DecisionOutcome",
     "EndCause",
     "activate",
@@ -42,6 +45,7 @@ __all__ = [
     "cancel",
     "claim_grant",
     "decide",
+    "escalate",
     "fail",
     "finish_revoke",
     "grant_end",

@@ -211,6 +211,10 @@ def time_out(*, session: Session, audit: AuditLog, request_id: uuid.UUID, after:
     return _counted(moved, "timed_out") is not None
 
 
+# The audit event of one escalation step taken (its people, whether they may approve).
+ESCALATED = "escalated"
+
+
 def mark_reminded(
     *, session: Session, audit: AuditLog, request_id: uuid.UUID, now: datetime
 ) -> bool:
@@ -230,6 +234,29 @@ def mark_reminded(
     request = session.get(AccessRequest, request_id, populate_existing=True)
     assert request is not None
     record(session, audit, request, "approvers_reminded", "latchkey", {})
+    return True
+
+
+def escalate(
+    *, session: Session, audit: AuditLog, request_id: uuid.UUID, step: int, details: dict[str, Any]
+) -> bool:
+    """Claim escalation step `step` (counted from 0) of a pending request: compare-and-set
+    on escalated_steps, so each step is taken once however many sweeps see it due."""
+    result = session.execute(
+        update(AccessRequest)
+        .where(
+            AccessRequest.id == request_id,  # type: ignore[arg-type]
+            AccessRequest.status == S.PENDING,  # type: ignore[arg-type]
+            AccessRequest.escalated_steps == step,  # type: ignore[arg-type]
+        )
+        .values(escalated_steps=step + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    request = session.get(AccessRequest, request_id, populate_existing=True)
+    assert request is not None
+    record(session, audit, request, ESCALATED, "latchkey", {"step": step + 1, **details})
     return True
 
 

@@ -115,8 +115,9 @@ def places(rt: Runtime) -> list[Place]:
             name = provider_of(target)
             place = by_key.setdefault((name, target.resource), Place(name, target.resource))
             place.targets.append((flow.name, target))
-            if flow.approval_channel not in place.channels:
-                place.channels.append(flow.approval_channel)
+            channel = target.approval_channel or flow.approval_channel
+            if channel not in place.channels:
+                place.channels.append(channel)
     return list(by_key.values())
 
 

@@ -17,10 +17,13 @@ from tests.conftest import BACKENDS, POSTGRES_URL, migrated_database_for, worker
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
+    DBA_CHANNEL,
     GROUP_APPROVER,
     GROUP_NAME,
     OUTSIDER,
     SECOND_APPROVER,
+    WATCH_CHANNEL,
+    WATCHER,
     write_flow,
 )
 
@@ -140,6 +143,33 @@ def _standard_stack(
             f'service_account="{GCP_SERVICE_ACCOUNT}"))'
         ),
     )
+    # Routing: one target decided in its own channel; approvers' DMs and watchers.
+    write_flow(
+        flows_dir,
+        name="routed",
+        targets=(
+            f'(AwsIamGroupTarget(name="admins", group_name="{GROUP_NAME}"), '
+            f'AwsIamGroupTarget(name="dba", group_name="{GROUP_NAME}", '
+            f'approval_channel="{DBA_CHANNEL}"))'
+        ),
+    )
+    write_flow(
+        flows_dir,
+        name="dm-approvers",
+        extra=(
+            f'approver_dms=True, notify=Watchers(users=("{WATCHER}",), '
+            f'channels=("{WATCH_CHANNEL}",)),'
+        ),
+    )
+    write_flow(
+        flows_dir,
+        name="escalating",
+        extra=(
+            f'escalation=(Escalation(after=timedelta(seconds=2), to=People(users=("{WATCHER}",))), '
+            f'Escalation(after=timedelta(seconds=3), to=People(users=("{OUTSIDER}",)), '
+            "may_approve=True)),"
+        ),
+    )
     # Only people the flow maps may request: everyone else is refused in the modal.
     write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
     redis.Redis.from_url(redis_url).flushdb()
@@ -184,6 +214,7 @@ def _people(stack: LocalStack) -> None:
         (SECOND_APPROVER, "bo"),
         (GROUP_APPROVER, "cy"),
         (OUTSIDER, "dee"),
+        (WATCHER, "eve"),
     ):
         stack.slack.add_user(user_id, name=name, email=f"{name}@example.com")
     stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])

@@ -46,6 +46,9 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "db-read",
         "gcp-viewer",
         "mapped-only",
+        "routed",
+        "dm-approvers",
+        "escalating",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(

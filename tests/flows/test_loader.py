@@ -35,6 +35,17 @@ def test_valid_flow_loads_with_sorted_durations(tmp_path: Path) -> None:
         ({"name": "Not A Slug"}, "name", "lowercase"),
         ({"extra": 'approval_channel_typo="C1",'}, "approval_channel_typo", "Extra inputs"),
         ({"extra": "max_extensions=-1,"}, "max_extensions", "greater than or equal to 0"),
+        (
+            {"extra": 'notify=Watchers(channels=("#security",)),'},
+            "channels",
+            "'#security' is not a Slack channel id",
+        ),
+        ({"extra": 'notify=Watchers(users=("ann",)),'}, "users", "not a Slack user id"),
+        (
+            {"targets": '(AwsIamGroupTarget(name="a", group_name="g", approval_channel="dbas"),)'},
+            "approval_channel",
+            "'dbas' is not a Slack channel id",
+        ),
         ({"extra": "expiry_notice=timedelta(0),"}, "flow", "expiry_notice must be longer"),
         (
             {"extra": "max_total_duration=timedelta(minutes=5),"},
@@ -127,3 +138,21 @@ def test_flow_without_approvers_is_flagged(
     )
     main(["flows", "check", "--dir", str(tmp_path)])
     assert "no request of this flow can ever be approved" in capsys.readouterr().out
+
+
+def test_flows_check_says_where_each_flows_cards_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_flow(
+        tmp_path,
+        targets=(
+            '(AwsIamGroupTarget(name="admins", group_name="g"), '
+            'AwsIamGroupTarget(name="dba", group_name="d", approval_channel="C0DBAS"))'
+        ),
+        extra='approver_dms=True, notify=Watchers(users=("U0WATCHER",), channels=("C0SEC",)),',
+    )
+    assert main(["flows", "check", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(2 targets, channels C0APPROVALS, C0DBAS, approvers' DMs, 2 watchers)" in out
+    flow = load_flows(tmp_path).get("test-admin").flow
+    assert flow.channel_for("dba") == "C0DBAS" and flow.channel_for("admins") == "C0APPROVALS"

@@ -68,6 +68,8 @@ class CardContext:
     extensions_allowed: bool = True
     # Who gets the access at the provider (an IAM user, a Google member…), or why nobody.
     principal: str | None = None
+    # Escalation steps taken while it waited, as the card says them (app.escalation).
+    escalations: tuple[str, ...] = ()
 
     @property
     def progress(self) -> str:
@@ -223,6 +225,7 @@ def _history(ctx: CardContext) -> list[str]:
             else "Reviewed and acknowledged"
         )
         lines.append(f"{verb} by <@{reviewer}>")
+    lines.extend(ctx.escalations)
     shortened = clamp_line(ctx)
     if shortened:
         lines.append(shortened)

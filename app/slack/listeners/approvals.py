@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from app import lifecycle
 from app.access import run_request_hook
 from app.eligibility import approver_verdict, requester_verdict
+from app.escalation import escalated_approvers
 from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, refuse
 from app.flows.schema import Flow
@@ -43,12 +44,11 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
     if loaded is None:
         return None, refuse(f"The flow {flow_name!r} no longer exists.")
     flow = loaded.flow
+    extra = hook_approvers(rt, loaded, request)
+    if flow.escalation:  # people a step made approvers of this request, from keyed events
+        extra |= escalated_approvers(rt, request)
     verdict = approver_verdict(
-        rt,
-        flow,
-        requester_id=requester_id,
-        user_id=decider_id,
-        extra_approvers=_hook_approvers(rt, loaded, request),
+        rt, flow, requester_id=requester_id, user_id=decider_id, extra_approvers=extra
     )
     if verdict.allowed:
         eligible = requester_verdict(rt, loaded, requester_id)
@@ -59,7 +59,7 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
     return flow, verdict
 
 
-def _hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> frozenset[str]:
+def hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> frozenset[str]:
     """Approvers the flow's get_approvers hook names for this request; none if it fails."""
     if "get_approvers" not in loaded.hooks:
         return frozenset()

@@ -128,7 +128,7 @@ def register(routes: Routes, rt: Runtime) -> None:
             )
         ack()
         if not rt.tasks.process_submission(request.id):
-            tell(client, body, recorded_for_later(loaded.flow.approval_channel))
+            tell(client, body, recorded_for_later(loaded.flow.channel_for(ask.target)))
 
 
 def _ask_break_glass_confirmation(
