@@ -163,6 +163,11 @@ def _standard_stack(
     )
     write_flow(
         flows_dir,
+        name="dm-quorum",
+        extra="approver_dms=True, approvals_required=2, pending_timeout=timedelta(seconds=12),",
+    )
+    write_flow(
+        flows_dir,
         name="escalating",
         extra=(
             f'escalation=(Escalation(after=timedelta(seconds=2), to=People(users=("{WATCHER}",))), '

@@ -49,6 +49,7 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "routed",
         "dm-approvers",
         "escalating",
+        "dm-quorum",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(

@@ -180,3 +180,34 @@ def test_the_watcher_told_by_a_step_still_cannot_approve(stack: LocalStack) -> N
     with stack.database().session() as session:
         request = session.get(AccessRequest, uuid.UUID(request_id_on(card)))
         assert request is not None and request.status == RequestStatus.PENDING
+
+
+def test_reminders_go_to_the_dms_of_approvers_who_have_not_decided(stack: LocalStack) -> None:
+    person = new_person(stack)
+    mark = stack.slack.mark()
+    submit_request(stack, person, flow="dm-quorum", target="admins", seconds=3600, reason="db")
+    copies = {
+        who: _posted_to(stack, who, person, since=mark)
+        for who in (APPROVER, SECOND_APPROVER, GROUP_APPROVER)
+    }
+    # One of the two approvals needed, well before the reminder (halfway through 12 s).
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, copies[APPROVER]).status == 200
+    _updated(stack, copies[SECOND_APPROVER], "1 of 2 approvals")
+
+    def reminder_in(copy: RecordedCall) -> list[RecordedCall]:
+        return [
+            c
+            for c in stack.slack.calls("chat.postMessage", since=mark)
+            if c.args.get("thread_ts") == copy.response["ts"]
+            and c.args.get("channel") == copy.response["channel"]
+        ]
+
+    for who in (SECOND_APPROVER, GROUP_APPROVER):
+        stack.slack.wait_for(
+            "chat.postMessage",
+            lambda a, who=who: (
+                a.get("thread_ts") == copies[who].response["ts"] and f"<@{who}>" in a["text"]
+            ),
+            since=mark,
+        )
+    assert reminder_in(copies[APPROVER]) == []  # who has decided is not nagged

@@ -42,6 +42,31 @@ def test_valid_flow_loads_with_sorted_durations(tmp_path: Path) -> None:
         ),
         ({"extra": 'notify=Watchers(users=("ann",)),'}, "users", "not a Slack user id"),
         (
+            {
+                "extra": "escalation=(Escalation(after=timedelta(minutes=30), "
+                'to=People(users=("U0LEAD",))), Escalation(after=timedelta(minutes=10), '
+                'to=People(users=("U0SEC",)))),'
+            },
+            "flow",
+            "escalation: list the steps in order of `after`",
+        ),
+        (
+            {
+                "extra": "pending_timeout=timedelta(minutes=5), escalation=(Escalation("
+                'after=timedelta(minutes=10), to=People(users=("U0LEAD",))),),'
+            },
+            "flow",
+            "every step must come before pending_timeout",
+        ),
+        (
+            {
+                "extra": "escalation=(Escalation(after=timedelta(minutes=10), "
+                'to=People(email_domains=("example.com",))),),'
+            },
+            "flow",
+            "to: escalate to users or user groups, not email domains",
+        ),
+        (
             {"targets": '(AwsIamGroupTarget(name="a", group_name="g", approval_channel="dbas"),)'},
             "approval_channel",
             "'dbas' is not a Slack channel id",
