@@ -16,7 +16,7 @@ from app.eligibility import current_members, requester_verdict
 from app.flows.hooks import HookRequest, HookResult, call_hook
 from app.flows.loader import LoadedFlow
 from app.flows.policy import AutoDecision, auto_decide
-from app.flows.schema import Target
+from app.flows.schema import Flow, Target
 from app.granting import alert_unproven, native_end
 from app.lifecycle import EndCause
 from app.metrics import process as metrics
@@ -279,6 +279,7 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
         hook = run_request_hook(rt, loaded, "on_request", request, user.email)
         # Membership as of Slack's last change event: auto-approval is a decision too.
         groups = current_members(rt, flow.auto_approve.usergroups) if flow.auto_approve else {}
+        on_call, no_incident = _on_call_for_auto_approval(rt, flow, request_id)
         decision = auto_decide(
             flow,
             requester_id=requester_id,
@@ -288,6 +289,8 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
             hook_value=hook.value,
             hook_error=hook.error,
             eligible=eligible,
+            on_call=on_call,
+            no_incident=no_incident,
         )
     if decision.outcome == "human":
         rt.tasks.notify(request_id, "submitted")
@@ -305,6 +308,28 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
         rt.tasks.notify(request_id, "auto_approved")
     else:
         rt.tasks.notify(request_id, "denied")
+
+
+def _on_call_for_auto_approval(
+    rt: Runtime, flow: Flow, request_id: uuid.UUID
+) -> tuple[dict[str, str], str | None]:
+    """Who auto_approve's on-call sources name now, and why auto-approval may not apply
+    (no open incident, when the flow asks for one). A failure to ask is audited and
+    leaves the request to a human."""
+    from app.oncall.people import audited, incident_open, on_call_people
+
+    if flow.auto_approve is None:
+        return {}, None
+    during = flow.auto_approve_during
+    if during is not None:
+        is_open = audited(rt, request_id, "auto_approve_during", lambda: incident_open(rt, during))
+        if not is_open:
+            return {}, during.describe()
+    sources = flow.auto_approve.oncall
+    if not sources:
+        return {}, None
+    found = audited(rt, request_id, "auto_approve.oncall", lambda: on_call_people(rt, sources))
+    return found or {}, None
 
 
 def run_request_hook(

@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     # e.g. 127.0.0.1:8124): both or neither.
     gcp_endpoint: str | None = Field(default=None, alias="LATCHKEY_GCP_ENDPOINT")
     gcp_grpc_endpoint: str | None = Field(default=None, alias="LATCHKEY_GCP_GRPC_ENDPOINT")
+    # On-call data for flows that name PagerDuty or Opsgenie (app.oncall): a read-only
+    # REST API token / API key, and the API's base URL (a local stand-in in tests).
+    pagerduty_token: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_PAGERDUTY_TOKEN")
+    pagerduty_url: str = Field(default="https://api.pagerduty.com", alias="LATCHKEY_PAGERDUTY_URL")
+    opsgenie_api_key: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_OPSGENIE_API_KEY")
+    opsgenie_url: str = Field(default="https://api.opsgenie.com", alias="LATCHKEY_OPSGENIE_URL")
+    # How long an answer about who is on call (or an open incident) is reused: a burst of
+    # clicks asks once; a handover shows within this time.
+    oncall_cache_seconds: float = Field(default=30.0, alias="LATCHKEY_ONCALL_CACHE_SECONDS", ge=0)
     # /healthz is not ok when a grant stays past its end longer than a sweep plus this.
     overdue_grace_seconds: float = Field(default=30.0, alias="LATCHKEY_OVERDUE_GRACE_SECONDS", ge=0)
     beat_schedule_file: Path = Field(

@@ -44,6 +44,13 @@ def approver_recipients(rt: Runtime, loaded: LoadedFlow, request: AccessRequest)
     for members in current_members(rt, flow.approvers.usergroups).values():
         people.extend(sorted(members))
     people.extend(sorted(hook_approvers(rt, loaded, request)))
+    if flow.approvers.oncall:
+        from app.oncall.people import audited, on_call_people
+
+        on_call = audited(
+            rt, request.id, "approvers.oncall", lambda: on_call_people(rt, flow.approvers.oncall)
+        )
+        people.extend(sorted(on_call or ()))
     chosen = [
         p for p in dict.fromkeys(people) if p != request.requester_id or flow.allow_self_approval
     ]

@@ -74,6 +74,41 @@ def requestable_flows(rt: Runtime, user_id: str) -> list[Flow]:
     return [loaded.flow for loaded in rt.flows if requester_verdict(rt, loaded, user_id).allowed]
 
 
+def is_admin(rt: Runtime, user_id: str) -> bool:
+    """A Latchkey admin (LATCHKEY_ADMINS: users, or members of user groups now)."""
+    settings = rt.settings
+    if user_id in settings.admin_users:
+        return True
+    return any(user_id in m for m in current_members(rt, settings.admin_groups).values())
+
+
+def on_behalf_problem(rt: Runtime, flow: Flow, user_id: str, beneficiary: str) -> str | None:
+    """Why this person may not request this flow for `beneficiary` (None: they may): the
+    flow must allow it, and they must be one of its approvers or a Latchkey admin."""
+    if not flow.on_behalf:
+        return f"The {flow.name} flow does not take requests for someone else."
+    if beneficiary == user_id:
+        return None
+    if is_admin(rt, user_id):
+        return None
+    verdict = may_decide(
+        flow,
+        requester_id=beneficiary,
+        approver_id=user_id,
+        usergroup_members=lambda: current_members(rt, flow.approvers.usergroups),
+    )
+    if not verdict.allowed:
+        return f"Only approvers of {flow.name} and Latchkey admins may request it for someone else."
+    return None
+
+
+def for_others(rt: Runtime, user_id: str, flows: list[Flow]) -> frozenset[str]:
+    """The flows among these whose form offers this person the "For" picker."""
+    return frozenset(
+        f.name for f in flows if f.on_behalf and on_behalf_problem(rt, f, user_id, "") is None
+    )
+
+
 def approver_verdict(
     rt: Runtime,
     flow: Flow,

@@ -23,13 +23,24 @@ from app.queries import events_of
 from app.runtime import Runtime
 
 
-def step_details(step: Escalation) -> dict[str, Any]:
-    return {
+def step_details(rt: Runtime, request_id: uuid.UUID, step: Escalation) -> dict[str, Any]:
+    """What the `escalated` event records: the step's people, with whoever its on-call
+    sources name at this moment (a failure to ask is audited; the rest are still told)."""
+    from app.oncall.people import audited, on_call_people
+
+    details: dict[str, Any] = {
         "after_seconds": int(step.after.total_seconds()),
         "users": list(step.to.users),
         "usergroups": list(step.to.usergroups),
         "may_approve": step.may_approve,
     }
+    if step.to.oncall:
+        found = audited(
+            rt, request_id, "escalation.oncall", lambda: on_call_people(rt, step.to.oncall)
+        )
+        details["oncall"] = [source.describe() for source in step.to.oncall]
+        details["oncall_users"] = sorted(found or ())
+    return details
 
 
 def take_due_steps(
@@ -47,7 +58,7 @@ def take_due_steps(
                 audit=rt.audit,
                 request_id=request_id,
                 step=index,
-                details=step_details(step),
+                details=step_details(rt, request_id, step),
             )
         if not claimed:
             break  # another sweep took it (and tells)
@@ -67,7 +78,7 @@ def steps_taken(rt: Runtime, session: Session, request: AccessRequest) -> list[A
 
 def people_of(rt: Runtime, event: AuditEvent) -> list[str]:
     """The people an escalation step reached: its users and its groups' members now."""
-    people = list(event.details.get("users", []))
+    people = list(event.details.get("users", [])) + list(event.details.get("oncall_users", []))
     groups = tuple(event.details.get("usergroups", []))
     for members in current_members(rt, groups).values():
         people.extend(sorted(members))
@@ -87,8 +98,10 @@ def escalated_approvers(rt: Runtime, request: AccessRequest) -> frozenset[str]:
 def escalation_line(event: AuditEvent) -> str:
     """How a step taken reads on the card."""
     after = format_duration(timedelta(seconds=int(event.details.get("after_seconds", 0))))
-    who = [f"<@{u}>" for u in event.details.get("users", [])] + [
-        f"<!subteam^{g}>" for g in event.details.get("usergroups", [])
-    ]
+    details = event.details
+    who = [f"<@{u}>" for u in (*details.get("users", []), *details.get("oncall_users", []))]
+    who += [f"<!subteam^{g}>" for g in details.get("usergroups", [])]
+    if details.get("oncall") and not details.get("oncall_users"):
+        who.append(f"nobody found {' or '.join(details['oncall'])}")
     role = "may now approve" if event.details.get("may_approve") else "told"
     return f":mega: No decision after {after}: escalated to {', '.join(who)} ({role})"

@@ -96,6 +96,9 @@ class AccessRequest(SQLModel, table=True):
     failure: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # When approvers were reminded of this pending request (at most once).
     reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Who filed the request when it is for someone else (on_behalf); requester_id is the
+    # person the access is for, who is told and may cancel it.
+    requested_by: str | None = Field(default=None, sa_type=String(32))
     # How many of the flow's escalation steps were taken (claimed by compare-and-set).
     escalated_steps: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # Set on an extension: the request whose grant it would lengthen. An extension goes

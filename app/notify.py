@@ -78,6 +78,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
             loaded.flow.approvals_required,
+            oncall=tuple(s.describe() for s in loaded.flow.approvers.oncall),
         )
         if loaded
         else "",

@@ -51,11 +51,9 @@ def decision_problem(
     """Why this request may not be granted (or its extension applied), or None if the
     audit chain holds a keyed decision for exactly what the row says."""
     keyed = _keyed(audit, session, request, ASKED + DECISIONS + APPROVALS + CLAMPS)
-    asked = [
-        e
-        for e in _of(keyed, ASKED)
-        if e.actor == request.requester_id and e.subject == request.requester_id
-    ]
+    # Filed by the requester, or on their behalf by whoever the row and the event both name.
+    filer = request.requested_by or request.requester_id
+    asked = [e for e in _of(keyed, ASKED) if e.actor == filer and e.subject == request.requester_id]
     if not asked:
         return "no keyed record of this request in the audit trail"
     if int(asked[0].details.get("duration_seconds", -1)) != request.requested_seconds:

@@ -37,6 +37,9 @@ def write_flow(
     filename: str | None = None,
     hooks: str = "",
     targets: str = f'(AwsIamGroupTarget(name="admins", group_name="{GROUP_NAME}"),)',
+    approvers: str = (
+        f'Approvers(users=("{APPROVER}", "{SECOND_APPROVER}"), usergroups=("{APPROVER_GROUP}",))'
+    ),
 ) -> Path:
     """Write a flow module the way an admin would, and return its path."""
     path = directory / (filename or f"{name.replace('-', '_')}.py")
@@ -51,7 +54,7 @@ def write_flow(
                 name="{name}",
                 description="Admin access for tests",
                 targets={targets},
-                approvers=Approvers(users=("{APPROVER}", "{SECOND_APPROVER}"), usergroups=("{APPROVER_GROUP}",)),
+                approvers={approvers},
                 approval_channel="{CHANNEL}",
                 durations=({durations},),
                 max_duration={max_duration},

@@ -187,7 +187,8 @@ def may_decide(
     if approver_id in flow.approvers.users:
         return allow(f"<@{approver_id}> is an approver of {flow.name}")
     if approver_id in extra_approvers:
-        return allow(f"<@{approver_id}> was named by the flow's get_approvers hook")
+        # Named for this request: by the get_approvers hook, an escalation step, or on call.
+        return allow(f"<@{approver_id}> was named an approver of this request")
     if flow.approvers.usergroups:
         members = usergroup_members() if callable(usergroup_members) else usergroup_members
         for group in flow.approvers.usergroups:
@@ -214,10 +215,16 @@ def auto_decide(
     hook_value: object,
     hook_error: str | None,
     eligible: Verdict | None = None,
+    on_call: Mapping[str, str] | None = None,
+    no_incident: str | None = None,
 ) -> AutoDecision:
     """Whether a request is decided without a human: the on_request hook first, then the
     flow's auto_approve list. A hook error or an unexpected answer means a human decides;
-    a requester who may not request this flow (any more) is never auto-approved."""
+    a requester who may not request this flow (any more) is never auto-approved.
+
+    `on_call`: who the auto_approve list's on-call sources name now (Slack id -> why);
+    `no_incident`: set (to the incident check's words) when auto_approve_during found none
+    open, or could not ask."""
     if eligible is not None and not eligible.allowed:
         return AutoDecision("deny", f"not eligible: {eligible.reason}")
     if hook_error is not None:
@@ -231,8 +238,17 @@ def auto_decide(
                 "on_request hook returned neither approve(reason) nor deny(reason); needs human approval",
             )
         return AutoDecision("approve" if approve_ else "deny", f"on_request: {reason}")
+    if flow.auto_approve is not None and no_incident is not None:
+        # auto_approve_during: without an open incident nobody is approved automatically.
+        return AutoDecision(
+            "human", f"auto_approve only during {no_incident}; needs human approval"
+        )
     if flow.auto_approve is not None:
-        why = flow.auto_approve.includes(requester_id, email, group_members)
+        why = flow.auto_approve.includes(requester_id, email, group_members, on_call)
         if why is not None:
-            return AutoDecision("approve", f"auto_approve: {why}")
+            during = flow.auto_approve_during
+            return AutoDecision(
+                "approve",
+                f"auto_approve: {why}" + (f", during {during.describe()}" if during else ""),
+            )
     return AutoDecision("human", "needs human approval")

@@ -7,11 +7,24 @@ so a mistake is reported with the field at fault before any process starts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
+
+# People and on-call sources live in their own module; flows import them from here.
+from app.flows.people import (  # noqa: F401
+    _DOMAIN,
+    MAX_APPROVER_DMS,
+    Approvers,
+    Escalation,
+    OnCall,
+    OpenIncident,
+    OpsgenieOnCall,
+    PagerDutyOnCall,
+    People,
+    Watchers,
+)
 
 # Targets live in their own module; flows import them from here, as they always have.
 from app.flows.targets import (  # noqa: F401
@@ -29,113 +42,6 @@ from app.flows.targets import (  # noqa: F401
 from app.flows.targets import Strict as _Strict
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$")
-
-
-class People(_Strict):
-    """A set of people: Slack user ids, user-group ids (members resolved when a decision is
-    made) and, where it makes sense, email domains of Slack profiles."""
-
-    users: tuple[str, ...] = ()
-    usergroups: tuple[str, ...] = ()
-    email_domains: tuple[str, ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.users or self.usergroups or self.email_domains)
-
-    def includes(
-        self, user_id: str, email: str | None, group_members: Mapping[str, frozenset[str]]
-    ) -> str | None:
-        """Why this person is in the set (None when they are not)."""
-        if user_id in self.users:
-            return f"<@{user_id}> is listed"
-        for group in self.usergroups:
-            if user_id in group_members.get(group, frozenset()):
-                return f"<@{user_id}> is in <!subteam^{group}>"
-        domain = (email or "").rpartition("@")[2].lower()
-        if domain and domain in self.email_domains:
-            return f"their email is in {domain}"
-        return None
-
-    @field_validator("email_domains")
-    @classmethod
-    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for domain in value:
-            if not _DOMAIN.match(domain):
-                raise ValueError(f"{domain!r} is not an email domain (like example.com)")
-        return tuple(d.lower() for d in value)
-
-    @field_validator("users")
-    @classmethod
-    def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for user in value:
-            if not _SLACK_USER.match(user):
-                raise ValueError(f"{user!r} is not a Slack user id (U… or W…)")
-        return value
-
-    @field_validator("usergroups")
-    @classmethod
-    def _group_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for group in value:
-            if not _SLACK_GROUP.match(group):
-                raise ValueError(f"{group!r} is not a Slack user-group id (S…)")
-        return value
-
-
-# Approvers are People too; the name stays for the admin's readability.
-Approvers = People
-
-
-class Escalation(_Strict):
-    """One step of a flow's escalation: when a request has had no decision for `after`,
-    these people are told (and, with `may_approve`, may decide it from then on)."""
-
-    after: timedelta
-    to: People
-    # True: the people told join the approvers of this request (the card says so).
-    may_approve: bool = False
-
-    @model_validator(mode="after")
-    def _sensible(self) -> Escalation:
-        if self.after <= timedelta(0):
-            raise ValueError("after must be longer than zero")
-        if self.to.email_domains:
-            raise ValueError("to: escalate to users or user groups, not email domains")
-        if not (self.to.users or self.to.usergroups):
-            raise ValueError("to: name at least one user or user group")
-        return self
-
-
-# The most approvers a card is sent to by DM: a group of hundreds would be spammed, and
-# each DM is one Slack call per transition. `flows check` says when a flow lists more.
-MAX_APPROVER_DMS = 25
-
-
-class Watchers(_Strict):
-    """People and channels who see a flow's cards without deciding: a copy of the card,
-    kept current like the channel's, without buttons."""
-
-    users: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ()
-
-    @field_validator("users")
-    @classmethod
-    def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for user in value:
-            if not _SLACK_USER.match(user):
-                raise ValueError(f"{user!r} is not a Slack user id (U… or W…)")
-        return value
-
-    @field_validator("channels")
-    @classmethod
-    def _channel_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for channel in value:
-            if not SLACK_CHANNEL.match(channel):
-                raise ValueError(f"{channel!r} is not a Slack channel id (C… or G…)")
-        return value
 
 
 class Identity(_Strict):
@@ -168,6 +74,11 @@ class Flow(_Strict):
     notify: Watchers = Field(default_factory=Watchers)
     # Steps taken while a request waits for a decision, in order of `after`.
     escalation: tuple[Escalation, ...] = ()
+    # An approver of the flow (or a Latchkey admin) may request it for someone else: the
+    # modal's "For" picker. Eligibility is the beneficiary's; neither may approve it.
+    on_behalf: bool = False
+    # auto_approve applies only while this incident check finds one open.
+    auto_approve_during: OpenIncident | None = None
     durations: tuple[timedelta, ...] = Field(min_length=1)
     max_duration: timedelta
     # Who may request; None means everyone in the workspace.
@@ -291,6 +202,8 @@ class Flow(_Strict):
             raise ValueError("escalation: list the steps in order of `after`, each later")
         if self.pending_timeout is not None and any(a >= self.pending_timeout for a in afters):
             raise ValueError("escalation: every step must come before pending_timeout")
+        if self.auto_approve_during is not None and self.auto_approve is None:
+            raise ValueError("auto_approve_during needs auto_approve (who is approved then)")
         if self.reason_pattern and not self.reason_hint:
             raise ValueError(
                 "reason_hint: say what reason_pattern expects (e.g. 'a JIRA ticket like OPS-123')"

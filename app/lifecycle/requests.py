@@ -40,26 +40,40 @@ def _counted(request: AccessRequest | None, outcome: str) -> AccessRequest | Non
 
 
 def submit(
-    *, session: Session, audit: AuditLog, flow: Flow, requester_id: str, ask: RequestInput
+    *,
+    session: Session,
+    audit: AuditLog,
+    flow: Flow,
+    requester_id: str,
+    ask: RequestInput,
+    requested_by: str | None = None,
 ) -> AccessRequest:
+    """Store a request for `requester_id`, filed by them or, on behalf, by `requested_by`."""
     request = AccessRequest(
         flow=flow.name,
         target=ask.target,
         requester_id=requester_id,
+        requested_by=requested_by,
         reason=ask.reason.strip(),
         requested_seconds=int(ask.duration.total_seconds()),
     )
     session.add(request)
     session.flush()
+    details: dict[str, Any] = {
+        "duration_seconds": request.requested_seconds,
+        "reason": request.reason,
+    }
+    if requested_by is not None:
+        details["on_behalf_of"] = requester_id
     audit.append(
         session,
         event="requested",
-        actor=requester_id,
+        actor=requested_by or requester_id,
         request_id=request.id,
         flow=flow.name,
         target=ask.target,
         subject=requester_id,
-        details={"duration_seconds": request.requested_seconds, "reason": request.reason},
+        details=details,
     )
     metrics.request_outcome(flow.name, "submitted")
     return request
@@ -102,6 +116,11 @@ def decide(
         return DecisionOutcome(request, False, verdict.reason)
     if request.status != S.PENDING:
         return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
+    if request.requested_by == decider_id:
+        # Whoever filed a request for someone else is not a second pair of eyes on it.
+        why = f"You asked for this access for <@{request.requester_id}>; someone else must decide."
+        record(session, audit, request, f"{decision.value}_refused", decider_id, {"reason": why})
+        return DecisionOutcome(request, False, why)
     earlier = approvals_of(session, request.id)
     if any(a.approver_id == decider_id for a in earlier):
         return DecisionOutcome(request, False, "You have already decided on this request.")

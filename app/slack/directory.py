@@ -162,6 +162,20 @@ class SlackDirectory:
             return self._users.get(user_id, load)
         return self._users.get(f"{user_id}@{version}", load, ttl=DECISION_TTL * 3)
 
+    def user_id_for_email(self, email: str) -> str | None:
+        """The Slack user with this profile email (users.lookupByEmail), None when nobody
+        has it: how an on-call person from PagerDuty or Opsgenie becomes a Slack user."""
+
+        def load() -> str | None:
+            try:
+                return str(self._client.users_lookupByEmail(email=email)["user"]["id"])
+            except SlackApiError as exc:
+                if exc.response.get("error") != "users_not_found":
+                    raise
+                return None
+
+        return self._users.get(f"email:{email.lower()}", load)
+
     def usergroup_members(
         self, group_id: str, *, version: int | None = None, fresh: bool = False
     ) -> frozenset[str]:

@@ -8,6 +8,8 @@ FLOW_BLOCK, FLOW_ACTION = "flow", "flow_select"
 TARGET_BLOCK, TARGET_ACTION = "target", "target_select"
 DURATION_BLOCK, DURATION_ACTION = "duration", "duration_select"
 REASON_BLOCK, REASON_ACTION = "reason", "reason_input"
+# "For": someone else the request is for (flows with on_behalf, approvers and admins only).
+FOR_BLOCK, FOR_ACTION = "for", "for_user"
 
 # The approval card in the flow's channel.
 DECISION_BLOCK = "decision"

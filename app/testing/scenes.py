@@ -66,7 +66,9 @@ def submit_request(
     seconds: int,
     reason: str,
     view: dict[str, Any] | None = None,
+    for_user: str | None = None,
 ) -> Response:
+    """Fill in and submit the request form; `for_user` picks someone in its "For" picker."""
     view = view or open_request_modal(stack, person)
     values = {
         ids.FLOW_BLOCK: {ids.FLOW_ACTION: static_select_value(flow)},
@@ -74,6 +76,10 @@ def submit_request(
         ids.DURATION_BLOCK: {ids.DURATION_ACTION: static_select_value(str(seconds))},
         ids.REASON_BLOCK: {ids.REASON_ACTION: plain_text_value(reason)},
     }
+    if for_user is not None:
+        values[ids.FOR_BLOCK] = {
+            ids.FOR_ACTION: {"type": "users_select", "selected_user": for_user}
+        }
     return stack.driver.view_submission(person.user_id, view, values)
 
 

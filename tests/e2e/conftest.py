@@ -11,6 +11,8 @@ import redis
 from sqlalchemy.engine import make_url
 
 from app.testing.gcp_standin import GcpStandIn
+from app.testing.opsgenie_standin import OpsgenieStandIn
+from app.testing.pagerduty_standin import PagerDutyStandIn
 from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
 from tests.conftest import BACKENDS, POSTGRES_URL, migrated_database_for, worker_index
@@ -28,6 +30,10 @@ from tests.factories import (
 )
 
 SIEM_SECRET = "local-siem-secret-0123456789"
+PAGERDUTY_TOKEN = "pd-read-only-token"
+OPSGENIE_KEY = "og-api-key"
+# The PagerDuty escalation policy and service, and the Opsgenie schedules, of the flows.
+PD_POLICY, PD_SERVICE, OG_SCHEDULE = "PEPOLICY1", "PSERVICE1", "dba-rota"
 # Roles are cluster-wide: one per test worker, or two workers race to create it.
 DB_ROLE = f"latchkey_e2e_read_{worker_index()}"
 GCP_PROJECT = "acme-prod"
@@ -175,6 +181,29 @@ def _standard_stack(
             "may_approve=True)),"
         ),
     )
+    # On call: the first level of a PagerDuty policy is approved automatically, only while
+    # its service has an open incident; an Opsgenie rota approves (and a missing one).
+    write_flow(
+        flows_dir,
+        name="pd-auto",
+        extra=(
+            "auto_approve=People(oncall=(PagerDutyOnCall("
+            f'escalation_policy="{PD_POLICY}", max_level=1),)), '
+            f'auto_approve_during=OpenIncident(source="pagerduty", service="{PD_SERVICE}"),'
+        ),
+    )
+    for name, rota in (("og-approvers", OG_SCHEDULE), ("og-missing", "no-such-rota")):
+        write_flow(
+            flows_dir,
+            name=name,
+            approvers=f'Approvers(oncall=(OpsgenieOnCall(schedule="{rota}"),))',
+        )
+    # Approvers may request for someone else; only example.com people may be requested for.
+    write_flow(
+        flows_dir,
+        name="on-behalf",
+        extra='on_behalf=True, requesters=People(email_domains=("example.com",)),',
+    )
     # Only people the flow maps may request: everyone else is refused in the modal.
     write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
     redis.Redis.from_url(redis_url).flushdb()
@@ -182,6 +211,9 @@ def _standard_stack(
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
         receiver = AuditReceiver(SIEM_SECRET, fail_first=3).start()
         google = GcpStandIn(projects=[GCP_PROJECT], service_accounts=[GCP_SERVICE_ACCOUNT]).start()
+        # On-call data (issue 15): PagerDuty and Opsgenie, asked afresh on every decision.
+        pagerduty = PagerDutyStandIn(token=PAGERDUTY_TOKEN).start()
+        opsgenie = OpsgenieStandIn(api_key=OPSGENIE_KEY).start()
         local = LocalStack(
             workdir=workdir,
             flows_dir=flows_dir,
@@ -195,10 +227,17 @@ def _standard_stack(
                 "LATCHKEY_POSTGRES_ROLE_URL": POSTGRES_URL or "",
                 "LATCHKEY_GCP_ENDPOINT": google.endpoint,
                 "LATCHKEY_GCP_GRPC_ENDPOINT": google.grpc_endpoint,
+                "LATCHKEY_PAGERDUTY_URL": pagerduty.url,
+                "LATCHKEY_PAGERDUTY_TOKEN": PAGERDUTY_TOKEN,
+                "LATCHKEY_OPSGENIE_URL": opsgenie.url,
+                "LATCHKEY_OPSGENIE_API_KEY": OPSGENIE_KEY,
+                "LATCHKEY_ONCALL_CACHE_SECONDS": "0",
             },
         )
         local.audit_receiver = receiver  # type: ignore[attr-defined]
         local.google = google  # type: ignore[attr-defined]
+        local.pagerduty = pagerduty  # type: ignore[attr-defined]
+        local.opsgenie = opsgenie  # type: ignore[attr-defined]
         try:
             local.start()
             _people(local)
@@ -210,6 +249,8 @@ def _standard_stack(
             local.stop(kill=True)
             receiver.stop()
             google.stop()
+            pagerduty.stop()
+            opsgenie.stop()
             redis.Redis.from_url(redis_url).flushdb()
 
 

@@ -50,6 +50,10 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "dm-approvers",
         "escalating",
         "dm-quorum",
+        "pd-auto",
+        "og-approvers",
+        "og-missing",
+        "on-behalf",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(

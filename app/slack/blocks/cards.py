@@ -80,6 +80,11 @@ class CardContext:
         )
 
 
+def _filed_by(request: AccessRequest) -> str:
+    """' (asked by @lead)' for a request made on someone's behalf (flow's on_behalf)."""
+    return f" (asked by <@{request.requested_by}>)" if request.requested_by else ""
+
+
 def summary(request: AccessRequest) -> str:
     return (
         f"<@{request.requester_id}> asks for *{escape(request.target)}* "
@@ -112,7 +117,7 @@ def fallback_text(request: AccessRequest, break_glass: bool = False) -> str:
 def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
     request = ctx.request
     fields = [
-        mrkdwn(f"*Requester*\n<@{request.requester_id}>"),
+        mrkdwn(f"*Requester*\n<@{request.requester_id}>{_filed_by(request)}"),
         mrkdwn(f"*Flow*\n{escape(request.flow)}"),
         mrkdwn(f"*Access to*\n{escape(request.target)}"),
         mrkdwn(f"*{'Extend by' if request.extends_id else 'Duration'}*\n{_duration(request)}"),
@@ -292,11 +297,20 @@ def reminder_text(request: AccessRequest, approvers: str, deadline: str) -> str:
 
 
 def approvers_line(
-    users: tuple[str, ...], usergroups: tuple[str, ...], required: int, hook: bool = False
+    users: tuple[str, ...],
+    usergroups: tuple[str, ...],
+    required: int,
+    hook: bool = False,
+    oncall: tuple[str, ...] = (),
 ) -> str:
     """'Approvers (from the flow): @ann, @security — 2 approvals needed, the requester never counts'."""
     who = (
-        ", ".join([f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in usergroups]) or "nobody"
+        ", ".join(
+            [f"<@{u}>" for u in users]
+            + [f"<!subteam^{g}>" for g in usergroups]
+            + [f"whoever is {source}" for source in oncall]
+        )
+        or "nobody"
     )
     needed = (
         "1 approval needed"

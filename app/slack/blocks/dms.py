@@ -116,6 +116,12 @@ def _text(ctx: CardContext, what: str, tz: str, now: datetime | None) -> str:
     target = f"*{escape(request.target)}* ({escape(request.flow)})"
     if request.extends_id is not None:
         return _extension_text(ctx, target, tz, now)
+    if what == "submitted" and request.status == S.PENDING and request.requested_by:
+        return (
+            f"<@{request.requested_by}> asked for {target} for you, for "
+            f"{format_duration(request.duration)}; it was sent for approval. "
+            "Cancel it if you do not need it."
+        )
     if what == "submitted" and request.status == S.PENDING:
         return f"Your request for {target} for {format_duration(request.duration)} was sent for approval."
     if what == "expiring" and grant is not None and request.status == S.ACTIVE:

@@ -25,18 +25,35 @@ def _option(text: str, value: str) -> dict[str, Any]:
     return {"text": plain(text[:75]), "value": value}
 
 
+def _for_block() -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": ids.FOR_BLOCK,
+        "optional": True,
+        "label": plain("For (someone else)"),
+        "hint": plain("Leave empty to request for yourself. They are told and can cancel it."),
+        "element": {
+            "type": "users_select",
+            "action_id": ids.FOR_ACTION,
+            "placeholder": plain("Who needs this access"),
+        },
+    }
+
+
 def request_modal(
     flows: list[Flow],
     selected: Flow | None = None,
     again: Prefill | None = None,
     notice: str | None = None,
+    for_others: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The /access form for the flows this person may request.
 
     Picking a flow re-renders the form (dispatch_action) with that flow's targets and
     durations, so every choice shown is one the flow allows. `again` prefills it from an
     earlier request ("Request again"), keeping only what the flow still offers. `notice`
-    (plain words, escaped here) says why the form did not do what was asked.
+    (plain words, escaped here) says why the form did not do what was asked. Flows named
+    in `for_others` (on_behalf, and this person an approver or admin) get a "For" picker.
     """
     if selected is not None and selected not in flows:
         selected = None  # only ever a flow this person may request
@@ -78,6 +95,7 @@ def request_modal(
             },
         },
         {"type": "context", "elements": [mrkdwn(escape(flow.description))]},
+        *([_for_block()] if flow.name in for_others else []),
         {
             "type": "input",
             "block_id": ids.TARGET_BLOCK,

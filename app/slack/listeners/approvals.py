@@ -19,6 +19,7 @@ from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, refuse
 from app.flows.schema import Flow
 from app.models import AccessRequest, Decision
+from app.oncall.people import audited, on_call_people
 from app.runtime import Runtime
 from app.slack import ids
 from app.slack.blocks.cards import summary
@@ -47,6 +48,14 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
     extra = hook_approvers(rt, loaded, request)
     if flow.escalation:  # people a step made approvers of this request, from keyed events
         extra |= escalated_approvers(rt, request)
+    if flow.approvers.oncall and decider_id not in flow.approvers.users:
+        on_call = audited(
+            rt,
+            request_id,
+            "approvers.oncall",
+            lambda: on_call_people(rt, flow.approvers.oncall),
+        )
+        extra |= frozenset(on_call or ())
     verdict = approver_verdict(
         rt, flow, requester_id=requester_id, user_id=decider_id, extra_approvers=extra
     )

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from sqlalchemy import String, cast, select
 
 from app.db import utcnow
-from app.eligibility import requestable_flows
+from app.eligibility import for_others, requestable_flows
 from app.models import AccessRequest
 from app.runtime import Runtime
 from app.slack import ids
@@ -95,7 +95,8 @@ def register(app: App, rt: Runtime) -> None:
             ack()
             # views.open must run here, in the web process, inside the trigger_id's 3 seconds.
             flows = requestable_flows(rt, user_id)
-            client.views_open(trigger_id=command["trigger_id"], view=request_modal(flows))
+            view = request_modal(flows, for_others=for_others(rt, user_id, flows))
+            client.views_open(trigger_id=command["trigger_id"], view=view)
 
 
 def _inert(text: str) -> str:

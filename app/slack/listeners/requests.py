@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from app import lifecycle
 from app.db import utcnow
-from app.eligibility import request_problem, requestable_flows
+from app.eligibility import for_others, on_behalf_problem, request_problem, requestable_flows
 from app.flows.policy import RequestInput, check_request
 from app.flows.schema import format_duration
 from app.models import RequestDraft
@@ -38,6 +38,7 @@ from app.slack.routes import Routes
 DRAFT_TTL = timedelta(minutes=15)
 
 _FIELD_BLOCKS = {
+    "for": ids.FOR_BLOCK,
     "target": ids.TARGET_BLOCK,
     "duration": ids.DURATION_BLOCK,
     "reason": ids.REASON_BLOCK,
@@ -71,6 +72,12 @@ def read_request(view: dict[str, Any]) -> RequestInput:
     )
 
 
+def for_whom(view: dict[str, Any]) -> str | None:
+    """The "For" picker's person, when the form had one and someone was picked."""
+    element = view["state"]["values"].get(ids.FOR_BLOCK, {}).get(ids.FOR_ACTION, {})
+    return element.get("selected_user") or None
+
+
 def register(routes: Routes, rt: Runtime) -> None:
     _register_cancel(routes, rt)
     _register_break_glass(routes, rt)
@@ -93,7 +100,9 @@ def register(routes: Routes, rt: Runtime) -> None:
         client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),
-            view=request_modal(flows, chosen, notice=notice),
+            view=request_modal(
+                flows, chosen, notice=notice, for_others=for_others(rt, body["user"]["id"], flows)
+            ),
         )
 
     @routes.view(ids.REQUEST_VIEW)
@@ -101,11 +110,22 @@ def register(routes: Routes, rt: Runtime) -> None:
     def submit_request(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         view = body["view"]
         ask = read_request(view)
+        filer = body["user"]["id"]
+        # The person the access is for: someone else only through a flow's "For" picker.
+        beneficiary = for_whom(view) or filer
         loaded = rt.flows.get(ask.flow)
         problems = check_request(loaded.flow if loaded else None, ask)
-        if loaded is not None and not problems:
-            problem = request_problem(rt, loaded, ask.target, body["user"]["id"])
+        if loaded is not None and not problems and beneficiary != filer:
+            problem = on_behalf_problem(rt, loaded.flow, filer, beneficiary)
+            if problem is None and _break_glass_checked(view):
+                problem = "Break-glass is for your own access; leave For empty."
             if problem:
+                problems = {"for": problem}
+        if loaded is not None and not problems:
+            problem = request_problem(rt, loaded, ask.target, beneficiary)
+            if problem and beneficiary != filer:
+                problems = {"for": f"<@{beneficiary}> cannot request this: {problem}"}
+            elif problem:
                 problems = {"target": problem}
         if problems:
             ack(
@@ -123,12 +143,20 @@ def register(routes: Routes, rt: Runtime) -> None:
                 session=session,
                 audit=rt.audit,
                 flow=loaded.flow,
-                requester_id=body["user"]["id"],
+                requester_id=beneficiary,
                 ask=ask,
+                requested_by=filer if beneficiary != filer else None,
             )
         ack()
         if not rt.tasks.process_submission(request.id):
             tell(client, body, recorded_for_later(loaded.flow.channel_for(ask.target)))
+        elif beneficiary != filer:
+            tell(
+                client,
+                body,
+                f"Requested *{escape(ask.target)}* for <@{beneficiary}>; they are told and "
+                "can cancel it. Neither of you can approve it.",
+            )
 
 
 def _ask_break_glass_confirmation(
