@@ -132,3 +132,25 @@ def test_whoever_opsgenie_has_on_call_approves_and_a_failed_lookup_is_audited(
     failed = [d for e, d in _trail(stack, missing_id) if e == "oncall_failed"]
     assert failed and "404" in failed[0]["error"] and failed[0]["asked"] == "approvers.oncall"
     assert _status(stack, missing_id) == RequestStatus.PENDING
+
+
+def test_pagerduty_rate_limiting_past_its_retries_leaves_the_request_to_people(
+    stack: LocalStack,
+) -> None:
+    first = new_person(stack, name="first")
+    stack.pagerduty.set_oncalls(  # type: ignore[attr-defined]
+        [dict(level=1, email=first.email, name="First", user_id="PFIRST2",
+              schedule_id=None, escalation_policy_id=PD_POLICY)]
+    )  # fmt: skip
+    incident = stack.pagerduty.open_incident(PD_SERVICE)  # type: ignore[attr-defined]
+    stack.pagerduty.rate_limit_next(50)  # type: ignore[attr-defined]
+    try:
+        request_id, card = _request(stack, first, "pd-auto")
+    finally:
+        stack.pagerduty.rate_limit_next(0)  # type: ignore[attr-defined]
+        stack.pagerduty.resolve_incident(incident)  # type: ignore[attr-defined]
+    assert _status(stack, request_id) == RequestStatus.PENDING
+    assert request_id_on(card) == str(request_id)  # a card with buttons, for the approvers
+    failed = [d for e, d in _trail(stack, request_id) if e == "oncall_failed"]
+    assert failed and "429" in failed[0]["error"]
+    assert failed[0]["asked"] == "auto_approve_during"
