@@ -17,15 +17,19 @@ from sqlmodel import Session
 
 from app import lifecycle
 from app.eligibility import current_members
-from app.flows.schema import Escalation, Flow, format_duration
+from app.flows.loader import LoadedFlow
+from app.flows.schema import Escalation, format_duration
 from app.models import AccessRequest, AuditEvent
 from app.queries import events_of
 from app.runtime import Runtime
 
 
-def step_details(rt: Runtime, request_id: uuid.UUID, step: Escalation) -> dict[str, Any]:
+def step_details(
+    rt: Runtime, loaded: LoadedFlow, request_id: uuid.UUID, step: Escalation
+) -> dict[str, Any]:
     """What the `escalated` event records: the step's people, with whoever its on-call
-    sources name at this moment (a failure to ask is audited; the rest are still told)."""
+    sources and its hook name at this moment (a failure of either is audited; the rest
+    are still told)."""
     from app.oncall.people import audited, on_call_people
 
     details: dict[str, Any] = {
@@ -40,13 +44,36 @@ def step_details(rt: Runtime, request_id: uuid.UUID, step: Escalation) -> dict[s
         )
         details["oncall"] = [source.describe() for source in step.to.oncall]
         details["oncall_users"] = sorted(found or ())
+    if step.hook is not None:
+        details["hook"] = step.hook
+        details["hook_users"] = _named_by_hook(rt, loaded, request_id, step.hook)
     return details
 
 
+def _named_by_hook(rt: Runtime, loaded: LoadedFlow, request_id: uuid.UUID, hook: str) -> list[str]:
+    """The Slack users a step's hook names: ids as they are, emails looked up in Slack."""
+    from app.access import run_request_hook
+
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+    if request is None:
+        return []
+    email = rt.directory.user(request.requester_id).email
+    named = run_request_hook(rt, loaded, hook, request, email).names()
+    found = {n if "@" not in n else rt.directory.user_id_for_email(n) for n in named}
+    return sorted(u for u in found if u and u[0] in "UW")
+
+
 def take_due_steps(
-    rt: Runtime, flow: Flow, request_id: uuid.UUID, created_at: datetime, taken: int, now: datetime
+    rt: Runtime,
+    loaded: LoadedFlow,
+    request_id: uuid.UUID,
+    created_at: datetime,
+    taken: int,
+    now: datetime,
 ) -> int:
-    """Take every step of `flow` now due for this pending request; how many this call took."""
+    """Take every step of the flow now due for this pending request; how many this call took."""
+    flow = loaded.flow
     done = 0
     for index in range(taken, len(flow.escalation)):
         step = flow.escalation[index]
@@ -58,7 +85,7 @@ def take_due_steps(
                 audit=rt.audit,
                 request_id=request_id,
                 step=index,
-                details=step_details(rt, request_id, step),
+                details=step_details(rt, loaded, request_id, step),
             )
         if not claimed:
             break  # another sweep took it (and tells)
@@ -78,7 +105,9 @@ def steps_taken(rt: Runtime, session: Session, request: AccessRequest) -> list[A
 
 def people_of(rt: Runtime, event: AuditEvent) -> list[str]:
     """The people an escalation step reached: its users and its groups' members now."""
-    people = list(event.details.get("users", [])) + list(event.details.get("oncall_users", []))
+    details = event.details
+    people = [*details.get("users", []), *details.get("oncall_users", [])]
+    people += details.get("hook_users", [])
     groups = tuple(event.details.get("usergroups", []))
     for members in current_members(rt, groups).values():
         people.extend(sorted(members))
@@ -99,7 +128,8 @@ def escalation_line(event: AuditEvent) -> str:
     """How a step taken reads on the card."""
     after = format_duration(timedelta(seconds=int(event.details.get("after_seconds", 0))))
     details = event.details
-    who = [f"<@{u}>" for u in (*details.get("users", []), *details.get("oncall_users", []))]
+    named = (*details.get("users", []), *details.get("oncall_users", []))
+    who = [f"<@{u}>" for u in (*named, *details.get("hook_users", []))]
     who += [f"<!subteam^{g}>" for g in details.get("usergroups", [])]
     if details.get("oncall") and not details.get("oncall_users"):
         who.append(f"nobody found {' or '.join(details['oncall'])}")

@@ -167,7 +167,7 @@ def expire_pending(
         timeout = loaded.flow.pending_timeout if loaded else None
         if loaded is not None and escalated < len(loaded.flow.escalation):
             counts["escalated"] += take_due_steps(
-                rt, loaded.flow, request_id, created_at, escalated, now
+                rt, loaded, request_id, created_at, escalated, now
             )
         if timeout is None:
             continue

@@ -19,6 +19,7 @@ APPROVER_GROUP = "S0LEADS"
 CHANNEL = "C0APPROVALS"
 DBA_CHANNEL = "C0DBAS"
 WATCHER = "U0WATCHER"
+HOOK_LEAD, HOOK_LEAD_EMAIL = "U0HOOKLEAD", "hal@example.com"
 WATCH_CHANNEL = "C0WATCHING"
 GROUP_NAME = "latchkey-test-admins"
 # The audit trail of a request approved with one click: the click is kept, keyed, before

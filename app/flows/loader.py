@@ -164,6 +164,15 @@ def _hooks(module: ModuleType) -> dict[str, Callable[..., Any]]:
     }
 
 
+def _escalation_hook_problems(item: LoadedFlow) -> list[str]:
+    """Each escalation step's hook is a function of the flow's own module."""
+    return [
+        f"escalation.{index}.hook: no function {step.hook}() in this file"
+        for index, step in enumerate(item.flow.escalation)
+        if step.hook is not None and step.hook not in item.hooks
+    ]
+
+
 def load_flows(directory: Path) -> FlowRegistry:
     """Load every `*.py` in the folder (files starting with `_` are helpers, not flows).
 
@@ -206,7 +215,7 @@ def load_flows(directory: Path) -> FlowRegistry:
         seen[item.flow.name] = path
         loaded.append(item)
     for item in loaded:
-        unknown = _custom_target_problems(item, providers)
+        unknown = _custom_target_problems(item, providers) + _escalation_hook_problems(item)
         if unknown:
             errors.append(FlowError(item.path, unknown))
     if errors:

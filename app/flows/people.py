@@ -137,7 +137,10 @@ class Escalation(_Strict):
     these people are told (and, with `may_approve`, may decide it from then on)."""
 
     after: timedelta
-    to: People
+    to: People = Field(default_factory=People)
+    # A get_* function of the flow's module, given the request (like get_approvers): the
+    # Slack user ids or emails it returns are told too (a service catalogue's owners…).
+    hook: str | None = None
     # True: the people told join the approvers of this request (the card says so).
     may_approve: bool = False
 
@@ -147,8 +150,10 @@ class Escalation(_Strict):
             raise ValueError("after must be longer than zero")
         if self.to.email_domains:
             raise ValueError("to: escalate to users or user groups, not email domains")
-        if not (self.to.users or self.to.usergroups or self.to.oncall):
-            raise ValueError("to: name at least one user, user group or on-call source")
+        if not (self.to.users or self.to.usergroups or self.to.oncall or self.hook):
+            raise ValueError("to: name at least one user, user group or on-call source, or a hook")
+        if self.hook is not None and not self.hook.startswith("get_"):
+            raise ValueError(f"hook: {self.hook!r} must be a get_* function of the flow's module")
         return self
 
 

@@ -22,6 +22,8 @@ from tests.factories import (
     DBA_CHANNEL,
     GROUP_APPROVER,
     GROUP_NAME,
+    HOOK_LEAD,
+    HOOK_LEAD_EMAIL,
     OUTSIDER,
     SECOND_APPROVER,
     WATCH_CHANNEL,
@@ -62,6 +64,13 @@ def get_requesters():
 def get_approvers(request):
     # e.g. the owners of the service named in the request, from a service catalogue
     return ["U0OUTSIDER"]
+"""
+
+# The people a service catalogue names for a request: an email, found in Slack.
+ESCALATION_HOOK = f"""
+
+def get_escalation_leads(request):
+    return ["{HOOK_LEAD_EMAIL}"]
 """
 
 BROKEN_HOOK = """
@@ -176,10 +185,12 @@ def _standard_stack(
         flows_dir,
         name="escalating",
         extra=(
-            f'escalation=(Escalation(after=timedelta(seconds=2), to=People(users=("{WATCHER}",))), '
+            "escalation=(Escalation(after=timedelta(seconds=2), "
+            f'to=People(users=("{WATCHER}",)), hook="get_escalation_leads"), '
             f'Escalation(after=timedelta(seconds=3), to=People(users=("{OUTSIDER}",)), '
             "may_approve=True)),"
         ),
+        hooks=ESCALATION_HOOK,
     )
     # On call: the first level of a PagerDuty policy is approved automatically, only while
     # its service has an open incident; an Opsgenie rota approves (and a missing one).
@@ -261,6 +272,7 @@ def _people(stack: LocalStack) -> None:
         (GROUP_APPROVER, "cy"),
         (OUTSIDER, "dee"),
         (WATCHER, "eve"),
+        (HOOK_LEAD, HOOK_LEAD_EMAIL.split("@")[0]),
     ):
         stack.slack.add_user(user_id, name=name, email=f"{name}@example.com")
     stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])

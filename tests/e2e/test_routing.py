@@ -27,6 +27,7 @@ from tests.factories import (
     DBA_CHANNEL,
     GROUP_APPROVER,
     GROUP_NAME,
+    HOOK_LEAD,
     OUTSIDER,
     SECOND_APPROVER,
     WATCH_CHANNEL,
@@ -136,10 +137,11 @@ def test_a_request_nobody_decides_escalates_step_by_step(stack: LocalStack) -> N
     submit_request(stack, person, flow="escalating", target="admins", seconds=3600, reason="db")
     card = _posted_to(stack, CHANNEL, person, since=mark)
     request_id = uuid.UUID(request_id_on(card))
-    # Step 1 (after 2 s) tells the watcher: a copy without buttons, a line on the card.
-    told = _posted_to(stack, WATCHER, person, since=mark)
-    assert not _has_buttons(told)
-    _updated(stack, card, f"escalated to <@{WATCHER}> (told)")
+    # Step 1 (after 2 s) tells the watcher and whoever the flow's hook names (by email):
+    # copies without buttons, a line on the card.
+    for told in (_posted_to(stack, who, person, since=mark) for who in (WATCHER, HOOK_LEAD)):
+        assert not _has_buttons(told)
+    _updated(stack, card, f"escalated to <@{WATCHER}>, <@{HOOK_LEAD}> (told)")
     # Step 2 (after 3 s) makes someone who is no approver of the flow one of this request.
     extra = _posted_to(stack, OUTSIDER, person, since=mark)
     assert _has_buttons(extra)
@@ -162,9 +164,9 @@ def test_a_request_nobody_decides_escalates_step_by_step(stack: LocalStack) -> N
             .order_by(AuditEvent.seq)
         ).all()
     steps = [d for e, _, d in trail if e == "escalated"]
-    assert [(s["step"], s["users"], s["may_approve"]) for s in steps] == [
-        (1, [WATCHER], False),
-        (2, [OUTSIDER], True),
+    assert [(s["step"], s["users"], s.get("hook_users"), s["may_approve"]) for s in steps] == [
+        (1, [WATCHER], [HOOK_LEAD], False),
+        (2, [OUTSIDER], None, True),
     ]
     assert ("approved", OUTSIDER) in [(e, a) for e, a, _ in trail]
 
@@ -174,7 +176,7 @@ def test_the_watcher_told_by_a_step_still_cannot_approve(stack: LocalStack) -> N
     mark = stack.slack.mark()
     submit_request(stack, person, flow="escalating", target="admins", seconds=3600, reason="db")
     card = _posted_to(stack, CHANNEL, person, since=mark)
-    _updated(stack, card, f"escalated to <@{WATCHER}> (told)")
+    _updated(stack, card, f"escalated to <@{WATCHER}>, <@{HOOK_LEAD}> (told)")
     assert click(stack, WATCHER, ids.APPROVE_ACTION, card).status == 200
     said_to(stack, WATCHER, "not an approver", since=mark)
     with stack.database().session() as session:

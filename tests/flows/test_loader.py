@@ -67,6 +67,16 @@ def test_valid_flow_loads_with_sorted_durations(tmp_path: Path) -> None:
             "to: escalate to users or user groups, not email domains",
         ),
         (
+            {"extra": 'escalation=(Escalation(after=timedelta(minutes=10), hook="leads"),),'},
+            "flow",
+            "hook: 'leads' must be a get_* function",
+        ),
+        (
+            {"extra": 'escalation=(Escalation(after=timedelta(minutes=10), hook="get_leads"),),'},
+            "escalation.0.hook",
+            "no function get_leads() in this file",
+        ),
+        (
             {"targets": '(AwsIamGroupTarget(name="a", group_name="g", approval_channel="dbas"),)'},
             "approval_channel",
             "'dbas' is not a Slack channel id",
