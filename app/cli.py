@@ -138,6 +138,25 @@ def _check_online(registry) -> int:  # type: ignore[no-untyped-def]
                 print(f"FAIL {where}: {problem}")
         else:
             print(f"ok   {where}: exists and can be managed")
+    return failed + _check_channels(registry, settings)
+
+
+def _check_channels(registry, settings) -> int:  # type: ignore[no-untyped-def]
+    """Ask Slack about every channel the flows post to; the number with problems."""
+    from app.flows.online import verify_channels
+    from app.runtime import build_slack_client
+
+    if not settings.slack_bot_token.get_secret_value():
+        print("skip channels: SLACK_BOT_TOKEN is not set, so Slack was not asked")
+        return 0
+    failed = 0
+    for result in verify_channels(registry, build_slack_client(settings)):
+        where = f"channel {result.channel} ({', '.join(result.flows)})"
+        if result.problem:
+            failed += 1
+            print(f"FAIL {where}: {result.problem}")
+        else:
+            print(f"ok   {where}: the bot is a member")
     return failed
 
 

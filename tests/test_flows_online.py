@@ -116,3 +116,43 @@ def test_offline_check_names_a_malformed_arn(tmp_path: Path) -> None:
         f"{path}: role_arn: Value error, 'arn:aws:iam::12345:role/x' is not "
         "an IAM role ARN (arn:aws:iam::123456789012:role/name)"
     ) in done.stderr
+
+
+def test_online_check_names_every_channel_the_bot_cannot_post_to(tmp_path: Path) -> None:
+    from app.testing.slack_standin import SlackStandIn
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write_flow(
+        flows,
+        targets=_targets(
+            'AwsIamGroupTarget(name="admins", group_name="latchkey-admins")',
+            'AwsIamGroupTarget(name="dba", group_name="latchkey-admins", approval_channel="C0DBAS")',
+        ),
+        extra='notify=Watchers(channels=("C0GONE",)),',
+    )
+    slack = SlackStandIn(token="xoxb-test-token")
+    slack.start()
+    try:
+        slack.add_channel("C0APPROVALS", name="access-approvals")
+        slack.add_channel("C0DBAS", name="dbas", bot_member=False)
+        env = {
+            "LATCHKEY_FLOWS": str(flows),
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_API_URL": slack.base_url,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        }
+        done = _run(["flows", "check", "--online"], env, tmp_path)
+    finally:
+        slack.stop()
+    lines = done.stdout.splitlines()
+    assert "ok   channel C0APPROVALS (test-admin): the bot is a member" in lines, done.stdout
+    assert any(
+        line.startswith("FAIL channel C0DBAS (test-admin): the bot is not a member")
+        for line in lines
+    )
+    assert any(
+        line.startswith("FAIL channel C0GONE (test-admin): Slack has no such channel")
+        for line in lines
+    )
+    assert done.returncode == 1

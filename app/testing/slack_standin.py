@@ -264,8 +264,10 @@ class SlackStandIn:
         name: str,
         is_private: bool = False,
         members: list[str] | tuple[str, ...] = (),
+        bot_member: bool = True,
     ) -> None:
-        """Add a channel the bot is in, with these people in it (see join / leave)."""
+        """Add a channel with these people in it (see join / leave); the bot is in it
+        unless `bot_member` is False, when a message posted there is refused."""
         with self._lock:
             self._members[channel_id] = set(members)
             self._channels[channel_id] = {
@@ -276,7 +278,7 @@ class SlackStandIn:
                 "is_im": False,
                 "is_private": is_private,
                 "is_archived": False,
-                "is_member": True,
+                "is_member": bot_member,
                 "created": int(self._clock()),
             }
 
@@ -503,6 +505,10 @@ class SlackStandIn:
                 return _error("channel_not_found")
             if user not in members:
                 return _error("user_not_in_channel")
+        with self._lock:
+            known = self._channels.get(str(args["channel"]))
+        if not ephemeral and known is not None and not known.get("is_member"):
+            return _error("not_in_channel")  # Slack: the bot must be in a channel to post
         if not (args.get("text") or args.get("blocks") or args.get("attachments")):
             return _error("no_text")
         if problems := _block_problems(args.get("blocks"), limit=50, at="/blocks"):

@@ -401,3 +401,14 @@ def test_response_url_takes_five_posts_within_thirty_minutes() -> None:
             *map(str, range(5)),
             "in time",
         ]
+
+
+def test_a_message_to_a_channel_the_bot_is_not_in_is_refused(
+    standin: SlackStandIn, client: WebClient
+) -> None:
+    standin.add_channel("C0NOTIN", name="elsewhere", bot_member=False)
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel="C0NOTIN", text="a card")
+    assert refused.value.response["error"] == "not_in_channel"
+    assert client.conversations_info(channel="C0NOTIN")["channel"]["is_member"] is False
+    assert client.chat_postMessage(channel="C0REQUESTS", text="a card")["ok"]
