@@ -10,6 +10,8 @@ import logging
 import uuid
 from datetime import datetime
 
+from redis.exceptions import RedisError
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -137,8 +139,19 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
         if ctx is None:
             return
         loaded = rt.flows.get(ctx.request.flow)
+        unposted = False
         if ctx.request.approval_message_ts is None and loaded is not None:
-            _post_card(rt, ctx, loaded.flow.channel_for(ctx.request.target))
+            channel = loaded.flow.channel_for(ctx.request.target)
+            try:
+                _post_card(rt, ctx, channel)
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                if error not in UNPOSTABLE:
+                    raise  # rate limits and outages: the task retries
+                # The bot is not in the channel (or it is gone): retrying now cannot help;
+                # the requester hears why, and the sweep posts the card once it can.
+                _tell_card_unposted(rt, ctx, channel, UNPOSTABLE[error])
+                unposted = True
         elif ctx.request.approval_message_ts is not None:
             rt.slack.chat_update(
                 channel=ctx.request.approval_channel,
@@ -154,8 +167,38 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
             _alert_channel(rt, ctx, what)
         if what == "escalated" and ctx.request.approval_message_ts:
             _announce_escalation(rt, ctx)
-        _tell_requester(rt, ctx, what)
+        if not unposted:  # "sent for approval" would not be true
+            _tell_requester(rt, ctx, what)
     refresh_home(rt, ctx.request.requester_id)
+
+
+# Slack's answers to a card that cannot be posted until someone fixes the channel.
+UNPOSTABLE = {
+    "not_in_channel": "the bot is not a member of it",
+    "channel_not_found": "Slack has no such channel the bot can see",
+    "is_archived": "it is archived",
+}
+
+
+def _tell_card_unposted(rt: Runtime, ctx: CardContext, channel: str, why: str) -> None:
+    """Once per request: the requester learns their card is not in front of approvers."""
+    request = ctx.request
+    log.error("request=%s: its card cannot be posted to %s: %s", request.id, channel, why)
+    try:
+        first = rt.redis.set(f"latchkey:unposted:{request.id}", 1, nx=True, ex=7 * 86400)
+    except RedisError:
+        first = True  # telling twice beats not telling
+    if first:
+        rt.slack.chat_postMessage(
+            channel=request.requester_id,
+            text=(
+                f":warning: Your request for *{escape(request.target)}* ({escape(request.flow)}) "
+                f"is stored, but its card could not be posted to <#{channel}>: {why}, so no "
+                "approver has seen it yet. A Latchkey admin must invite the bot there "
+                "(`latchkey flows check --online` names every such channel); the card is "
+                "posted within a minute of that."
+            ),
+        )
 
 
 def publish_home(rt: Runtime, user_id: str) -> None:
@@ -181,8 +224,6 @@ def refresh_home(rt: Runtime, user_id: str) -> None:
     """Re-publish the person's App Home at most once per HOME_QUIET_SECONDS, never
     leaving it older than the last notification. Never raises: the message task that
     calls it has posted its DM already, and a retry would post it twice."""
-    from redis.exceptions import RedisError
-
     recent, due = _home_keys(user_id)
     quiet_ms = int(HOME_QUIET_SECONDS * 1000)
     try:

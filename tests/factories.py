@@ -21,6 +21,7 @@ DBA_CHANNEL = "C0DBAS"
 WATCHER = "U0WATCHER"
 HOOK_LEAD, HOOK_LEAD_EMAIL = "U0HOOKLEAD", "hal@example.com"
 WATCH_CHANNEL = "C0WATCHING"
+NO_BOT_CHANNEL = "C0NOBOT"
 GROUP_NAME = "latchkey-test-admins"
 # The audit trail of a request approved with one click: the click is kept, keyed, before
 # its ack (decision_deferred); the worker decides it and records so (decision_resumed).

@@ -24,6 +24,7 @@ from tests.factories import (
     GROUP_NAME,
     HOOK_LEAD,
     HOOK_LEAD_EMAIL,
+    NO_BOT_CHANNEL,
     OUTSIDER,
     SECOND_APPROVER,
     WATCH_CHANNEL,
@@ -209,6 +210,15 @@ def _standard_stack(
             name=name,
             approvers=f'Approvers(oncall=(OpsgenieOnCall(schedule="{rota}"),))',
         )
+    # A target decided in a channel the bot was never invited to.
+    write_flow(
+        flows_dir,
+        name="unroutable",
+        targets=(
+            f'(AwsIamGroupTarget(name="admins", group_name="{GROUP_NAME}", '
+            f'approval_channel="{NO_BOT_CHANNEL}"),)'
+        ),
+    )
     # Approvers may request for someone else; only example.com people may be requested for.
     write_flow(
         flows_dir,
@@ -276,6 +286,7 @@ def _people(stack: LocalStack) -> None:
     ):
         stack.slack.add_user(user_id, name=name, email=f"{name}@example.com")
     stack.slack.add_usergroup(APPROVER_GROUP, [GROUP_APPROVER])
+    stack.slack.add_channel(NO_BOT_CHANNEL, name="nobody-invited-the-bot", bot_member=False)
     stack.iam().create_group(GroupName=GROUP_NAME)
 
 

@@ -54,6 +54,7 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "og-approvers",
         "og-missing",
         "on-behalf",
+        "unroutable",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(

@@ -20,7 +20,7 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.slack_standin import RecordedCall
-from app.testing.stack import LocalStack
+from app.testing.stack import LocalStack, wait_until
 from tests.factories import (
     APPROVER,
     CHANNEL,
@@ -28,6 +28,7 @@ from tests.factories import (
     GROUP_APPROVER,
     GROUP_NAME,
     HOOK_LEAD,
+    NO_BOT_CHANNEL,
     OUTSIDER,
     SECOND_APPROVER,
     WATCH_CHANNEL,
@@ -213,3 +214,40 @@ def test_reminders_go_to_the_dms_of_approvers_who_have_not_decided(stack: LocalS
             since=mark,
         )
     assert reminder_in(copies[APPROVER]) == []  # who has decided is not nagged
+
+
+def test_a_card_the_bot_cannot_post_is_told_to_the_requester_once(stack: LocalStack) -> None:
+    person = new_person(stack)
+    mark = stack.slack.mark()
+    submit_request(stack, person, flow="unroutable", target="admins", seconds=3600, reason="x")
+    warning = stack.slack.wait_for(
+        "chat.postMessage",
+        lambda a: (
+            a.get("channel") == person.user_id
+            and f"could not be posted to <#{NO_BOT_CHANNEL}>" in a.get("text", "")
+        ),
+        since=mark,
+    )
+    assert "the bot is not a member of it" in warning.args["text"]
+
+    # The sweep tries the card again (Slack refuses again); the requester is not told twice.
+    def refused_posts() -> list[RecordedCall]:
+        return [
+            c
+            for c in stack.slack.calls("chat.postMessage", since=mark)
+            if c.args.get("channel") == NO_BOT_CHANNEL and not c.ok
+        ]
+
+    wait_until(lambda: len(refused_posts()) >= 2, 30, "the sweep's second try of the card")
+    to_person = [
+        c.args.get("text", "")
+        for c in stack.slack.calls("chat.postMessage", since=mark)
+        if c.args.get("channel") == person.user_id
+    ]
+    assert len([t for t in to_person if "could not be posted" in t]) == 1
+    assert not [t for t in to_person if "sent for approval" in t]
+    with stack.database().session() as session:
+        request = session.execute(
+            select(AccessRequest).where(AccessRequest.requester_id == person.user_id)
+        ).scalar_one()
+    assert request.status == RequestStatus.PENDING and request.approval_message_ts is None
