@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from app.flows.targets import SLACK_CHANNEL
 from app.flows.targets import Strict as _Strict
@@ -19,6 +19,24 @@ from app.flows.targets import Strict as _Strict
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)+[a-zA-Z]{2,63}$")
+
+
+def _slack_ids(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    """A check that every id of a tuple has the shape of one kind of Slack id: a typo'd
+    id would otherwise load and silently match nobody."""
+
+    def check(value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not pattern.match(item):
+                raise ValueError(f"{item!r} is not a Slack {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+SlackUsers = Annotated[tuple[str, ...], _slack_ids(_SLACK_USER, "user id (U… or W…)")]
+SlackUserGroups = Annotated[tuple[str, ...], _slack_ids(_SLACK_GROUP, "user-group id (S…)")]
+SlackChannels = Annotated[tuple[str, ...], _slack_ids(SLACK_CHANNEL, "channel id (C… or G…)")]
 
 
 class PagerDutyOnCall(_Strict):
@@ -73,8 +91,8 @@ class People(_Strict):
     made), whoever is on call (PagerDuty, Opsgenie: asked when a decision is made, people
     found in Slack by their email) and, where it makes sense, email domains of profiles."""
 
-    users: tuple[str, ...] = ()
-    usergroups: tuple[str, ...] = ()
+    users: SlackUsers = ()
+    usergroups: SlackUserGroups = ()
     email_domains: tuple[str, ...] = ()
     oncall: tuple[OnCall, ...] = ()
 
@@ -110,22 +128,6 @@ class People(_Strict):
             if not _DOMAIN.match(domain):
                 raise ValueError(f"{domain!r} is not an email domain (like example.com)")
         return tuple(d.lower() for d in value)
-
-    @field_validator("users")
-    @classmethod
-    def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for user in value:
-            if not _SLACK_USER.match(user):
-                raise ValueError(f"{user!r} is not a Slack user id (U… or W…)")
-        return value
-
-    @field_validator("usergroups")
-    @classmethod
-    def _group_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for group in value:
-            if not _SLACK_GROUP.match(group):
-                raise ValueError(f"{group!r} is not a Slack user-group id (S…)")
-        return value
 
 
 # Approvers are People too; the name stays for the admin's readability.
@@ -166,21 +168,5 @@ class Watchers(_Strict):
     """People and channels who see a flow's cards without deciding: a copy of the card,
     kept current like the channel's, without buttons."""
 
-    users: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ()
-
-    @field_validator("users")
-    @classmethod
-    def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for user in value:
-            if not _SLACK_USER.match(user):
-                raise ValueError(f"{user!r} is not a Slack user id (U… or W…)")
-        return value
-
-    @field_validator("channels")
-    @classmethod
-    def _channel_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for channel in value:
-            if not SLACK_CHANNEL.match(channel):
-                raise ValueError(f"{channel!r} is not a Slack channel id (C… or G…)")
-        return value
+    users: SlackUsers = ()
+    channels: SlackChannels = ()

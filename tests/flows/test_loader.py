@@ -42,6 +42,16 @@ def test_valid_flow_loads_with_sorted_durations(tmp_path: Path) -> None:
         ),
         ({"extra": 'notify=Watchers(users=("ann",)),'}, "users", "not a Slack user id"),
         (
+            {"extra": 'requesters=People(usergroups=("U0LEAD",)),'},
+            "usergroups",
+            "'U0LEAD' is not a Slack user-group id (S…)",
+        ),
+        (
+            {"extra": 'auto_approve=People(users=("lead@example.com",)),'},
+            "users",
+            "'lead@example.com' is not a Slack user id (U… or W…)",
+        ),
+        (
             {
                 "extra": "escalation=(Escalation(after=timedelta(minutes=30), "
                 'to=People(users=("U0LEAD",))), Escalation(after=timedelta(minutes=10), '
