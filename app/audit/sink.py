@@ -33,23 +33,13 @@ from app.audit import as_record
 from app.config import Settings
 from app.db import Database, utcnow
 from app.models import AuditDelivery, AuditEvent
+from app.outbound import NO_REDIRECTS
 
 log = logging.getLogger(__name__)
 
 SINK = "webhook"
 BATCH = 200
 MAX_BACKOFF = timedelta(minutes=5)
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Refuse every redirect: urllib then raises HTTPError with the 3xx status."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        return None
-
-
-# urllib's usual handlers (proxies from the environment included), minus redirects.
-_OPENER = urllib.request.build_opener(_NoRedirects())
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -96,7 +86,7 @@ class Webhook:
             },
         )
         try:
-            response = _OPENER.open(request, timeout=self.timeout)
+            response = NO_REDIRECTS.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
             note = " (redirects are not followed)" if 300 <= exc.code < 400 else ""

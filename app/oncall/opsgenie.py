@@ -14,32 +14,19 @@ along).
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
+from email.message import Message
 from typing import Any
 
-from app.oncall.errors import OnCallError, http_problem, transport_problem
+from app.oncall.errors import OnCallError
+from app.oncall.http import checked_base_url, get_json
 
 SERVICE = "Opsgenie"
 PAGE = 100  # Opsgenie's largest page
-RETRIES = 3  # after a 429
 WAIT = 1.0  # seconds before each retry
 _BARE = re.compile(r"[\w.@-]+")  # a search value that needs no quotes
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Refuse every redirect: urllib then raises HTTPError with the 3xx status."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects())
 
 
 def _api_message(body: bytes) -> str | None:
@@ -48,6 +35,11 @@ def _api_message(body: bytes) -> str | None:
         return str(json.loads(body)["message"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _wait_after_429(headers: Message) -> float:
+    """Opsgenie's 429 says nothing of how long to wait."""
+    return WAIT
 
 
 def _search_value(value: str) -> str:
@@ -60,9 +52,7 @@ class OpsgenieClient:
     """An API integration's key (GenieKey) view of Opsgenie."""
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 5.0) -> None:
-        if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
-            raise OnCallError(f"{SERVICE}: base URL {base_url!r} is not http(s)")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url(SERVICE, base_url)
         self.timeout = timeout
         self._headers = {
             "Authorization": f"GenieKey {api_key}",
@@ -101,33 +91,13 @@ class OpsgenieClient:
             offset += len(data)
 
     def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
-        call = f"{SERVICE} GET {path}"
-        url = f"{self.base_url}{path}?{urllib.parse.urlencode(query)}"
-        for attempt in range(RETRIES + 1):
-            request = urllib.request.Request(url, headers=self._headers)  # noqa: S310 - http(s) checked
-            try:
-                with _OPENER.open(request, timeout=self.timeout) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as exc:
-                try:
-                    body = exc.read()
-                except (OSError, http.client.HTTPException):
-                    body = b""
-                finally:
-                    exc.close()
-                if exc.code == 429 and attempt < RETRIES:
-                    time.sleep(WAIT)
-                    continue
-                problem = http_problem(exc.code, _api_message(body), attempt)
-                raise OnCallError(f"{call}: {problem}") from None
-            except (OSError, http.client.HTTPException) as exc:
-                problem = transport_problem(exc, self.base_url, self.timeout)
-                raise OnCallError(f"{call}: {problem}") from None
-            try:
-                answer = json.loads(raw)
-            except ValueError:
-                answer = None
-            if not isinstance(answer, dict):
-                raise OnCallError(f"{call}: the answer is not a JSON object")
-            return answer
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return get_json(
+            SERVICE,
+            self.base_url,
+            path,
+            query,
+            headers=self._headers,
+            timeout=self.timeout,
+            api_message=_api_message,
+            wait_after_429=_wait_after_429,
+        )

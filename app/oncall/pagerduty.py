@@ -10,32 +10,18 @@ are not followed: urllib would send the token on to wherever they point.
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Sequence
+from email.message import Message
 from typing import Any
 
-from app.oncall.errors import OnCallError, http_problem, transport_problem
+from app.oncall.errors import OnCallError
+from app.oncall.http import checked_base_url, get_json
 
 SERVICE = "PagerDuty"
 PAGE = 100  # the largest page PagerDuty gives: fewer calls against 960 a minute
-RETRIES = 3  # after a 429
 MAX_WAIT = 5.0  # seconds, whatever ratelimit-reset says: a person is waiting on a card
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Refuse every redirect: urllib then raises HTTPError with the 3xx status."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects())
 
 
 def _api_message(body: bytes) -> str | None:
@@ -48,9 +34,10 @@ def _api_message(body: bytes) -> str | None:
         return None
 
 
-def _wait(reset: str | None) -> float:
+def _wait_after_429(headers: Message) -> float:
+    """As long as `ratelimit-reset` says, within reason."""
     try:
-        seconds = float(reset or 1)
+        seconds = float(headers.get("ratelimit-reset") or 1)
     except ValueError:
         return 1.0
     return min(max(seconds, 0.0), MAX_WAIT) if math.isfinite(seconds) else 1.0
@@ -60,9 +47,7 @@ class PagerDutyClient:
     """A REST API token's view of PagerDuty (a read-only key is enough)."""
 
     def __init__(self, base_url: str, token: str, timeout: float = 5.0) -> None:
-        if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
-            raise OnCallError(f"{SERVICE}: base URL {base_url!r} is not http(s)")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url(SERVICE, base_url)
         self.timeout = timeout
         self._headers = {
             "Authorization": f"Token token={token}",
@@ -128,33 +113,13 @@ class PagerDutyClient:
             offset += len(items)
 
     def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
-        call = f"{SERVICE} GET {path}"
-        url = f"{self.base_url}{path}?{urllib.parse.urlencode(query)}"
-        for attempt in range(RETRIES + 1):
-            request = urllib.request.Request(url, headers=self._headers)  # noqa: S310 - http(s) checked
-            try:
-                with _OPENER.open(request, timeout=self.timeout) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as exc:
-                try:
-                    body, reset = exc.read(), exc.headers.get("ratelimit-reset")
-                except (OSError, http.client.HTTPException):
-                    body, reset = b"", None
-                finally:
-                    exc.close()
-                if exc.code == 429 and attempt < RETRIES:
-                    time.sleep(_wait(reset))
-                    continue
-                problem = http_problem(exc.code, _api_message(body), attempt)
-                raise OnCallError(f"{call}: {problem}") from None
-            except (OSError, http.client.HTTPException) as exc:
-                problem = transport_problem(exc, self.base_url, self.timeout)
-                raise OnCallError(f"{call}: {problem}") from None
-            try:
-                answer = json.loads(raw)
-            except ValueError:
-                answer = None
-            if not isinstance(answer, dict):
-                raise OnCallError(f"{call}: the answer is not a JSON object")
-            return answer
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return get_json(
+            SERVICE,
+            self.base_url,
+            path,
+            query,
+            headers=self._headers,
+            timeout=self.timeout,
+            api_message=_api_message,
+            wait_after_429=_wait_after_429,
+        )
