@@ -339,11 +339,11 @@ def run_request_hook(
     hook = call_hook(loaded, name, HookRequest.of(request, email))
     if hook.error is not None:
         with rt.db.session() as session:
-            lifecycle.audit_hook_failure(
+            lifecycle.audit_failed_lookup(
                 session=session,
                 audit=rt.audit,
                 request_id=request.id,
-                hook=hook.name,
-                error=hook.error,
+                event="hook_failed",
+                details={"hook": hook.name, "error": hook.error},
             )
     return hook

@@ -20,7 +20,7 @@ from app.lifecycle.grants import (
 from app.lifecycle.requests import (
     BREAK_GLASS_REVIEWS,
     ESCALATED,
-    audit_hook_failure,
+    audit_failed_lookup,
     auto_decide,
     break_glass,
     cancel,
@@ -38,7 +38,7 @@ __all__ = [
     "DecisionOutcome",
     "EndCause",
     "activate",
-    "audit_hook_failure",
+    "audit_failed_lookup",
     "auto_decide",
     "begin_revoke",
     "break_glass",

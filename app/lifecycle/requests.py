@@ -297,12 +297,19 @@ def auto_decide(
     return _counted(moved, event)
 
 
-def audit_hook_failure(
-    *, session: Session, audit: AuditLog, request_id: uuid.UUID, hook: str, error: str
+def audit_failed_lookup(
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    event: str,
+    details: dict[str, str],
 ) -> None:
+    """A flow's hook or an on-call service failed while deciding about this request, and
+    Latchkey fell back to people: the trail says what was asked and why it failed."""
     request = session.get(AccessRequest, request_id)
     if request is not None:
-        record(session, audit, request, "hook_failed", "latchkey", {"hook": hook, "error": error})
+        record(session, audit, request, event, "latchkey", details)
 
 
 BREAK_GLASS_REVIEWS = ("break_glass_acknowledged", "break_glass_flagged")

@@ -9,7 +9,6 @@ audit it, as they do a hook's failure.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -17,27 +16,19 @@ from typing import Any, TypeVar
 
 from app import lifecycle
 from app.flows.schema import OnCall, OpenIncident, OpsgenieOnCall, PagerDutyOnCall
-from app.models import AccessRequest
 from app.oncall.errors import OnCallError
 from app.runtime import Runtime
+from app.ttlcache import TTLCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_cache: dict[str, tuple[float, Any]] = {}
-_lock = threading.Lock()
+# The time-to-live is the setting's, given at each read.
+_cache = TTLCache(ttl=30.0, clock=time.monotonic)
 
 
-def _cached(rt: Runtime, key: str, load: Any) -> Any:
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(key)
-        if hit and now - hit[0] < rt.settings.oncall_cache_seconds:
-            return hit[1]
-    value = load()
-    with _lock:
-        _cache[key] = (now, value)
-    return value
+def _cached(rt: Runtime, key: str, load: Callable[[], T]) -> T:
+    return _cache.get(key, load, ttl=rt.settings.oncall_cache_seconds)  # type: ignore[no-any-return]
 
 
 def _pagerduty(rt: Runtime) -> Any:
@@ -98,14 +89,11 @@ def audited(rt: Runtime, request_id: uuid.UUID, what: str, ask: Callable[[], T])
     except OnCallError as exc:
         log.warning("on-call lookup failed for request=%s (%s): %s", request_id, what, exc)
         with rt.db.session() as session:
-            request = session.get(AccessRequest, request_id)
-            if request is not None:
-                lifecycle.record(
-                    session,
-                    rt.audit,
-                    request,
-                    "oncall_failed",
-                    "latchkey",
-                    {"asked": what, "error": str(exc)},
-                )
+            lifecycle.audit_failed_lookup(
+                session=session,
+                audit=rt.audit,
+                request_id=request_id,
+                event="oncall_failed",
+                details={"asked": what, "error": str(exc)},
+            )
         return None

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -22,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.accounts import Account, Workspace
+from app.ttlcache import TTLCache
 
 log = logging.getLogger(__name__)
 # usergroups.users.list errors that mean the group itself is not there.
@@ -47,26 +47,6 @@ def slack_unreachable(error: BaseException) -> bool:
         status = getattr(error.response, "status_code", 200)
         return status == 429 or status >= 500
     return isinstance(error, OSError)
-
-
-class _TTLCache:
-    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
-        self._ttl, self._clock = ttl, clock
-        self._items: dict[str, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str, load: Callable[[], Any], ttl: float | None = None) -> Any:
-        now = self._clock()
-        with self._lock:
-            hit = self._items.get(key)
-            if hit and now - hit[0] < (self._ttl if ttl is None else ttl):
-                return hit[1]
-        value = load()
-        with self._lock:
-            self._items[key] = (now, value)
-            if len(self._items) > 10_000:  # old versions of a key are never read again
-                self._items = {k: v for k, v in self._items.items() if now - v[0] < self._ttl}
-        return value
 
 
 def user_key(user_id: str) -> str:
@@ -127,8 +107,8 @@ class SlackDirectory:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
-        self._users = _TTLCache(user_ttl, clock)
-        self._groups = _TTLCache(group_ttl, clock)
+        self._users = TTLCache(user_ttl, clock)
+        self._groups = TTLCache(group_ttl, clock)
         self._workspace: Workspace | None = None
         self._workspace_lock = threading.Lock()
 
