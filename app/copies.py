@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from app.eligibility import current_members
-from app.escalation import people_of, steps_taken
+from app.escalation import people_of
 from app.flows.loader import LoadedFlow
 from app.flows.schema import MAX_APPROVER_DMS
 from app.models import AccessRequest, Approval, CardCopy, RequestStatus
@@ -87,9 +87,7 @@ def sync_copies(rt: Runtime, ctx: CardContext, loaded: LoadedFlow) -> None:
     if request.status == RequestStatus.PENDING:
         # Approvers first: one who also watches gets the copy with buttons. Escalation
         # steps reach their people by DM whatever approver_dms says: that is the point.
-        with rt.db.session() as session:
-            steps = steps_taken(rt, session, request)
-        for step in steps:
+        for step in ctx.steps:
             role = APPROVER if step.details.get("may_approve") else WATCHER
             wanted += [(p, role) for p in people_of(rt, step) if p != request.requester_id]
         if flow.approver_dms:

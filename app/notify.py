@@ -57,6 +57,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         return None
     loaded = rt.flows.get(request.flow)
     reviews = events_of(session, request_id, BREAK_GLASS_REVIEWS)
+    steps = tuple(steps_taken(rt, session, request))
     extended = tuple(
         (e.actor, int(e.details["added_seconds"]), datetime.fromisoformat(e.details["expires_at"]))
         for e in events_of(session, request_id, ("extended",))
@@ -75,7 +76,8 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         durations=loaded.flow.durations if loaded else (),
         auto_reason=_auto_reason(session, request_id),
         principal=_principal(rt, loaded, request, grant_of(session, request_id)),
-        escalations=tuple(escalation_line(e) for e in steps_taken(rt, session, request)),
+        steps=steps,
+        escalations=tuple(escalation_line(e) for e in steps),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
@@ -334,8 +336,7 @@ def _post_card(rt: Runtime, ctx: CardContext, channel: str) -> None:
 def _announce_escalation(rt: Runtime, ctx: CardContext) -> None:
     """The latest step, in the card's thread and the channel, mentioning its people (each
     also gets the card by DM: app.copies)."""
-    with rt.db.session() as session:
-        taken = steps_taken(rt, session, ctx.request)
+    taken = ctx.steps
     if taken:
         rt.slack.chat_postMessage(
             channel=ctx.request.approval_channel,

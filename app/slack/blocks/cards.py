@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.flows.schema import format_duration
-from app.models import AccessRequest, Approval, Decision, Grant, RequestStatus
+from app.models import AccessRequest, Approval, AuditEvent, Decision, Grant, RequestStatus
 from app.slack import ids
 from app.slack.blocks.text import button, decision_reason, escape, mrkdwn, plain, slack_date
 
@@ -68,7 +68,10 @@ class CardContext:
     extensions_allowed: bool = True
     # Who gets the access at the provider (an IAM user, a Google member…), or why nobody.
     principal: str | None = None
-    # Escalation steps taken while it waited, as the card says them (app.escalation).
+    # Escalation steps taken while it waited (their keyed audit events), and how the card
+    # says them (app.escalation): read once per notification, used by the card, the
+    # copies (who gets one by DM) and the thread's announcement.
+    steps: tuple[AuditEvent, ...] = ()
     escalations: tuple[str, ...] = ()
 
     @property
