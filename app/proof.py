@@ -67,7 +67,11 @@ def decision_problem(
         if not flow.break_glass or decision.actor != request.requester_id:
             return "a break-glass record the flow does not allow"
     elif decision.event == "approved":
-        approvals = _of(keyed, APPROVALS)
+        # Whoever filed it for someone else is no second pair of eyes (lifecycle.decide
+        # refuses them by the row; the keyed `requested` says who they were even when the
+        # row's requested_by was blanked around their click).
+        filer_id = asked[0].actor if asked[0].actor != request.requester_id else None
+        approvals = [e for e in _of(keyed, APPROVALS) if e.actor != filer_id]
         counted = quorum(
             flow, requester_id=request.requester_id, approver_ids=[e.actor for e in approvals]
         )

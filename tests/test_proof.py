@@ -106,6 +106,53 @@ def test_a_quorum_short_of_the_flow_is_not(database: Database, audit: AuditLog) 
     assert _problem(database, audit, request_id, flow=two) is None
 
 
+def test_the_filer_of_a_request_on_behalf_is_not_counted_whatever_the_row_said(
+    database: Database, audit: AuditLog
+) -> None:
+    """An insider blanks requested_by, so lifecycle.decide takes the filer for an approver,
+    then restores it: the keyed `requested` still names the filer, whose approval counts
+    for nothing; another approver's does."""
+    ask = RequestInput(flow=FLOW.name, target="admins", duration=timedelta(hours=1), reason="x")
+    with database.session() as session:
+        request_id = lifecycle.submit(
+            session=session,
+            audit=audit,
+            flow=FLOW,
+            requester_id=REQUESTER,
+            ask=ask,
+            requested_by=APPROVER,
+        ).id
+
+    def set_filer(filer: str | None) -> None:
+        with database.session() as session:
+            session.execute(
+                update(AccessRequest)
+                .where(AccessRequest.id == request_id)
+                .values(requested_by=filer)
+            )
+
+    set_filer(None)
+    _approve(database, audit, request_id, APPROVER)
+    with database.session() as session:
+        assert session.get(AccessRequest, request_id).status == S.APPROVED  # the row was fooled
+    assert "no keyed record of this request" in (_problem(database, audit, request_id) or "")
+    set_filer(APPROVER)
+    assert "0 of 1" in (_problem(database, audit, request_id) or "")
+    with database.session() as session:  # a second approver's keyed approval does count
+        request = session.get(AccessRequest, request_id)
+        audit.append(
+            session,
+            event="approval_recorded",
+            actor=SECOND_APPROVER,
+            request_id=request_id,
+            flow=request.flow,
+            target=request.target,
+            subject=REQUESTER,
+            details={},
+        )
+    assert _problem(database, audit, request_id) is None
+
+
 def test_a_duration_edited_in_the_row_is_not(database: Database, audit: AuditLog) -> None:
     request_id = _submit(database, audit, seconds=4)
     _approve(database, audit, request_id, APPROVER)

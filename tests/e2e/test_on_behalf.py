@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.models import AccessRequest, AuditEvent, RequestStatus
 from app.slack import ids
@@ -22,7 +22,7 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.slack_standin import RecordedCall
-from app.testing.stack import LocalStack
+from app.testing.stack import LocalStack, wait_until
 from tests.factories import APPROVER, GROUP_NAME, OUTSIDER, SECOND_APPROVER, make_flow
 
 LEAD = Person(APPROVER, "ann@example.com")
@@ -84,6 +84,29 @@ def test_an_approver_requests_for_someone_who_is_told_and_cannot_approve_it(
     assert requested.actor == APPROVER and requested.subject == beneficiary.user_id
     assert requested.details["on_behalf_of"] == beneficiary.user_id
     assert {a for (a,) in refused} == {beneficiary.user_id, APPROVER}
+
+
+def test_a_filer_blanked_from_the_row_still_cannot_approve_it(stack: LocalStack) -> None:
+    """An insider erases requested_by so that the filer's click is taken as an approver's:
+    the keyed `requested` event still names the filer, so the worker grants nothing."""
+    beneficiary = new_person(stack)
+    _, card = _for(stack, beneficiary)
+    assert card is not None
+    request_id = uuid.UUID(request_id_on(card))
+    with stack.database().session() as session:
+        session.execute(
+            update(AccessRequest).where(AccessRequest.id == request_id).values(requested_by=None)
+        )
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+
+    def failure() -> str | None:
+        with stack.database().session() as session:
+            request = session.get(AccessRequest, request_id)
+            failed = request is not None and request.status == RequestStatus.FAILED
+            return (request.failure or "-") if failed else None
+
+    assert "audit trail" in wait_until(failure, 30, "the refused grant")
+    assert beneficiary.email not in group_members(stack, GROUP_NAME)
 
 
 def test_the_beneficiary_can_cancel_a_request_made_for_them(stack: LocalStack) -> None:
