@@ -90,6 +90,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_flows_check(args: argparse.Namespace) -> int:
     from app.flows.lint import lint
     from app.flows.loader import load_flows
+    from app.flows.needs import settings_problems
 
     directory = Path(args.dir) if args.dir else get_settings().flows_dir
     registry = load_flows(directory)
@@ -100,6 +101,11 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
         for warning in lint(loaded):
             warned += 1
             print(f"warn {loaded.path}: {warning}")
+    needs = settings_problems(registry, get_settings())
+    for path, problem in needs:
+        print(f"FAIL {path}: {problem}", file=sys.stderr)
+    if needs:
+        return 2
     failed = _check_online(registry) if args.online else 0
     return 1 if failed or (warned and args.strict) else 0
 

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # How long an answer about who is on call (or an open incident) is reused: a burst of
     # clicks asks once; a handover shows within this time.
     oncall_cache_seconds: float = Field(default=30.0, alias="LATCHKEY_ONCALL_CACHE_SECONDS", ge=0)
+    # Where people reach the web process's own pages (passkeys): https://latchkey.example.com.
+    # Its host is the passkeys' relying party id: changing it later orphans every passkey.
+    public_url: str | None = Field(default=None, alias="LATCHKEY_PUBLIC_URL")
+    # How long a passkey link (setup, or confirming one approval) may be opened; single use.
+    link_seconds: float = Field(default=300.0, alias="LATCHKEY_LINK_SECONDS", gt=0, le=3600)
     # /healthz is not ok when a grant stays past its end longer than a sweep plus this.
     overdue_grace_seconds: float = Field(default=30.0, alias="LATCHKEY_OVERDUE_GRACE_SECONDS", ge=0)
     beat_schedule_file: Path = Field(
@@ -196,6 +201,15 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if problem := public_url_problem(str(value)):
+            raise ValueError(f"LATCHKEY_PUBLIC_URL {problem}")
+        return str(value).rstrip("/")
+
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
@@ -237,6 +251,25 @@ def _webhook_url_problem(url: str) -> str | None:
             f"must use https: plain http would carry the audit trail and its Authorization "
             f"header in clear to {host!r} (http is accepted only for 127.0.0.0/8, ::1 and localhost)"
         )
+    return None
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why a URL cannot serve passkey pages, or None. Browsers offer passkeys only to a
+    secure context (https, or http://localhost), and only to a domain name, not an IP."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        return f"must be an https URL with a host name, not {url!r}"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "must be the site's root (https://host[:port]), without a path"
+    try:
+        ipaddress.ip_address(host)
+        return f"must name a host, not an IP address ({host}): passkeys belong to a domain"
+    except ValueError:
+        pass
+    if parts.scheme == "http" and host != "localhost":
+        return "must use https (browsers offer passkeys over plain http only on localhost)"
     return None
 
 

@@ -260,3 +260,44 @@ class RequestDraft(SQLModel, table=True):
     seconds: int
     reason: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Passkey(SQLModel, table=True):
+    """A person's registered passkey (WebAuthn credential). The row alone proves nothing:
+    `audit_seq` names the keyed `passkey_registered` event that must vouch for this exact
+    credential and public key (app.passkeys.credentials), so a key written into the DB by
+    someone without the audit key is never accepted."""
+
+    __tablename__ = "passkey"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: str = Field(sa_type=String(32), index=True)
+    # base64url, as browsers and the audit trail show it.
+    credential_id: str = Field(sa_type=String(1400), unique=True)
+    public_key: str = Field(sa_column=Column(Text, nullable=False))
+    sign_count: int = 0
+    audit_seq: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebLink(SQLModel, table=True):
+    """A single-use, short-lived link to one of the web's pages, made for one Slack user:
+    to set up a passkey, or to confirm one approval with it. Only a hash of its token is
+    kept, so the DB alone cannot open one."""
+
+    __tablename__ = "web_link"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    # passkey_setup | passkey_approval
+    purpose: str = Field(sa_type=String(32))
+    user_id: str = Field(sa_type=String(32))
+    request_id: uuid.UUID | None = Field(default=None, foreign_key="access_request.id")
+    # What the approval confirms when the approver chose a shorter time (seconds).
+    duration_seconds: int | None = None
+    # The WebAuthn challenge last handed to the page (base64url), checked once.
+    challenge: str | None = Field(default=None, sa_type=String(200))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

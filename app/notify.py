@@ -77,12 +77,18 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         auto_reason=_auto_reason(session, request_id),
         principal=_principal(rt, loaded, request, grant_of(session, request_id)),
         steps=steps,
+        passkey_approvers=frozenset(
+            e.actor
+            for e in events_of(session, request_id, ("approval_recorded", "approved"))
+            if e.details.get("passkey") and rt.audit.authentic(e)
+        ),
         escalations=tuple(escalation_line(e) for e in steps),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
             loaded.flow.approvals_required,
             oncall=tuple(s.describe() for s in loaded.flow.approvers.oncall),
+            passkey=loaded.flow.approval_assurance == "passkey",
         )
         if loaded
         else "",

@@ -72,6 +72,8 @@ def decision_problem(
         # row's requested_by was blanked around their click).
         filer_id = asked[0].actor if asked[0].actor != request.requester_id else None
         approvals = [e for e in _of(keyed, APPROVALS) if e.actor != filer_id]
+        if flow.approval_assurance == "passkey":  # a Slack click alone is not an approval
+            approvals = [e for e in approvals if e.details.get("passkey")]
         counted = quorum(
             flow, requester_id=request.requester_id, approver_ids=[e.actor for e in approvals]
         )

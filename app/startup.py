@@ -105,6 +105,11 @@ def flows_valid(probe: Probe) -> str | None:
             + "; ".join(exc.problems or [str(exc)])
             + (" (run `latchkey flows check`)")
         )
+    from app.flows.needs import settings_problems
+
+    needs = settings_problems(probe.flows, probe.settings)
+    if needs:
+        return "LATCHKEY_FLOWS: " + "; ".join(problem for _, problem in needs)
     return None
 
 

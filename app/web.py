@@ -19,6 +19,7 @@ from sqlalchemy import text
 from app.config import get_settings
 from app.health import check
 from app.metrics.exposition import MetricsEndpoint, build_registry
+from app.passkeys import pages as passkey_pages
 from app.runtime import Runtime, build_runtime
 from app.slack.app import BotIdentity, create_app
 from app.slack.edge import SlackEdge
@@ -81,6 +82,8 @@ def create_wsgi(rt: Runtime, identity: BotIdentity | None = None) -> Wsgi:
                 [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
             )
             return [payload]
+        if path and passkey_pages.handles(path):  # people's own pages (LATCHKEY_PUBLIC_URL)
+            return passkey_pages.serve(rt, environ, start_response)
         return slack(environ, start_response)
 
     return wsgi

@@ -44,6 +44,10 @@ def test_socket_mode_needs_no_signing_secret(monkeypatch: pytest.MonkeyPatch) ->
         ("SLACK_APP_TOKEN", "xoxb-wrong", "SLACK_APP_TOKEN"),
         ("SLACK_API_URL", "http://127.0.0.1:9/api", "SLACK_API_URL"),
         ("LATCHKEY_SWEEP_SECONDS", "0", "LATCHKEY_SWEEP_SECONDS"),
+        # Passkeys need a secure context on a domain: https, or http only on localhost.
+        ("LATCHKEY_PUBLIC_URL", "http://latchkey.example.com", "must use https"),
+        ("LATCHKEY_PUBLIC_URL", "https://10.0.0.5", "not an IP address"),
+        ("LATCHKEY_PUBLIC_URL", "https://example.com/latchkey", "without a path"),
     ],
 )
 def test_bad_setting_is_named(
@@ -52,6 +56,13 @@ def test_bad_setting_is_named(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=named):
         load_settings()
+
+
+def test_public_url_is_kept_as_the_sites_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LATCHKEY_PUBLIC_URL", "https://latchkey.example.com/")
+    assert load_settings().public_url == "https://latchkey.example.com"
+    monkeypatch.setenv("LATCHKEY_PUBLIC_URL", "http://localhost:3000")
+    assert load_settings().public_url == "http://localhost:3000"
 
 
 def test_audit_key_is_required_and_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -153,6 +153,41 @@ def test_the_filer_of_a_request_on_behalf_is_not_counted_whatever_the_row_said(
     assert _problem(database, audit, request_id) is None
 
 
+def test_a_passkey_flow_counts_only_approvals_a_passkey_confirmed(
+    database: Database, audit: AuditLog
+) -> None:
+    """A keyed approval from a Slack click (made before the flow asked for passkeys, or
+    forced past the listener) is no approval of a passkey flow; one with a credential is."""
+    passkey_flow = make_flow(approval_assurance="passkey")
+    request_id = _submit(database, audit)
+    _approve(database, audit, request_id, APPROVER)  # decided under the Slack-only flow
+    assert "0 of 1" in (_problem(database, audit, request_id, flow=passkey_flow) or "")
+    request_id = _submit(database, audit)
+    with database.session() as session:
+        refused = lifecycle.decide(
+            session=session,
+            audit=audit,
+            flow=passkey_flow,
+            request_id=request_id,
+            decider_id=APPROVER,
+            verdict=allow("listed"),
+            decision=Decision.APPROVE,
+        )
+    assert refused.refusal == lifecycle.requests.PASSKEY_NEEDED
+    with database.session() as session:
+        lifecycle.decide(
+            session=session,
+            audit=audit,
+            flow=passkey_flow,
+            request_id=request_id,
+            decider_id=APPROVER,
+            verdict=allow("listed"),
+            decision=Decision.APPROVE,
+            passkey="Y3JlZGVudGlhbA",
+        )
+    assert _problem(database, audit, request_id, flow=passkey_flow) is None
+
+
 def test_a_duration_edited_in_the_row_is_not(database: Database, audit: AuditLog) -> None:
     request_id = _submit(database, audit, seconds=4)
     _approve(database, audit, request_id, APPROVER)

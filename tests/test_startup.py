@@ -95,6 +95,21 @@ def _wrong_audit_key(env: Env, tmp_path: Path) -> Env:
     return {**env, "LATCHKEY_AUDIT_KEY": "another-key-0123456789abcdef"}
 
 
+def _passkey_flow_without_public_url(env: Env, tmp_path: Path) -> Env:
+    flows = Path(env["LATCHKEY_FLOWS"])
+    write_flow(flows, name="vault", filename="vault.py", extra='approval_assurance="passkey",')
+    return env
+
+
+def _passkey_flow_in_socket_mode(env: Env, tmp_path: Path) -> Env:
+    _passkey_flow_without_public_url(env, tmp_path)
+    return {
+        **env,
+        "LATCHKEY_PUBLIC_URL": "https://latchkey.example.com",
+        "SLACK_APP_TOKEN": "xapp-1",
+    }
+
+
 # (misconfiguration, the setting the one line must name, words of the fix)
 CASES: list[tuple[Callable[[Env, Path], Env], str, str]] = [
     (_unreachable_database, "DATABASE_URL", "did not answer after 2 s"),
@@ -104,6 +119,8 @@ CASES: list[tuple[Callable[[Env, Path], Env], str, str]] = [
     (_redis_unreachable, "REDIS_URL", "did not answer after 2 s"),
     (_broken_flow, "LATCHKEY_FLOWS", "must be lowercase"),
     (_wrong_audit_key, "LATCHKEY_AUDIT_KEY", "latchkey audit rotate-key"),
+    (_passkey_flow_without_public_url, "LATCHKEY_PUBLIC_URL", "vault: approval_assurance="),
+    (_passkey_flow_in_socket_mode, "SLACK_APP_TOKEN", "in Socket Mode"),
 ]
 
 

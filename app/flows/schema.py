@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -85,6 +85,10 @@ class Flow(_Strict):
     requesters: People | None = None
     # N approvals from N distinct approvers; one deny ends the request.
     approvals_required: int = Field(default=1, ge=1, le=10)
+    # "passkey": an approval counts only once the approver confirms that request on the
+    # web's page with their registered passkey (app.passkeys); needs LATCHKEY_PUBLIC_URL.
+    # A stolen Slack session can then deny, but not approve.
+    approval_assurance: Literal["slack", "passkey"] = "slack"
     # The requester may approve their own request (and counts toward the quorum) only
     # when this says so; `latchkey flows check` warns about it.
     allow_self_approval: bool = False

@@ -79,6 +79,9 @@ def submit(
     return request
 
 
+PASSKEY_NEEDED = "This flow needs each approval confirmed with a passkey."
+
+
 def decide(
     *,
     session: Session,
@@ -90,8 +93,12 @@ def decide(
     decision: Decision,
     reason: str = "",
     duration: timedelta | None = None,
+    passkey: str | None = None,
 ) -> DecisionOutcome:
     """Record one approver's approve or deny.
+
+    `passkey`: the credential id that confirmed this approval (app.passkeys); a flow with
+    approval_assurance="passkey" counts no approval without one.
 
     A refused verdict is audited and changes nothing else. One deny ends the request;
     approvals accumulate until the flow's quorum of distinct approvers is reached. An
@@ -116,6 +123,8 @@ def decide(
         return DecisionOutcome(request, False, verdict.reason)
     if request.status != S.PENDING:
         return DecisionOutcome(request, False, f"This request is already {request.status.value}.")
+    if decision is Decision.APPROVE and flow.approval_assurance == "passkey" and not passkey:
+        return DecisionOutcome(request, False, PASSKEY_NEEDED)
     if request.requested_by == decider_id:
         # Whoever filed a request for someone else is not a second pair of eyes on it.
         why = f"You asked for this access for <@{request.requester_id}>; someone else must decide."
@@ -125,6 +134,8 @@ def decide(
     if any(a.approver_id == decider_id for a in earlier):
         return DecisionOutcome(request, False, "You have already decided on this request.")
     details: dict[str, Any] = {"why_decider": verdict.reason}
+    if passkey:
+        details["passkey"] = passkey
     if reason:
         details["reason"] = reason
     if decision is Decision.APPROVE:

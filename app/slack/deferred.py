@@ -111,6 +111,13 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
         flow, verdict = verdict_for(rt, request_id, approver_id)
     except Refusal as refusal:
         flow, verdict = None, refuse(str(refusal))
+    if (
+        flow is not None
+        and verdict.allowed
+        and decision is Decision.APPROVE
+        and flow.approval_assurance == "passkey"
+    ):
+        return _offer_passkey(rt, request_id, seq, approver_id, duration)
     outcome = None
     with rt.db.session() as session:
         request = lifecycle.lock_request(session, request_id)
@@ -165,6 +172,37 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
         except Exception:
             # Decided and audited; only the message is lost (the card shows the outcome).
             log.warning("could not tell %s the outcome of a decision", approver_id)
+    return text
+
+
+def _offer_passkey(
+    rt: Runtime, request_id: uuid.UUID, seq: int, approver_id: str, duration: timedelta | None
+) -> str | None:
+    """An allowed approver of a passkey flow gets a link to confirm on the web's page
+    (app.passkeys) instead of a decision; the click is finished, nothing is approved."""
+    from app.passkeys.approval import offer_confirmation
+
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or _resumed(session, request_id, seq):
+            return None
+    if request.status == RequestStatus.PENDING:
+        text = offer_confirmation(rt, request, approver_id, duration)
+    else:
+        text = f":information_source: This request is already {request.status.value}."
+    with rt.db.session() as session:
+        request = lifecycle.lock_request(session, request_id)
+        if request is None or _resumed(session, request_id, seq):
+            return None
+        lifecycle.record(
+            session,
+            rt.audit,
+            request,
+            RESUMED,
+            "latchkey",
+            {"deferred_seq": seq, "approver": approver_id, "refusal": None, "passkey": "asked"},
+        )
+    tell_clicker(rt, approver_id, seq, text)
     return text
 
 

@@ -11,6 +11,7 @@ from app.db import utcnow
 from app.eligibility import approver_verdict
 from app.models import AccessRequest, Approval, Grant, RequestStatus
 from app.notify import extension_offered
+from app.passkeys.credentials import passkeys_of
 from app.queries import pending
 from app.runtime import Runtime
 from app.slack.blocks.home import HeldGrant, HomeData, home_view
@@ -59,7 +60,16 @@ def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
         verdict = approver_verdict(rt, flow, requester_id=request.requester_id, user_id=user_id)
         if verdict.allowed:
             waiting.append(request)
-    return HomeData(user_id, rt.directory.user(user_id).tz, held, asked, waiting)
+    return HomeData(
+        user_id, rt.directory.user(user_id).tz, held, asked, waiting, _passkeys(rt, user_id)
+    )
+
+
+def _passkeys(rt: Runtime, user_id: str) -> int | None:
+    if not rt.settings.public_url:
+        return None
+    with rt.db.session() as session:
+        return len(passkeys_of(session, rt.audit, user_id))
 
 
 def build_home(rt: Runtime, user_id: str) -> dict[str, Any]:

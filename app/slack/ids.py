@@ -43,3 +43,8 @@ GRANT_BLOCK = "grant"
 REVOKE_ACTION = "latchkey.revoke"
 REVOKE_VIEW = "latchkey.revoke"
 REVOKE_REASON_BLOCK, REVOKE_REASON_ACTION = "revoke_reason", "revoke_reason_input"
+
+# Passkeys (app/passkeys): App Home's "Set up a passkey", and the modal's link button
+# (Slack sends a click on a URL button too; it is acknowledged and nothing else).
+PASSKEY_SETUP_ACTION = "latchkey.passkey_setup"
+PASSKEY_OPEN_ACTION = "latchkey.passkey_open"

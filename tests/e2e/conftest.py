@@ -227,6 +227,11 @@ def _standard_stack(
     )
     # Only people the flow maps may request: everyone else is refused in the modal.
     write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
+    # Approvals confirmed with a passkey on the web's page (issue 16), one and two needed.
+    write_flow(flows_dir, name="passkey", extra='approval_assurance="passkey",')
+    write_flow(
+        flows_dir, name="passkey-two", extra='approval_assurance="passkey", approvals_required=2,'
+    )
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in migrated_database_for(request, request.param, workdir):
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
@@ -255,6 +260,8 @@ def _standard_stack(
                 "LATCHKEY_ONCALL_CACHE_SECONDS": "0",
             },
         )
+        # The passkey pages' address: localhost, the one http origin browsers trust.
+        local.extra_env["LATCHKEY_PUBLIC_URL"] = f"http://localhost:{local.port}"
         local.audit_receiver = receiver  # type: ignore[attr-defined]
         local.google = google  # type: ignore[attr-defined]
         local.pagerduty = pagerduty  # type: ignore[attr-defined]

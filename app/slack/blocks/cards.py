@@ -73,6 +73,8 @@ class CardContext:
     # copies (who gets one by DM) and the thread's announcement.
     steps: tuple[AuditEvent, ...] = ()
     escalations: tuple[str, ...] = ()
+    # Approvers whose approval a passkey confirmed (keyed approval events), for the card.
+    passkey_approvers: frozenset[str] = frozenset()
 
     @property
     def progress(self) -> str:
@@ -242,6 +244,8 @@ def _history(ctx: CardContext) -> list[str]:
         lines.append(f"{verb} automatically — {decision_reason(ctx.auto_reason)}")
     for approval in ctx.approvals:
         verb = "Approved" if approval.decision == Decision.APPROVE else "Denied"
+        if approval.approver_id in ctx.passkey_approvers:
+            verb = ":key: Approved with passkey"
         line = f"{verb} by <@{approval.approver_id}> {slack_date(approval.created_at, _utc(approval.created_at))}"
         if approval.reason:
             line += f": {escape(approval.reason)}"
@@ -305,6 +309,7 @@ def approvers_line(
     required: int,
     hook: bool = False,
     oncall: tuple[str, ...] = (),
+    passkey: bool = False,
 ) -> str:
     """'Approvers (from the flow): @ann, @security — 2 approvals needed, the requester never counts'."""
     who = (
@@ -321,4 +326,6 @@ def approvers_line(
         else f"{required} approvals from different people needed"
     )
     named = " and anyone the flow's get_approvers hook names for this request" if hook else ""
-    return f"Approvers (listed in the flow): {who}{named} — {needed}"
+    # Shown before anyone acts: an approver learns they will need their passkey.
+    how = ", each confirmed with the approver's passkey :key:" if passkey else ""
+    return f"Approvers (listed in the flow): {who}{named} — {needed}{how}"

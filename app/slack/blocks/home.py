@@ -34,6 +34,9 @@ class HomeData:
     held: list[HeldGrant] = field(default_factory=list)
     asked: list[AccessRequest] = field(default_factory=list)
     waiting: list[AccessRequest] = field(default_factory=list)
+    # How many passkeys this person has set up; None where passkeys are not offered
+    # (no LATCHKEY_PUBLIC_URL).
+    passkeys: int | None = None
 
 
 def _left(until: datetime, now: datetime) -> str:
@@ -124,4 +127,56 @@ def home_view(data: HomeData, now: datetime) -> dict[str, Any]:
             "the commands. Access ends on time by itself."
         ),
     }
-    return {"type": "home", "blocks": [intro, *access_blocks(data, now)]}
+    return {"type": "home", "blocks": [intro, *access_blocks(data, now), *_passkey(data)]}
+
+
+def _passkey(data: HomeData) -> list[dict[str, Any]]:
+    if data.passkeys is None:
+        return []
+    have = (
+        f"You have {data.passkeys} passkey{'s' if data.passkeys > 1 else ''} set up."
+        if data.passkeys
+        else "You have no passkey set up yet."
+    )
+    return [
+        {"type": "header", "text": plain("Passkey")},
+        {
+            "type": "section",
+            "text": mrkdwn(
+                f":key: {have} Some flows count an approval only once it is confirmed with "
+                "a passkey, so that a stolen Slack session cannot approve."
+            ),
+            "accessory": button(ids.PASSKEY_SETUP_ACTION, "Set up a passkey", "setup"),
+        },
+    ]
+
+
+def passkey_modal(url: str, minutes: int) -> dict[str, Any]:
+    """The modal App Home's button opens: a fresh single-use link, for this person only."""
+    return {
+        "type": "modal",
+        "title": plain("Set up a passkey"),
+        "close": plain("Close"),
+        "blocks": [
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    "Open this page in your browser and follow it: your device (Touch ID, "
+                    "Windows Hello, a security key…) makes a passkey for Latchkey. The link "
+                    f"works once, only for you, for {minutes} min."
+                ),
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ids.PASSKEY_OPEN_ACTION,
+                        "text": plain("Open the passkey page"),
+                        "url": url,
+                        "style": "primary",
+                    }
+                ],
+            },
+        ],
+    }

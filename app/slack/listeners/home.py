@@ -7,9 +7,12 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from app.passkeys.approval import setup_link
 from app.runtime import Runtime
+from app.slack import ids
+from app.slack.blocks.home import passkey_modal
 from app.slack.home import build_home
-from app.slack.listeners.errors import guarded
+from app.slack.listeners.errors import Refusal, guarded
 
 
 def register(app: App, rt: Runtime) -> None:
@@ -19,3 +22,17 @@ def register(app: App, rt: Runtime) -> None:
         event = body["event"]
         if event.get("tab") == "home":
             client.views_publish(user_id=event["user"], view=build_home(rt, event["user"]))
+
+    @app.action(ids.PASSKEY_SETUP_ACTION)
+    @guarded
+    def passkey_setup(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        if not rt.settings.public_url:
+            raise Refusal("Passkeys are not available here: LATCHKEY_PUBLIC_URL is not set.")
+        url = setup_link(rt, body["user"]["id"])
+        minutes = max(1, round(rt.settings.link_seconds / 60))
+        client.views_open(trigger_id=body["trigger_id"], view=passkey_modal(url, minutes))
+
+    @app.action(ids.PASSKEY_OPEN_ACTION)
+    def passkey_page_opened(ack: Ack) -> None:
+        ack()  # the browser opened the URL; nothing to do here

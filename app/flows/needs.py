@@ -1,0 +1,36 @@
+"""What flows need of the deployment's settings: checked by `latchkey flows check` and at
+every process's start, so a flow that cannot work as written never starts half working."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.config import Settings
+from app.flows.loader import FlowRegistry
+
+
+def settings_problems(registry: FlowRegistry, settings: Settings) -> list[tuple[Path, str]]:
+    """(flow file, problem) for each flow the settings cannot serve."""
+    problems: list[tuple[Path, str]] = []
+    for loaded in registry:
+        if loaded.flow.approval_assurance != "passkey":
+            continue
+        if not settings.public_url:
+            problems.append(
+                (
+                    loaded.path,
+                    f"{loaded.flow.name}: approval_assurance='passkey' needs LATCHKEY_PUBLIC_URL, "
+                    "the address where approvers open Latchkey's passkey pages",
+                )
+            )
+        elif settings.socket_mode:
+            problems.append(
+                (
+                    loaded.path,
+                    f"{loaded.flow.name}: approval_assurance='passkey' needs the web process "
+                    "serving HTTP at LATCHKEY_PUBLIC_URL; in Socket Mode (SLACK_APP_TOKEN set) "
+                    "it serves no pages. Serve Slack over HTTP (unset SLACK_APP_TOKEN) or drop "
+                    "the passkey requirement",
+                )
+            )
+    return problems

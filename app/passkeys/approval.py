@@ -1,0 +1,148 @@
+"""Approvals confirmed with a passkey: the link an Approve click gets instead of a
+decision, and the decision a verified assertion makes.
+
+The click is checked as every click is (app.slack.deferred): only an approver allowed now
+gets a link. The page's assertion is checked here; then who may decide is checked again
+(membership may have changed in the minutes since), and lifecycle.decide records the
+approval with the credential id, in a keyed event the worker's proof requires."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from app import lifecycle
+from app.db import utcnow
+from app.models import AccessRequest, Decision, RequestStatus
+from app.passkeys import ceremony, links
+from app.passkeys.credentials import passkeys_of
+from app.runtime import Runtime
+from app.slack.blocks.text import escape
+
+log = logging.getLogger(__name__)
+
+
+def page_url(rt: Runtime, purpose: str, token: str) -> str:
+    path = "setup" if purpose == links.SETUP else "approve"
+    return f"{rt.settings.public_url}/passkey/{path}/{token}"
+
+
+def setup_link(rt: Runtime, user_id: str) -> str:
+    """A fresh single-use link to set up a passkey (App Home's button, or a first approval)."""
+    with rt.db.session() as session:
+        token = links.make_link(
+            session,
+            purpose=links.SETUP,
+            user_id=user_id,
+            lifetime=timedelta(seconds=rt.settings.link_seconds),
+        )
+    return page_url(rt, links.SETUP, token)
+
+
+def offer_confirmation(
+    rt: Runtime, request: AccessRequest, approver_id: str, duration: timedelta | None
+) -> str:
+    """What an allowed approver is told instead of a decision: their link, or how to set up
+    a passkey first. Nothing is approved until the page's assertion verifies."""
+    minutes = max(1, round(rt.settings.link_seconds / 60))
+    with rt.db.session() as session:
+        have = passkeys_of(session, rt.audit, approver_id)
+        if have:
+            token = links.make_link(
+                session,
+                purpose=links.APPROVAL,
+                user_id=approver_id,
+                request_id=request.id,
+                lifetime=timedelta(seconds=rt.settings.link_seconds),
+                duration_seconds=int(duration.total_seconds()) if duration else None,
+            )
+    what = f"<@{request.requester_id}>'s request for *{escape(request.target)}*"
+    if not have:
+        return (
+            f":key: Approving {what} needs a passkey, and you have none set up yet. "
+            f"<{setup_link(rt, approver_id)}|Set up a passkey> (link for you only, "
+            f"{minutes} min), then click Approve again."
+        )
+    return (
+        f":key: Approving {what} needs your passkey. <{page_url(rt, links.APPROVAL, token)}|"
+        f"Confirm the approval> — the link works once, only for you, for {minutes} min. "
+        "Nothing is approved until you confirm."
+    )
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """What the page says after a confirmation: approved (or recorded), or refused, why."""
+
+    ok: bool
+    message: str
+
+
+def confirm(rt: Runtime, token: str, body: bytes) -> Confirmed:
+    """Check the page's assertion, spend the link, and decide. A failed check spends the
+    link too (no second guess) and is audited on the request as a refused approval (who
+    tried, why); nothing is approved. LinkRefused: a link that is not live."""
+    rp = ceremony.RelyingParty.of(rt.settings)
+    with rt.db.session() as session:
+        link = links.open_link(session, token, links.APPROVAL)
+        request_id, approver_id = link.request_id, link.user_id
+        assert request_id is not None
+        passkeys = passkeys_of(session, rt.audit, approver_id)
+        try:
+            used = ceremony.verify_approval(rp, link, passkeys, body)
+        except ceremony.CeremonyFailed as failed:
+            links.use_link(session, link)
+            request = session.get(AccessRequest, request_id)
+            if request is not None:
+                lifecycle.record(
+                    session,
+                    rt.audit,
+                    request,
+                    "approve_refused",
+                    approver_id,
+                    {"reason": str(failed)},
+                )
+            log.info("passkey confirmation refused for request=%s: %s", request_id, failed)
+            return Confirmed(False, str(failed))
+        links.use_link(session, link)
+        used.last_used_at = utcnow()
+        session.add(used)
+        credential_id, seconds = used.credential_id, link.duration_seconds
+    return _decide(rt, request_id, approver_id, credential_id, seconds)
+
+
+def _decide(
+    rt: Runtime, request_id: uuid.UUID, approver_id: str, credential_id: str, seconds: int | None
+) -> Confirmed:
+    from app.slack.listeners.approvals import verdict_for  # the same check as a click
+    from app.slack.listeners.errors import Refusal
+
+    try:
+        flow, verdict = verdict_for(rt, request_id, approver_id)
+    except Refusal as refusal:
+        return Confirmed(False, str(refusal))
+    if flow is None:
+        return Confirmed(False, verdict.reason)
+    with rt.db.session() as session:
+        outcome = lifecycle.decide(
+            session=session,
+            audit=rt.audit,
+            flow=flow,
+            request_id=request_id,
+            decider_id=approver_id,
+            verdict=verdict,
+            decision=Decision.APPROVE,
+            duration=timedelta(seconds=seconds) if seconds else None,
+            passkey=credential_id,
+        )
+    if outcome.refusal is not None or outcome.request is None:
+        return Confirmed(False, outcome.refusal or "That request no longer exists.")
+    if outcome.won and outcome.request.status == RequestStatus.APPROVED:
+        rt.tasks.notify(request_id, "approved")
+        rt.tasks.grant(request_id)  # the worker grants, after its proof
+        return Confirmed(True, "Approved with your passkey. The access is being granted.")
+    rt.tasks.notify(request_id, "approval_recorded")
+    progress = f" ({outcome.quorum.progress})" if outcome.quorum else ""
+    return Confirmed(True, f"Your approval is recorded with your passkey{progress}.")

@@ -1,0 +1,79 @@
+"""Single-use, short-lived links to the web's pages, each made for one Slack user.
+
+The token travels only in the link (to the person's Slack, ephemeral or DM); the DB keeps
+its SHA-256. A link is refused once used, once expired, or for another purpose than its
+own; "for anyone but the person it was made for" is enforced by what the page asks: a
+passkey of that person (app.passkeys.ceremony)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from app.db import utcnow
+from app.models import WebLink
+
+SETUP = "passkey_setup"
+APPROVAL = "passkey_approval"
+
+
+class LinkRefused(Exception):
+    """Why a link cannot be used, in words for the page."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_link(
+    session: Session,
+    *,
+    purpose: str,
+    user_id: str,
+    lifetime: timedelta,
+    request_id: uuid.UUID | None = None,
+    duration_seconds: int | None = None,
+) -> str:
+    """A new link's token (the URL's last part); the row is added to the caller's session."""
+    token = secrets.token_urlsafe(32)
+    session.add(
+        WebLink(
+            token_hash=token_hash(token),
+            purpose=purpose,
+            user_id=user_id,
+            request_id=request_id,
+            duration_seconds=duration_seconds,
+            expires_at=utcnow() + lifetime,
+        )
+    )
+    return token
+
+
+def open_link(session: Session, token: str, purpose: str) -> WebLink:
+    """The live link of this token and purpose, or LinkRefused saying why not."""
+    link = session.execute(
+        select(WebLink).where(WebLink.token_hash == token_hash(token))  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+    if link is None or link.purpose != purpose:
+        raise LinkRefused("This link is not valid. Ask Slack for a new one.")
+    if link.used_at is not None:
+        raise LinkRefused("This link was already used: each link works once.")
+    if link.expires_at <= utcnow():
+        raise LinkRefused("This link has expired. Ask Slack for a new one.")
+    return link
+
+
+def use_link(session: Session, link: WebLink) -> None:
+    """Spend the link, compare-and-set: of two uses at once (a replayed POST), one wins."""
+    spent = session.execute(
+        update(WebLink)
+        .where(WebLink.id == link.id, WebLink.used_at.is_(None))  # type: ignore[arg-type,union-attr]
+        .values(used_at=utcnow())
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        raise LinkRefused("This link was already used: each link works once.")

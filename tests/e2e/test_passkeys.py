@@ -1,0 +1,227 @@
+"""Approvals confirmed with a passkey (issue 16), in a real headless Chromium with a
+virtual authenticator, against the running stack: set up from App Home, an approval that
+counts only once the passkey signed that request, and every way to cheat refused with
+nothing approved (a reused or expired link, another person's passkey on someone's link, a
+replayed assertion, a POST from elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.models import AccessRequest, AuditEvent, RequestStatus, WebLink
+from app.passkeys.links import token_hash
+from app.slack import ids
+from app.testing.browser import Browser
+from app.testing.scenes import (
+    Person,
+    card_update,
+    click,
+    group_members,
+    new_person,
+    request_id_on,
+    said_to,
+    submit_request,
+)
+from app.testing.slack_standin import RecordedCall
+from app.testing.stack import LocalStack, wait_until
+from tests.factories import APPROVER, CHANNEL, GROUP_APPROVER, GROUP_NAME, SECOND_APPROVER
+
+# An assertion made in the page without sending it: what an attacker who saw one holds.
+# `arguments[0]`: drop the link's allowed credentials (any passkey of this browser answers).
+ASSERT_ONLY = """
+const done = arguments[arguments.length - 1];
+const anyKey = arguments[0];
+(async () => {
+  const r = await fetch(location.pathname + "/options", {method: "POST", body: "{}",
+    headers: {"Content-Type": "application/json"}});
+  const o = await r.json();
+  o.challenge = dec(o.challenge);
+  if (anyKey) o.allowCredentials = [];
+  else (o.allowCredentials || []).forEach((c) => { c.id = dec(c.id); });
+  const c = await navigator.credentials.get({publicKey: o});
+  done(JSON.stringify(credentialJSON(c)));
+})().catch((e) => done("ERROR " + e));
+"""
+
+
+@pytest.fixture
+def approver(stack: LocalStack) -> Iterator[Browser]:
+    browser = Browser()
+    try:
+        _set_up_passkey(stack, APPROVER, browser)
+        yield browser
+    finally:
+        browser.close()
+
+
+def _set_up_passkey(stack: LocalStack, user_id: str, browser: Browser) -> None:
+    """App Home → "Set up a passkey" → the modal's link → the page → the authenticator."""
+    response = stack.driver.block_action(
+        user_id, ids.PASSKEY_SETUP_ACTION, "setup", view={"id": "VHOME", "type": "home"}
+    )
+    assert response.status == 200, response.body
+    modal = stack.slack.wait_for(
+        "views.open", lambda a: a.get("trigger_id") == stack.driver.last_trigger_id
+    )
+    url = modal.response["view"]["blocks"][1]["elements"][0]["url"]
+    assert "works once, only for you" in json.dumps(modal.response["view"])
+    assert "Set up a passkey" in browser.open(url)
+    assert "Your passkey is set up" in browser.press()
+    assert "already used" in browser.open(url)  # single use
+
+
+def _request(stack: LocalStack, flow: str = "passkey") -> tuple[Person, RecordedCall]:
+    person = new_person(stack)
+    mark = stack.slack.mark()
+    submit_request(stack, person, flow=flow, target="admins", seconds=3600, reason="db fix")
+    card = stack.slack.wait_for(
+        "chat.postMessage",
+        lambda a: a.get("channel") == CHANNEL and f"<@{person.user_id}>" in a.get("text", ""),
+        since=mark,
+    )
+    return person, card
+
+
+def _link(stack: LocalStack, user_id: str, card: RecordedCall) -> str:
+    """Approve → the clicker is told, only them, where to confirm with their passkey."""
+    mark = stack.slack.mark()
+    assert click(stack, user_id, ids.APPROVE_ACTION, card).status == 200
+    said = said_to(stack, user_id, "needs your passkey", since=mark)
+    found = re.search(r"<(http[^|>]+)\|Confirm the approval>", said.args["text"])
+    assert found, said.args["text"]
+    return found.group(1)
+
+
+def _status(stack: LocalStack, card: RecordedCall) -> RequestStatus:
+    with stack.database().session() as session:
+        request = session.get(AccessRequest, uuid.UUID(request_id_on(card)))
+        assert request is not None
+        return request.status
+
+
+def _post(url: str, body: str, origin: str | None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if origin is not None:
+        headers["Origin"] = origin
+    request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - the test's own stack
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _events(stack: LocalStack, card: RecordedCall, name: str) -> list[AuditEvent]:
+    with stack.database().session() as session:
+        return list(
+            session.execute(
+                select(AuditEvent).where(
+                    AuditEvent.request_id == uuid.UUID(request_id_on(card)),
+                    AuditEvent.event == name,
+                )
+            ).scalars()
+        )
+
+
+def test_an_approval_counts_once_the_approvers_passkey_confirms_that_request(
+    stack: LocalStack, approver: Browser
+) -> None:
+    person, card = _request(stack)
+    assert "each confirmed with the approver's passkey" in json.dumps(card.args["blocks"])
+    url = _link(stack, APPROVER, card)
+    # The click alone approves nothing.
+    assert _status(stack, card) == RequestStatus.PENDING
+    page = approver.open(url)
+    assert "Confirm an approval" in page and "admins" in page and request_id_on(card) in page
+    assert "Reason\ndb fix" in page and "For\n1h" in page
+    assert "Approved with your passkey" in approver.press()
+    wait_until(lambda: person.email in group_members(stack, GROUP_NAME), 20, "the grant")
+    card_update(stack, card, ":key: Approved with passkey by")
+    # The keyed approval names the credential, which a keyed registration vouches for.
+    (credential,) = approver.credentials()
+    (approved,) = _events(stack, card, "approved")
+    assert approved.actor == APPROVER and approved.details["passkey"] == credential
+    with stack.database().session() as session:
+        registered = session.execute(
+            select(AuditEvent).where(
+                AuditEvent.event == "passkey_registered", AuditEvent.subject == APPROVER
+            )
+        ).scalars()
+        assert credential in [e.details["credential_id"] for e in registered]
+    assert "already used" in approver.open(url)
+
+
+def test_expired_links_other_peoples_passkeys_and_replays_approve_nothing(
+    stack: LocalStack, approver: Browser
+) -> None:
+    person, card = _request(stack, flow="passkey-two")
+    origin = f"http://localhost:{stack.port}"
+
+    # An expired link.
+    url = _link(stack, APPROVER, card)
+    with stack.database().session() as session:
+        session.execute(
+            update(WebLink)
+            .where(WebLink.token_hash == token_hash(url.rsplit("/", 1)[1]))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert "This link has expired" in approver.open(url)
+
+    # Another approver's passkey on this approver's link: the browser offers none of
+    # theirs; forced to answer anyway, the server refuses it and spends the link.
+    url = _link(stack, APPROVER, card)
+    other = Browser()
+    try:
+        _set_up_passkey(stack, SECOND_APPROVER, other)
+        other.open(url)
+        assert "No passkey was used" in other.press()
+        answer = other.script(ASSERT_ONLY, True)
+        assert not answer.startswith("ERROR"), answer
+        status, said = _post(f"{url}/verify", answer, origin)
+        assert status == 200 and said["ok"] is False and "not one of yours" in said["message"]
+    finally:
+        other.close()
+    assert "already used" in approver.open(url)
+    refused = _events(stack, card, "approve_refused")
+    assert any("not one of yours" in e.details["reason"] for e in refused)
+
+    # A valid assertion, sent once from elsewhere (refused: not the page's origin), then
+    # from the page's origin (counted), then replayed on the same link and on a new one.
+    url = _link(stack, APPROVER, card)
+    approver.open(url)
+    answer = approver.script(ASSERT_ONLY, False)
+    assert not answer.startswith("ERROR"), answer
+    assert _post(f"{url}/verify", answer, "https://evil.example")[0] == 403
+    status, said = _post(f"{url}/verify", answer, origin)
+    assert said == {"ok": True, "message": said["message"]} and "1 of 2" in said["message"]
+    assert _post(f"{url}/verify", answer, origin)[0] == 410
+    url = _link(stack, APPROVER, card)
+    assert _post(f"{url}/options", "{}", origin)[0] == 200
+    status, said = _post(f"{url}/verify", answer, origin)
+    assert said["ok"] is False and "does not verify" in said["message"]
+
+    # One approval on record, no access: the second approver's passkey is still needed.
+    assert [e.actor for e in _events(stack, card, "approval_recorded")] == [APPROVER]
+    assert _status(stack, card) == RequestStatus.PENDING
+    assert person.email not in group_members(stack, GROUP_NAME)
+
+
+def test_a_slack_click_alone_never_grants_a_passkey_flow(stack: LocalStack) -> None:
+    """An approver with no passkey is told to set one up; nothing is approved."""
+    person, card = _request(stack)
+    mark = stack.slack.mark()
+    assert click(stack, GROUP_APPROVER, ids.APPROVE_ACTION, card).status == 200
+    said = said_to(stack, GROUP_APPROVER, "needs a passkey", since=mark)
+    assert "Set up a passkey" in said.args["text"]
+    assert _status(stack, card) == RequestStatus.PENDING
+    assert person.email not in group_members(stack, GROUP_NAME)
