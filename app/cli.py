@@ -10,6 +10,7 @@ from pathlib import Path
 from app.audit import cli as cli_audit
 from app.config import ConfigError, get_settings
 from app.flows.loader import FlowError
+from app.identity_links import cli as cli_identity
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -381,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         "health", help="check DB, broker, schema, heartbeats and overdue grants (exit 1 if not ok)"
     ).set_defaults(fn=cmd_health)
     cli_audit.register(sub)
+    cli_identity.register(sub)
     demo = sub.add_parser("demo", help="run everything locally with stand-ins for Slack and AWS")
     demo.add_argument("--seconds", type=int, default=20, help="how long the demo grant lasts")
     demo.set_defaults(fn=cmd_demo)

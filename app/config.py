@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, alias="LATCHKEY_PUBLIC_URL")
     # How long a passkey link (setup, or confirming one approval) may be opened; single use.
     link_seconds: float = Field(default=300.0, alias="LATCHKEY_LINK_SECONDS", gt=0, le=3600)
+    # The company's OpenID Connect provider, for verified identity links (flows with
+    # Identity(verified=True)): its issuer URL (discovery at /.well-known/openid-configuration)
+    # and a confidential client whose redirect URI is LATCHKEY_PUBLIC_URL/identity/callback.
+    oidc_issuer: str | None = Field(default=None, alias="LATCHKEY_OIDC_ISSUER")
+    oidc_client_id: str = Field(default="", alias="LATCHKEY_OIDC_CLIENT_ID")
+    oidc_client_secret: SecretStr = Field(
+        default=SecretStr(""), alias="LATCHKEY_OIDC_CLIENT_SECRET"
+    )
     # /healthz is not ok when a grant stays past its end longer than a sweep plus this.
     overdue_grace_seconds: float = Field(default=30.0, alias="LATCHKEY_OVERDUE_GRACE_SECONDS", ge=0)
     beat_schedule_file: Path = Field(
@@ -209,6 +217,30 @@ class Settings(BaseSettings):
         if problem := public_url_problem(str(value)):
             raise ValueError(f"LATCHKEY_PUBLIC_URL {problem}")
         return str(value).rstrip("/")
+
+    @field_validator("oidc_issuer", mode="before")
+    @classmethod
+    def _oidc_issuer(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if problem := _webhook_url_problem(str(value)):
+            raise ValueError(f"LATCHKEY_OIDC_ISSUER {problem}")
+        return str(value).rstrip("/")
+
+    @property
+    def oidc_problem(self) -> str | None:
+        """What verified identity links lack in these settings, or None."""
+        missing = [
+            name
+            for name, value in (
+                ("LATCHKEY_PUBLIC_URL", self.public_url),
+                ("LATCHKEY_OIDC_ISSUER", self.oidc_issuer),
+                ("LATCHKEY_OIDC_CLIENT_ID", self.oidc_client_id),
+                ("LATCHKEY_OIDC_CLIENT_SECRET", self.oidc_client_secret.get_secret_value()),
+            )
+            if not value
+        ]
+        return f"{', '.join(missing)} not set" if missing else None
 
     @property
     def socket_mode(self) -> bool:

@@ -10,6 +10,7 @@ from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, may_decide, may_request, refuse
 from app.flows.schema import Flow
 from app.identity import principal_for
+from app.identity_links.resolve import email_for
 from app.runtime import Runtime
 from app.slack.directory import SlackChanges, SlackUser, group_key, user_key
 
@@ -147,5 +148,5 @@ def request_problem(rt: Runtime, loaded: LoadedFlow, target: str, user_id: str) 
     eligible = requester_verdict(rt, loaded, user_id)
     if not eligible.allowed:
         return eligible.reason
-    email = current_user(rt, user_id).email
+    email = email_for(rt, loaded.flow, user_id, current_user(rt, user_id).email)
     return principal_for(rt.providers, loaded, target, user_id=user_id, email=email).problem

@@ -21,6 +21,7 @@ from app.eligibility import current_user, requester_account_problem, requester_v
 from app.flows.policy import clamp_duration
 from app.flows.schema import Flow, provider_of
 from app.identity import principal_for
+from app.identity_links.resolve import email_for
 from app.metrics import process as metrics
 from app.models import AccessRequest, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
@@ -103,9 +104,8 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
         )
     user = current_user(rt, requester_id)
     # Checked when the request was made too; checked again because maps and hooks change.
-    mapped = principal_for(
-        rt.providers, loaded, target.name, user_id=requester_id, email=user.email
-    )
+    email = email_for(rt, loaded.flow, requester_id, user.email)  # a verified link's, if asked
+    mapped = principal_for(rt.providers, loaded, target.name, user_id=requester_id, email=email)
     if mapped.value is None:
         return _fail(
             rt, request_id, mapped.problem or "no principal for you at this provider", owner

@@ -14,6 +14,11 @@ from app.flows.schema import provider_of
 from app.providers.registry import ProviderRegistry
 
 PRINCIPAL_HOOK = "get_principal"
+# Said in the form (with a link button in a DM) to someone who has not linked their identity.
+NOT_LINKED = (
+    "This flow grants only to a verified identity: link yours first (App Home → "
+    "Link your identity; Latchkey sent you the button)."
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ def _mapped(
         return Principal(None, f"{loaded.flow.name} has no identity for you at {provider}.")
     if identity.use_email and email:
         return email
+    if identity.verified:
+        return Principal(None, NOT_LINKED)
     if identity.use_email:
         return Principal(
             None, "Your Slack profile has no email, and this flow maps no identity for you."

@@ -301,3 +301,19 @@ class WebLink(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IdentityLink(SQLModel, table=True):
+    """A Slack user's verified identity at the company's OpenID Connect provider: grants of
+    flows with `Identity(verified=True)` go to its email, never to the Slack profile's.
+    Trusted only as the keyed `identity_linked` event named by `audit_seq` vouches for it
+    (app.identity_links.store)."""
+
+    __tablename__ = "identity_link"
+
+    user_id: str = Field(sa_type=String(32), primary_key=True)
+    issuer: str = Field(sa_type=String(500))
+    subject: str = Field(sa_type=String(255))
+    email: str = Field(sa_type=String(320))
+    audit_seq: int = Field(sa_type=BigInteger)
+    linked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -22,6 +22,7 @@ from app.extensions import extension_problem
 from app.flows.loader import LoadedFlow
 from app.flows.schema import Flow
 from app.identity import principal_for
+from app.identity_links.resolve import email_for
 from app.lifecycle import BREAK_GLASS_REVIEWS
 from app.models import AccessRequest, AuditEvent, Grant
 from app.queries import approvals_of, events_of, grant_of
@@ -75,7 +76,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         approvals_required=loaded.flow.approvals_required if loaded else 1,
         durations=loaded.flow.durations if loaded else (),
         auto_reason=_auto_reason(session, request_id),
-        principal=_principal(rt, loaded, request, grant_of(session, request_id)),
+        principal=_principal(rt, session, loaded, request, grant_of(session, request_id)),
         steps=steps,
         passkey_approvers=frozenset(
             e.actor
@@ -96,7 +97,11 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
 
 
 def _principal(
-    rt: Runtime, loaded: LoadedFlow | None, request: AccessRequest, grant: Grant | None
+    rt: Runtime,
+    session: Session,
+    loaded: LoadedFlow | None,
+    request: AccessRequest,
+    grant: Grant | None,
 ) -> str | None:
     """Who the access goes to at the provider: the grant's principal once granted, else
     worked out now as the grant will (so approvers see it before they click)."""
@@ -104,7 +109,8 @@ def _principal(
         return grant.principal
     if loaded is None or request.extends_id is not None:
         return None
-    email = rt.directory.user(request.requester_id).email
+    slack_email = rt.directory.user(request.requester_id).email
+    email = email_for(rt, loaded.flow, request.requester_id, slack_email, session)
     found = principal_for(
         rt.providers, loaded, request.target, user_id=request.requester_id, email=email
     )

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from app.config import get_settings
 from app.health import check
+from app.identity_links import pages as identity_pages
 from app.metrics.exposition import MetricsEndpoint, build_registry
 from app.passkeys import pages as passkey_pages
 from app.runtime import Runtime, build_runtime
@@ -84,6 +85,8 @@ def create_wsgi(rt: Runtime, identity: BotIdentity | None = None) -> Wsgi:
             return [payload]
         if path and passkey_pages.handles(path):  # people's own pages (LATCHKEY_PUBLIC_URL)
             return passkey_pages.serve(rt, environ, start_response)
+        if path and identity_pages.handles(path):
+            return identity_pages.serve(rt, environ, start_response)
         return slack(environ, start_response)
 
     return wsgi

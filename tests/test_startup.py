@@ -110,6 +110,14 @@ def _passkey_flow_in_socket_mode(env: Env, tmp_path: Path) -> Env:
     }
 
 
+def _verified_identity_flow_without_oidc(env: Env, tmp_path: Path) -> Env:
+    flows = Path(env["LATCHKEY_FLOWS"])
+    write_flow(
+        flows, name="linked", filename="linked.py", extra="identity=Identity(verified=True),"
+    )
+    return {**env, "LATCHKEY_PUBLIC_URL": "https://latchkey.example.com"}
+
+
 # (misconfiguration, the setting the one line must name, words of the fix)
 CASES: list[tuple[Callable[[Env, Path], Env], str, str]] = [
     (_unreachable_database, "DATABASE_URL", "did not answer after 2 s"),
@@ -121,6 +129,11 @@ CASES: list[tuple[Callable[[Env, Path], Env], str, str]] = [
     (_wrong_audit_key, "LATCHKEY_AUDIT_KEY", "latchkey audit rotate-key"),
     (_passkey_flow_without_public_url, "LATCHKEY_PUBLIC_URL", "vault: approval_assurance="),
     (_passkey_flow_in_socket_mode, "SLACK_APP_TOKEN", "in Socket Mode"),
+    (
+        _verified_identity_flow_without_oidc,
+        "LATCHKEY_OIDC_ISSUER",
+        "linked: Identity(verified=True) needs verified identity links",
+    ),
 ]
 
 

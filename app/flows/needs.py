@@ -13,6 +13,23 @@ def settings_problems(registry: FlowRegistry, settings: Settings) -> list[tuple[
     """(flow file, problem) for each flow the settings cannot serve."""
     problems: list[tuple[Path, str]] = []
     for loaded in registry:
+        if loaded.flow.identity.verified and settings.oidc_problem:
+            problems.append(
+                (
+                    loaded.path,
+                    f"{loaded.flow.name}: Identity(verified=True) needs verified identity "
+                    f"links: {settings.oidc_problem}",
+                )
+            )
+        if loaded.flow.identity.verified and settings.socket_mode:
+            problems.append(
+                (
+                    loaded.path,
+                    f"{loaded.flow.name}: Identity(verified=True) needs the web process serving "
+                    "HTTP at LATCHKEY_PUBLIC_URL (the identity provider's callback); in Socket "
+                    "Mode (SLACK_APP_TOKEN set) it serves no pages",
+                )
+            )
         if loaded.flow.approval_assurance != "passkey":
             continue
         if not settings.public_url:

@@ -56,6 +56,10 @@ class Identity(_Strict):
     # Provider name (aws_sso, gcp_role, a custom provider's name…) -> its own map.
     per_provider: dict[str, dict[str, str]] = Field(default_factory=dict)
     use_email: bool = True
+    # True: the email is the one the person's verified identity link says (their company
+    # OpenID Connect login, app.identity_links), never the Slack profile's; someone who has
+    # not linked is refused with the way to link. Needs the LATCHKEY_OIDC_* settings.
+    verified: bool = False
 
 
 class Flow(_Strict):

@@ -8,7 +8,7 @@ request id, the assertion must verify against a credential the keyed audit trail
 for, and the keyed approval event records the credential id, which the worker's proof
 (app.proof) requires before it grants.
 
-links.py: the single-use links; credentials.py: registered passkeys and their keyed
+app.weblinks: the single-use links; credentials.py: registered passkeys and their keyed
 events; ceremony.py: WebAuthn options and verification (py_webauthn); approval.py: the
 decision a verified assertion makes; pages.py: the HTML and JSON routes.
 """

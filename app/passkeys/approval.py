@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from app import lifecycle
+from app import weblinks as links
 from app.db import utcnow
 from app.models import AccessRequest, Decision, RequestStatus
-from app.passkeys import ceremony, links
+from app.passkeys import ceremony
 from app.passkeys.credentials import passkeys_of
 from app.runtime import Runtime
 from app.slack.blocks.text import escape

@@ -12,42 +12,27 @@ POST must come from LATCHKEY_PUBLIC_URL's own origin."""
 from __future__ import annotations
 
 import html
-import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from importlib import resources
 from typing import Any
 
+from app import weblinks as links
 from app.flows.schema import format_duration
 from app.models import AccessRequest, RequestStatus
-from app.passkeys import ceremony, links
+from app.passkeys import ceremony
 from app.passkeys.approval import confirm
 from app.passkeys.credentials import passkeys_of, register
 from app.runtime import Runtime
+from app.webpage import StartResponse, answer, json_answer, page, paragraph
 
 log = logging.getLogger(__name__)
-StartResponse = Callable[..., Any]
 MAX_BODY = 64 * 1024  # a WebAuthn answer is a few kB
 _ROUTE = re.compile(r"^/passkey/(setup|approve)/([A-Za-z0-9_-]{20,100})(/options|/verify)?$")
 _KINDS = {"setup": links.SETUP, "approve": links.APPROVAL}
-_HEADERS = [
-    ("Cache-Control", "no-store"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Content-Type-Options", "nosniff"),
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    ),
-]
 _SCRIPT = resources.files("app.passkeys").joinpath("page.js").read_bytes()
-_STYLE = (
-    "body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}"
-    "dt{font-weight:600}dd{margin:0 0 .6rem}button{font-size:1rem;padding:.6rem 1.2rem}"
-    ".ok{color:#116b2e}.refused{color:#a4161a}"
-)
 
 
 def handles(path: str) -> bool:
@@ -57,31 +42,35 @@ def handles(path: str) -> bool:
 def serve(rt: Runtime, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
     if path == "/passkey/page.js" and method == "GET":
-        return _answer(start_response, "200 OK", "text/javascript; charset=utf-8", _SCRIPT)
+        return answer(start_response, "200 OK", "text/javascript; charset=utf-8", _SCRIPT)
     match = _ROUTE.match(path)
     if match is None:
-        return _page(start_response, "404 Not Found", "Not found", "<p>No such page.</p>")
+        return page(start_response, "404 Not Found", "Not found", "<p>No such page.</p>")
     kind, token, action = match.group(1), match.group(2), match.group(3)
     if action is None and method == "GET":
         return _show(rt, start_response, kind, token)
     if action is None or method != "POST":
-        return _json(start_response, "405 Method Not Allowed", False, "Use the page's button.")
+        return json_answer(
+            start_response, "405 Method Not Allowed", False, "Use the page's button."
+        )
     if environ.get("HTTP_ORIGIN") != rt.settings.public_url:
-        return _json(start_response, "403 Forbidden", False, "Not from Latchkey's own page.")
+        return json_answer(start_response, "403 Forbidden", False, "Not from Latchkey's own page.")
     body = _body(environ)
     if body is None:
-        return _json(start_response, "413 Content Too Large", False, "That answer is too large.")
+        return json_answer(
+            start_response, "413 Content Too Large", False, "That answer is too large."
+        )
     try:
         if action == "/options":
-            return _answer(start_response, "200 OK", "application/json", _options(rt, kind, token))
+            return answer(start_response, "200 OK", "application/json", _options(rt, kind, token))
         if kind == "setup":
-            return _json(start_response, "200 OK", True, _register(rt, token, body))
+            return json_answer(start_response, "200 OK", True, _register(rt, token, body))
         result = confirm(rt, token, body)
-        return _json(start_response, "200 OK", result.ok, result.message)
+        return json_answer(start_response, "200 OK", result.ok, result.message)
     except links.LinkRefused as refused:
-        return _json(start_response, "410 Gone", False, str(refused))
+        return json_answer(start_response, "410 Gone", False, str(refused))
     except ceremony.CeremonyFailed as failed:
-        return _json(start_response, "400 Bad Request", False, str(failed))
+        return json_answer(start_response, "400 Bad Request", False, str(failed))
 
 
 def _show(rt: Runtime, start_response: StartResponse, kind: str, token: str) -> Iterable[bytes]:
@@ -89,24 +78,24 @@ def _show(rt: Runtime, start_response: StartResponse, kind: str, token: str) -> 
         try:
             link = links.open_link(session, token, _KINDS[kind])
         except links.LinkRefused as refused:
-            return _page(start_response, "410 Gone", "Link not valid", _p(str(refused)))
+            return page(start_response, "410 Gone", "Link not valid", paragraph(str(refused)))
         name = _name(rt, link.user_id)
         if kind == "setup":
             count = len(passkeys_of(session, rt.audit, link.user_id))
             have = f" You have {count} already; this adds another." if count else ""
-            body = _p(
+            body = paragraph(
                 f"Set up a passkey for {name}. Approvals that need one will ask for it, "
                 f"so that a Slack session alone cannot approve.{have}"
             ) + _button("create", "Set up a passkey")
-            return _page(start_response, "200 OK", "Set up a passkey", body)
+            return page(start_response, "200 OK", "Set up a passkey", body)
         request = session.get(AccessRequest, link.request_id)
         if request is None or request.status != RequestStatus.PENDING:
             state = request.status.value if request else "gone"
-            return _page(
+            return page(
                 start_response,
                 "409 Conflict",
                 "Nothing to approve",
-                _p(f"This request is {state}."),
+                paragraph(f"This request is {state}."),
             )
         # What this approval confirms: the approver's shorter choice, else what is asked.
         seconds = link.duration_seconds or int(request.duration.total_seconds())
@@ -120,11 +109,11 @@ def _show(rt: Runtime, start_response: StartResponse, kind: str, token: str) -> 
         ]
     listing = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
     body = (
-        _p(f"{name}, confirm that you approve this request with your passkey.")
+        paragraph(f"{name}, confirm that you approve this request with your passkey.")
         + f"<dl>{listing}</dl>"
         + _button("get", "Approve with passkey")
     )
-    return _page(start_response, "200 OK", "Confirm an approval", body)
+    return page(start_response, "200 OK", "Confirm an approval", body)
 
 
 def _options(rt: Runtime, kind: str, token: str) -> bytes:
@@ -181,38 +170,8 @@ def _body(environ: dict[str, Any]) -> bytes | None:
     return environ["wsgi.input"].read(length) if length else b""
 
 
-def _p(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
-
-
 def _button(kind: str, label: str) -> str:
     return (
         f'<p><button id="go" data-kind="{kind}">{html.escape(label)}</button></p>'
         '<p id="status" role="status" aria-live="polite"></p>'
     )
-
-
-def _page(start_response: StartResponse, status: str, title: str, body: str) -> Iterable[bytes]:
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)} · Latchkey</title><style>{_STYLE}</style>"
-        '<script src="/passkey/page.js" defer></script></head>'
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return _answer(start_response, status, "text/html; charset=utf-8", page.encode())
-
-
-def _json(start_response: StartResponse, status: str, ok: bool, message: str) -> Iterable[bytes]:
-    payload = json.dumps({"ok": ok, "message": message}).encode()
-    return _answer(start_response, status, "application/json", payload)
-
-
-def _answer(
-    start_response: StartResponse, status: str, content_type: str, payload: bytes
-) -> Iterable[bytes]:
-    start_response(
-        status,
-        [("Content-Type", content_type), ("Content-Length", str(len(payload))), *_HEADERS],
-    )
-    return [payload]

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app.db import utcnow
 from app.eligibility import approver_verdict
+from app.identity_links.store import linked
 from app.models import AccessRequest, Approval, Grant, RequestStatus
 from app.notify import extension_offered
 from app.passkeys.credentials import passkeys_of
@@ -60,9 +61,23 @@ def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
         verdict = approver_verdict(rt, flow, requester_id=request.requester_id, user_id=user_id)
         if verdict.allowed:
             waiting.append(request)
+    offered = rt.settings.oidc_problem is None
     return HomeData(
-        user_id, rt.directory.user(user_id).tz, held, asked, waiting, _passkeys(rt, user_id)
+        user_id,
+        rt.directory.user(user_id).tz,
+        held,
+        asked,
+        waiting,
+        _passkeys(rt, user_id),
+        identity_offered=offered,
+        identity_email=_linked_email(rt, user_id) if offered else None,
     )
+
+
+def _linked_email(rt: Runtime, user_id: str) -> str | None:
+    with rt.db.session() as session:
+        row = linked(session, rt.audit, user_id)
+        return row.email if row is not None else None
 
 
 def _passkeys(rt: Runtime, user_id: str) -> int | None:

@@ -48,3 +48,9 @@ REVOKE_REASON_BLOCK, REVOKE_REASON_ACTION = "revoke_reason", "revoke_reason_inpu
 # (Slack sends a click on a URL button too; it is acknowledged and nothing else).
 PASSKEY_SETUP_ACTION = "latchkey.passkey_setup"
 PASSKEY_OPEN_ACTION = "latchkey.passkey_open"
+
+# Identity links (app/identity_links): App Home's "Link your identity" and "Unlink", and the
+# link button of its modal and of the DM a refused form sends (acknowledged, nothing else).
+IDENTITY_LINK_ACTION = "latchkey.identity_link"
+IDENTITY_UNLINK_ACTION = "latchkey.identity_unlink"
+IDENTITY_OPEN_ACTION = "latchkey.identity_open"

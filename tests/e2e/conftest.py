@@ -11,6 +11,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from app.testing.gcp_standin import GcpStandIn
+from app.testing.oidc_standin import OidcStandIn
 from app.testing.opsgenie_standin import OpsgenieStandIn
 from app.testing.pagerduty_standin import PagerDutyStandIn
 from app.testing.receiver import AuditReceiver
@@ -35,6 +36,8 @@ from tests.factories import (
 SIEM_SECRET = "local-siem-secret-0123456789"
 PAGERDUTY_TOKEN = "pd-read-only-token"
 OPSGENIE_KEY = "og-api-key"
+OIDC_CLIENT_ID = "latchkey-test"
+OIDC_CLIENT_SECRET = "oidc-client-secret-0123456789"
 # The PagerDuty escalation policy and service, and the Opsgenie schedules, of the flows.
 PD_POLICY, PD_SERVICE, OG_SCHEDULE = "PEPOLICY1", "PSERVICE1", "dba-rota"
 # Roles are cluster-wide: one per test worker, or two workers race to create it.
@@ -227,6 +230,8 @@ def _standard_stack(
     )
     # Only people the flow maps may request: everyone else is refused in the modal.
     write_flow(flows_dir, name="mapped-only", extra="identity=Identity(use_email=False),")
+    # Grants only to a verified identity link (issue 16), never to the Slack profile's email.
+    write_flow(flows_dir, name="verified", extra="identity=Identity(verified=True),")
     # Approvals confirmed with a passkey on the web's page (issue 16), one and two needed.
     write_flow(flows_dir, name="passkey", extra='approval_assurance="passkey",')
     write_flow(
@@ -262,6 +267,18 @@ def _standard_stack(
         )
         # The passkey pages' address: localhost, the one http origin browsers trust.
         local.extra_env["LATCHKEY_PUBLIC_URL"] = f"http://localhost:{local.port}"
+        # The company's OpenID Connect provider, for verified identity links.
+        oidc = OidcStandIn(
+            client_id=OIDC_CLIENT_ID,
+            client_secret=OIDC_CLIENT_SECRET,
+            redirect_uri=f"http://localhost:{local.port}/identity/callback",
+        ).start()
+        local.extra_env.update(
+            LATCHKEY_OIDC_ISSUER=oidc.url,
+            LATCHKEY_OIDC_CLIENT_ID=OIDC_CLIENT_ID,
+            LATCHKEY_OIDC_CLIENT_SECRET=OIDC_CLIENT_SECRET,
+        )
+        local.oidc = oidc  # type: ignore[attr-defined]
         local.audit_receiver = receiver  # type: ignore[attr-defined]
         local.google = google  # type: ignore[attr-defined]
         local.pagerduty = pagerduty  # type: ignore[attr-defined]
@@ -279,6 +296,7 @@ def _standard_stack(
             google.stop()
             pagerduty.stop()
             opsgenie.stop()
+            oidc.stop()
             redis.Redis.from_url(redis_url).flushdb()
 
 

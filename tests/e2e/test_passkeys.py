@@ -19,7 +19,6 @@ from sqlalchemy import select, update
 
 from app.db import utcnow
 from app.models import AccessRequest, AuditEvent, RequestStatus, WebLink
-from app.passkeys.links import token_hash
 from app.slack import ids
 from app.testing.browser import Browser
 from app.testing.scenes import (
@@ -34,6 +33,7 @@ from app.testing.scenes import (
 )
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import LocalStack, wait_until
+from app.weblinks import token_hash
 from tests.factories import APPROVER, CHANNEL, GROUP_APPROVER, GROUP_NAME, SECOND_APPROVER
 
 # An assertion made in the page without sending it: what an attacker who saw one holds.

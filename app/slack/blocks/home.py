@@ -37,6 +37,9 @@ class HomeData:
     # How many passkeys this person has set up; None where passkeys are not offered
     # (no LATCHKEY_PUBLIC_URL).
     passkeys: int | None = None
+    # Identity links: offered (the OIDC settings are complete), and the linked email.
+    identity_offered: bool = False
+    identity_email: str | None = None
 
 
 def _left(until: datetime, now: datetime) -> str:
@@ -127,7 +130,29 @@ def home_view(data: HomeData, now: datetime) -> dict[str, Any]:
             "the commands. Access ends on time by itself."
         ),
     }
-    return {"type": "home", "blocks": [intro, *access_blocks(data, now), *_passkey(data)]}
+    blocks = [intro, *access_blocks(data, now), *_passkey(data), *_identity(data)]
+    return {"type": "home", "blocks": blocks}
+
+
+def _identity(data: HomeData) -> list[dict[str, Any]]:
+    if not data.identity_offered:
+        return []
+    if data.identity_email:
+        said = (
+            f":white_check_mark: Your Slack user is linked to *{escape(data.identity_email)}* "
+            "at your company's sign-in. Flows that require a verified identity grant to it."
+        )
+        action = button(ids.IDENTITY_UNLINK_ACTION, "Unlink", "unlink", "danger")
+    else:
+        said = (
+            "Your company identity is not linked. Flows that require a verified identity "
+            "grant only once it is."
+        )
+        action = button(ids.IDENTITY_LINK_ACTION, "Link your identity", "link", "primary")
+    return [
+        {"type": "header", "text": plain("Verified identity")},
+        {"type": "section", "text": mrkdwn(said), "accessory": action},
+    ]
 
 
 def _passkey(data: HomeData) -> list[dict[str, Any]]:

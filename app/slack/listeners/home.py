@@ -7,6 +7,8 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from app.identity_links.offer import identity_link_url, link_modal
+from app.identity_links.store import unlink
 from app.passkeys.approval import setup_link
 from app.runtime import Runtime
 from app.slack import ids
@@ -36,3 +38,25 @@ def register(app: App, rt: Runtime) -> None:
     @app.action(ids.PASSKEY_OPEN_ACTION)
     def passkey_page_opened(ack: Ack) -> None:
         ack()  # the browser opened the URL; nothing to do here
+
+    @app.action(ids.IDENTITY_LINK_ACTION)
+    @guarded
+    def identity_link(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        if rt.settings.oidc_problem:
+            raise Refusal(f"Identity links are not set up here: {rt.settings.oidc_problem}.")
+        url = identity_link_url(rt, body["user"]["id"])
+        client.views_open(trigger_id=body["trigger_id"], view=link_modal(rt, url))
+
+    @app.action(ids.IDENTITY_OPEN_ACTION)
+    def identity_page_opened(ack: Ack) -> None:
+        ack()
+
+    @app.action(ids.IDENTITY_UNLINK_ACTION)
+    @guarded
+    def identity_unlink(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        with rt.db.session() as session:
+            unlink(session, rt.audit, user_id, actor=user_id)
+        client.views_publish(user_id=user_id, view=build_home(rt, user_id))

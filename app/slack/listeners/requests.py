@@ -17,6 +17,8 @@ from app.db import utcnow
 from app.eligibility import for_others, on_behalf_problem, request_problem, requestable_flows
 from app.flows.policy import RequestInput, check_request
 from app.flows.schema import format_duration
+from app.identity import NOT_LINKED
+from app.identity_links.offer import offer_identity_link
 from app.models import RequestDraft
 from app.notify import publish_home
 from app.runtime import Runtime
@@ -132,6 +134,8 @@ def register(routes: Routes, rt: Runtime) -> None:
                 response_action="errors",
                 errors={_FIELD_BLOCKS[f]: msg for f, msg in problems.items()},
             )
+            if problems.get("target") == NOT_LINKED:
+                offer_identity_link(rt, client, filer)
             return
         assert loaded is not None
         if _break_glass_checked(view):

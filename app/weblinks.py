@@ -1,4 +1,5 @@
-"""Single-use, short-lived links to the web's pages, each made for one Slack user.
+"""Single-use, short-lived links to the web's pages, each made for one Slack user: set up
+a passkey, confirm an approval with it (app.passkeys), link an identity (app.identity_links).
 
 The token travels only in the link (to the person's Slack, ephemeral or DM); the DB keeps
 its SHA-256. A link is refused once used, once expired, or for another purpose than its
@@ -20,6 +21,7 @@ from app.models import WebLink
 
 SETUP = "passkey_setup"
 APPROVAL = "passkey_approval"
+IDENTITY = "identity_link"
 
 
 class LinkRefused(Exception):
@@ -61,6 +63,22 @@ def open_link(session: Session, token: str, purpose: str) -> WebLink:
     ).scalar_one_or_none()
     if link is None or link.purpose != purpose:
         raise LinkRefused("This link is not valid. Ask Slack for a new one.")
+    if link.used_at is not None:
+        raise LinkRefused("This link was already used: each link works once.")
+    if link.expires_at <= utcnow():
+        raise LinkRefused("This link has expired. Ask Slack for a new one.")
+    return link
+
+
+def open_login(session: Session, state: str) -> WebLink:
+    """The live identity link whose login was started with this state (app.identity_links)."""
+    link = session.execute(
+        select(WebLink).where(WebLink.purpose == IDENTITY, WebLink.challenge == state)  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+    if link is None:
+        raise LinkRefused(
+            "This sign-in was not started from a Latchkey link. Start again from Slack."
+        )
     if link.used_at is not None:
         raise LinkRefused("This link was already used: each link works once.")
     if link.expires_at <= utcnow():

@@ -1,0 +1,81 @@
+"""Identity links, trusted only as far as the keyed audit trail vouches for them.
+
+Linking writes `identity_linked` (issuer, subject, email) in the transaction that stores
+the row, and the row names that event; unlinking (by the person or an admin) writes
+`identity_unlinked`. A row an insider writes or edits (another email), or one restored
+after an unlink, is not vouched for and counts as no link."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from app.audit import AuditLog
+from app.audit.chain import settle
+from app.models import AuditEvent, IdentityLink
+
+LINKED = "identity_linked"
+UNLINKED = "identity_unlinked"
+
+
+def link(
+    session: Session, audit: AuditLog, *, user_id: str, issuer: str, subject: str, email: str
+) -> IdentityLink:
+    """Link (or re-link) this Slack user to this verified identity."""
+    event = audit.append(
+        session,
+        event=LINKED,
+        actor=user_id,
+        subject=user_id,
+        details={"issuer": issuer, "oidc_subject": subject, "email": email},
+    )
+    settle(session)  # the event's seq, for the row to name
+    row = session.get(IdentityLink, user_id) or IdentityLink(
+        user_id=user_id, issuer=issuer, subject=subject, email=email, audit_seq=event.seq
+    )
+    row.issuer, row.subject, row.email, row.audit_seq = issuer, subject, email, event.seq
+    session.add(row)
+    return row
+
+
+def linked(session: Session, audit: AuditLog, user_id: str) -> IdentityLink | None:
+    """This person's link, if the keyed trail vouches for it and no later unlink undid it."""
+    row = session.get(IdentityLink, user_id)
+    if row is None:
+        return None
+    event = session.get(AuditEvent, row.audit_seq)
+    vouched = (
+        event is not None
+        and event.event == LINKED
+        and audit.authentic(event)
+        and event.subject == user_id
+        and event.details.get("issuer") == row.issuer
+        and event.details.get("oidc_subject") == row.subject
+        and event.details.get("email") == row.email
+    )
+    if not vouched:
+        return None
+    later = session.execute(
+        select(AuditEvent).where(
+            AuditEvent.event == UNLINKED,  # type: ignore[arg-type]
+            AuditEvent.subject == user_id,  # type: ignore[arg-type]
+            AuditEvent.seq > row.audit_seq,  # type: ignore[operator]
+        )
+    ).scalars()
+    return None if any(audit.authentic(e) for e in later) else row
+
+
+def unlink(session: Session, audit: AuditLog, user_id: str, *, actor: str) -> bool:
+    """Remove this person's link (they asked, or an admin did); False when there was none."""
+    row = session.get(IdentityLink, user_id)
+    if row is None:
+        return False
+    audit.append(
+        session,
+        event=UNLINKED,
+        actor=actor,
+        subject=user_id,
+        details={"issuer": row.issuer, "oidc_subject": row.subject, "email": row.email},
+    )
+    session.delete(row)
+    return True
