@@ -66,6 +66,8 @@ def decision_problem(
     if decision.event == "break_glass":
         if not flow.break_glass or decision.actor != request.requester_id:
             return "a break-glass record the flow does not allow"
+        if flow.requester_assurance == "passkey" and not decision.details.get("passkey"):
+            return "a break-glass activation no passkey confirmed"
     elif decision.event == "approved":
         # Whoever filed it for someone else is no second pair of eyes (lifecycle.decide
         # refuses them by the row; the keyed `requested` says who they were even when the

@@ -21,6 +21,7 @@ from app.models import WebLink
 
 SETUP = "passkey_setup"
 APPROVAL = "passkey_approval"
+BREAK_GLASS = "passkey_break_glass"
 IDENTITY = "identity_link"
 
 

@@ -200,6 +200,24 @@ def test_a_duration_edited_in_the_row_is_not(database: Database, audit: AuditLog
     assert "duration differs" in (_problem(database, audit, request_id) or "")
 
 
+def test_break_glass_under_requester_assurance_needs_the_passkey(
+    database: Database, audit: AuditLog
+) -> None:
+    flow = make_flow(break_glass=True, requester_assurance="passkey")
+    for passkey, problem in ((None, "no passkey confirmed"), ("Y3JlZA", None)):
+        request_id = _submit(database, audit)
+        with database.session() as session:
+            lifecycle.break_glass(
+                session=session,
+                audit=audit,
+                request_id=request_id,
+                actor=REQUESTER,
+                passkey=passkey,
+            )
+        found = _problem(database, audit, request_id, flow=flow)
+        assert (problem in (found or "")) if problem else found is None
+
+
 def test_break_glass_needs_a_flow_that_allows_it(database: Database, audit: AuditLog) -> None:
     request_id = _submit(database, audit)
     with database.session() as session:

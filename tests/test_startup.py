@@ -127,7 +127,7 @@ CASES: list[tuple[Callable[[Env, Path], Env], str, str]] = [
     (_redis_unreachable, "REDIS_URL", "did not answer after 2 s"),
     (_broken_flow, "LATCHKEY_FLOWS", "must be lowercase"),
     (_wrong_audit_key, "LATCHKEY_AUDIT_KEY", "latchkey audit rotate-key"),
-    (_passkey_flow_without_public_url, "LATCHKEY_PUBLIC_URL", "vault: approval_assurance="),
+    (_passkey_flow_without_public_url, "LATCHKEY_PUBLIC_URL", "vault: a passkey (approval_"),
     (_passkey_flow_in_socket_mode, "SLACK_APP_TOKEN", "in Socket Mode"),
     (
         _verified_identity_flow_without_oidc,

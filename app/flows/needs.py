@@ -30,21 +30,23 @@ def settings_problems(registry: FlowRegistry, settings: Settings) -> list[tuple[
                     "Mode (SLACK_APP_TOKEN set) it serves no pages",
                 )
             )
-        if loaded.flow.approval_assurance != "passkey":
+        if "passkey" not in (loaded.flow.approval_assurance, loaded.flow.requester_assurance):
             continue
         if not settings.public_url:
             problems.append(
                 (
                     loaded.path,
-                    f"{loaded.flow.name}: approval_assurance='passkey' needs LATCHKEY_PUBLIC_URL, "
-                    "the address where approvers open Latchkey's passkey pages",
+                    f"{loaded.flow.name}: a passkey (approval_assurance or requester_assurance) "
+                    "needs LATCHKEY_PUBLIC_URL, "
+                    "the address where people open Latchkey's passkey pages",
                 )
             )
         elif settings.socket_mode:
             problems.append(
                 (
                     loaded.path,
-                    f"{loaded.flow.name}: approval_assurance='passkey' needs the web process "
+                    f"{loaded.flow.name}: a passkey (approval_assurance or requester_assurance) "
+                    "needs the web process "
                     "serving HTTP at LATCHKEY_PUBLIC_URL; in Socket Mode (SLACK_APP_TOKEN set) "
                     "it serves no pages. Serve Slack over HTTP (unset SLACK_APP_TOKEN) or drop "
                     "the passkey requirement",

@@ -93,6 +93,9 @@ class Flow(_Strict):
     # web's page with their registered passkey (app.passkeys); needs LATCHKEY_PUBLIC_URL.
     # A stolen Slack session can then deny, but not approve.
     approval_assurance: Literal["slack", "passkey"] = "slack"
+    # "passkey": the requester's own activation (break-glass) counts only once confirmed
+    # with their passkey on the web's page, like approvals under approval_assurance.
+    requester_assurance: Literal["slack", "passkey"] = "slack"
     # The requester may approve their own request (and counts toward the quorum) only
     # when this says so; `latchkey flows check` warns about it.
     allow_self_approval: bool = False

@@ -327,9 +327,18 @@ BREAK_GLASS_REVIEWS = ("break_glass_acknowledged", "break_glass_flagged")
 
 
 def break_glass(
-    *, session: Session, audit: AuditLog, request_id: uuid.UUID, actor: str
+    *,
+    session: Session,
+    audit: AuditLog,
+    request_id: uuid.UUID,
+    actor: str,
+    passkey: str | None = None,
 ) -> AccessRequest | None:
-    """pending -> approved by the requester's own emergency activation, loudly recorded."""
+    """pending -> approved by the requester's own emergency activation, loudly recorded.
+    `passkey`: the credential that confirmed it (a flow's requester_assurance)."""
+    details: dict[str, Any] = {"review": "required"}
+    if passkey:
+        details["passkey"] = passkey
     moved = transition(
         session,
         audit,
@@ -338,7 +347,7 @@ def break_glass(
         new=S.APPROVED,
         event="break_glass",
         actor=actor,
-        details={"review": "required"},
+        details=details,
     )
     return _counted(moved, "break_glass")
 

@@ -25,9 +25,11 @@ from app.slack.blocks.text import escape
 log = logging.getLogger(__name__)
 
 
+PATHS = {links.SETUP: "setup", links.APPROVAL: "approve", links.BREAK_GLASS: "break-glass"}
+
+
 def page_url(rt: Runtime, purpose: str, token: str) -> str:
-    path = "setup" if purpose == links.SETUP else "approve"
-    return f"{rt.settings.public_url}/passkey/{path}/{token}"
+    return f"{rt.settings.public_url}/passkey/{PATHS[purpose]}/{token}"
 
 
 def setup_link(rt: Runtime, user_id: str) -> str:
@@ -73,6 +75,24 @@ def offer_confirmation(
     )
 
 
+def break_glass_link(rt: Runtime, request_id: uuid.UUID, requester_id: str) -> tuple[str, bool]:
+    """Where the requester confirms a break-glass activation with their passkey, and
+    whether they have one (else the URL sets one up first)."""
+    with rt.db.session() as session:
+        have = bool(passkeys_of(session, rt.audit, requester_id))
+        if have:
+            token = links.make_link(
+                session,
+                purpose=links.BREAK_GLASS,
+                user_id=requester_id,
+                request_id=request_id,
+                lifetime=timedelta(seconds=rt.settings.link_seconds),
+            )
+    if not have:
+        return setup_link(rt, requester_id), False
+    return page_url(rt, links.BREAK_GLASS, token), True
+
+
 @dataclass(frozen=True)
 class Confirmed:
     """What the page says after a confirmation: approved (or recorded), or refused, why."""
@@ -81,16 +101,18 @@ class Confirmed:
     message: str
 
 
-def confirm(rt: Runtime, token: str, body: bytes) -> Confirmed:
-    """Check the page's assertion, spend the link, and decide. A failed check spends the
-    link too (no second guess) and is audited on the request as a refused approval (who
-    tried, why); nothing is approved. LinkRefused: a link that is not live."""
+def confirm(rt: Runtime, token: str, body: bytes, purpose: str = links.APPROVAL) -> Confirmed:
+    """Check the page's assertion, spend the link, and decide (an approval, or the
+    requester's break-glass activation). A failed check spends the link too (no second
+    guess) and is audited on the request as refused (who tried, why); nothing is
+    approved. LinkRefused: a link that is not live."""
     rp = ceremony.RelyingParty.of(rt.settings)
+    refused_event = "approve_refused" if purpose == links.APPROVAL else "break_glass_refused"
     with rt.db.session() as session:
-        link = links.open_link(session, token, links.APPROVAL)
-        request_id, approver_id = link.request_id, link.user_id
+        link = links.open_link(session, token, purpose)
+        request_id, user_id = link.request_id, link.user_id
         assert request_id is not None
-        passkeys = passkeys_of(session, rt.audit, approver_id)
+        passkeys = passkeys_of(session, rt.audit, user_id)
         try:
             used = ceremony.verify_approval(rp, link, passkeys, body)
         except ceremony.CeremonyFailed as failed:
@@ -98,12 +120,7 @@ def confirm(rt: Runtime, token: str, body: bytes) -> Confirmed:
             request = session.get(AccessRequest, request_id)
             if request is not None:
                 lifecycle.record(
-                    session,
-                    rt.audit,
-                    request,
-                    "approve_refused",
-                    approver_id,
-                    {"reason": str(failed)},
+                    session, rt.audit, request, refused_event, user_id, {"reason": str(failed)}
                 )
             log.info("passkey confirmation refused for request=%s: %s", request_id, failed)
             return Confirmed(False, str(failed))
@@ -111,7 +128,43 @@ def confirm(rt: Runtime, token: str, body: bytes) -> Confirmed:
         used.last_used_at = utcnow()
         session.add(used)
         credential_id, seconds = used.credential_id, link.duration_seconds
-    return _decide(rt, request_id, approver_id, credential_id, seconds)
+    if purpose == links.BREAK_GLASS:
+        return _break_glass(rt, request_id, user_id, credential_id)
+    return _decide(rt, request_id, user_id, credential_id, seconds)
+
+
+def _break_glass(
+    rt: Runtime, request_id: uuid.UUID, requester_id: str, credential_id: str
+) -> Confirmed:
+    """The requester's emergency activation, confirmed: checked again as at the modal (the
+    flow still allows it, they may still request it), then approved and granted."""
+    from app.eligibility import request_problem
+
+    with rt.db.session() as session:
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.requester_id != requester_id:
+            return Confirmed(False, "That request no longer exists.")
+        flow_name, target = request.flow, request.target
+    loaded = rt.flows.get(flow_name)
+    if loaded is None or not loaded.flow.break_glass:
+        return Confirmed(False, f"The flow {flow_name!r} no longer allows break-glass.")
+    problem = request_problem(rt, loaded, target, requester_id)
+    if problem:
+        return Confirmed(False, problem)
+    with rt.db.session() as session:
+        moved = lifecycle.break_glass(
+            session=session,
+            audit=rt.audit,
+            request_id=request_id,
+            actor=requester_id,
+            passkey=credential_id,
+        )
+        status = session.get(AccessRequest, request_id).status  # type: ignore[union-attr]
+    if moved is None:
+        return Confirmed(False, f"This request is already {status.value}.")
+    rt.tasks.grant(request_id)
+    rt.tasks.notify(request_id, "break_glass")
+    return Confirmed(True, "Break-glass activated with your passkey. The access is being granted.")
 
 
 def _decide(

@@ -30,8 +30,10 @@ from app.webpage import StartResponse, answer, json_answer, page, paragraph
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024  # a WebAuthn answer is a few kB
-_ROUTE = re.compile(r"^/passkey/(setup|approve)/([A-Za-z0-9_-]{20,100})(/options|/verify)?$")
-_KINDS = {"setup": links.SETUP, "approve": links.APPROVAL}
+_ROUTE = re.compile(
+    r"^/passkey/(setup|approve|break-glass)/([A-Za-z0-9_-]{20,100})(/options|/verify)?$"
+)
+_KINDS = {"setup": links.SETUP, "approve": links.APPROVAL, "break-glass": links.BREAK_GLASS}
 _SCRIPT = resources.files("app.passkeys").joinpath("page.js").read_bytes()
 
 
@@ -65,7 +67,7 @@ def serve(rt: Runtime, environ: dict[str, Any], start_response: StartResponse) -
             return answer(start_response, "200 OK", "application/json", _options(rt, kind, token))
         if kind == "setup":
             return json_answer(start_response, "200 OK", True, _register(rt, token, body))
-        result = confirm(rt, token, body)
+        result = confirm(rt, token, body, _KINDS[kind])
         return json_answer(start_response, "200 OK", result.ok, result.message)
     except links.LinkRefused as refused:
         return json_answer(start_response, "410 Gone", False, str(refused))
@@ -108,6 +110,16 @@ def _show(rt: Runtime, start_response: StartResponse, kind: str, token: str) -> 
             ("Request", str(request.id)),
         ]
     listing = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
+    if kind == "break-glass":
+        body = (
+            paragraph(
+                f"{name}, confirm with your passkey that you take this access now, without "
+                "approval. The channel is alerted and an approver reviews it afterwards."
+            )
+            + f"<dl>{listing}</dl>"
+            + _button("get", "Break glass with passkey")
+        )
+        return page(start_response, "200 OK", "Confirm break-glass", body)
     body = (
         paragraph(f"{name}, confirm that you approve this request with your passkey.")
         + f"<dl>{listing}</dl>"

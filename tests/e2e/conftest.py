@@ -237,6 +237,10 @@ def _standard_stack(
     write_flow(
         flows_dir, name="passkey-two", extra='approval_assurance="passkey", approvals_required=2,'
     )
+    # Break-glass that only the requester's passkey activates.
+    write_flow(
+        flows_dir, name="passkey-glass", extra='break_glass=True, requester_assurance="passkey",'
+    )
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in migrated_database_for(request, request.param, workdir):
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.

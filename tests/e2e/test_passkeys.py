@@ -27,10 +27,12 @@ from app.testing.scenes import (
     click,
     group_members,
     new_person,
+    open_request_modal,
     request_id_on,
     said_to,
     submit_request,
 )
+from app.testing.slack_driver import plain_text_value, static_select_value
 from app.testing.slack_standin import RecordedCall
 from app.testing.stack import LocalStack, wait_until
 from app.weblinks import token_hash
@@ -224,4 +226,71 @@ def test_a_slack_click_alone_never_grants_a_passkey_flow(stack: LocalStack) -> N
     said = said_to(stack, GROUP_APPROVER, "needs a passkey", since=mark)
     assert "Set up a passkey" in said.args["text"]
     assert _status(stack, card) == RequestStatus.PENDING
+    assert person.email not in group_members(stack, GROUP_NAME)
+
+
+def _break_glass(stack: LocalStack, person: Person) -> dict:
+    """The form with Break glass ticked, then "Activate now": the view Slack shows next."""
+    view = open_request_modal(stack, person)
+    values = {
+        ids.FLOW_BLOCK: {ids.FLOW_ACTION: static_select_value("passkey-glass")},
+        ids.TARGET_BLOCK: {ids.TARGET_ACTION: static_select_value("admins")},
+        ids.DURATION_BLOCK: {ids.DURATION_ACTION: static_select_value("3600")},
+        ids.REASON_BLOCK: {ids.REASON_ACTION: plain_text_value("prod down INC-7")},
+        ids.BREAK_GLASS_BLOCK: {ids.BREAK_GLASS_ACTION: BREAK_GLASS_TICKED},
+    }
+    pushed = stack.driver.view_submission(person.user_id, view, values).json()
+    assert pushed["view"]["callback_id"] == ids.BREAK_GLASS_VIEW
+    answer = stack.driver.view_submission(person.user_id, pushed["view"], {}).json()
+    assert answer["response_action"] == "update"
+    return answer["view"]
+
+
+BREAK_GLASS_TICKED = {
+    "type": "checkboxes",
+    "selected_options": [
+        {"value": "break_glass", "text": {"type": "plain_text", "text": "Break glass"}}
+    ],
+}
+
+
+def test_break_glass_needing_the_requesters_passkey_grants_only_once_it_confirms(
+    stack: LocalStack,
+) -> None:
+    person = new_person(stack)
+    browser = Browser()
+    try:
+        _set_up_passkey(stack, person.user_id, browser)
+        view = _break_glass(stack, person)
+        (button,) = view["blocks"][1]["elements"]
+        assert button["text"]["text"] == "Confirm with passkey"
+        assert person.email not in group_members(stack, GROUP_NAME)  # not before the passkey
+        page = browser.open(button["url"])
+        assert "Confirm break-glass" in page and "prod down INC-7" in page
+        assert "Break-glass activated with your passkey" in browser.press()
+        (credential,) = browser.credentials()
+    finally:
+        browser.close()
+    wait_until(lambda: person.email in group_members(stack, GROUP_NAME), 20, "the grant")
+    with stack.database().session() as session:
+        (event,) = session.execute(
+            select(AuditEvent).where(
+                AuditEvent.event == "break_glass", AuditEvent.subject == person.user_id
+            )
+        ).scalars()
+    assert event.details["passkey"] == credential
+
+
+def test_break_glass_without_a_passkey_sets_one_up_and_grants_nothing(stack: LocalStack) -> None:
+    person = new_person(stack)
+    view = _break_glass(stack, person)
+    (button,) = view["blocks"][1]["elements"]
+    assert button["text"]["text"] == "Set up a passkey" and "/passkey/setup/" in button["url"]
+    assert "you have none set up yet" in json.dumps(view)
+    with stack.database().session() as session:
+        assert not session.execute(
+            select(AuditEvent).where(
+                AuditEvent.event == "break_glass", AuditEvent.subject == person.user_id
+            )
+        ).all()
     assert person.email not in group_members(stack, GROUP_NAME)

@@ -226,6 +226,45 @@ def break_glass_confirm(draft_id: str, summary: str) -> dict[str, Any]:
     }
 
 
+def break_glass_passkey_view(url: str, has_passkey: bool) -> dict[str, Any]:
+    """After "Activate now" in a flow whose break-glass needs the requester's passkey: the
+    link to confirm it (or to set one up first). Meanwhile the request waits for approvers."""
+    if has_passkey:
+        said = (
+            ":key: This flow needs your passkey to break glass. Confirm on Latchkey's page: "
+            "access starts once you do. The link works once, only for you, for a few minutes. "
+            "Meanwhile your request also went to the approvers."
+        )
+        label = "Confirm with passkey"
+    else:
+        said = (
+            ":key: This flow needs your passkey to break glass, and you have none set up yet. "
+            "Set one up on Latchkey's page, then break glass again. Meanwhile your request "
+            "went to the approvers."
+        )
+        label = "Set up a passkey"
+    return {
+        "type": "modal",
+        "title": plain("Confirm break-glass"),
+        "close": plain("Close"),
+        "blocks": [
+            {"type": "section", "text": mrkdwn(said)},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ids.PASSKEY_OPEN_ACTION,
+                        "text": plain(label),
+                        "url": url,
+                        "style": "danger",
+                    }
+                ],
+            },
+        ],
+    }
+
+
 def problem_view(title: str, problem: str) -> dict[str, Any]:
     return {
         "type": "modal",

@@ -21,9 +21,15 @@ from app.identity import NOT_LINKED
 from app.identity_links.offer import offer_identity_link
 from app.models import RequestDraft
 from app.notify import publish_home
+from app.passkeys.approval import break_glass_link
 from app.runtime import Runtime
 from app.slack import ids
-from app.slack.blocks.modals import break_glass_confirm, problem_view, request_modal
+from app.slack.blocks.modals import (
+    break_glass_confirm,
+    break_glass_passkey_view,
+    problem_view,
+    request_modal,
+)
 from app.slack.blocks.text import escape
 from app.slack.listeners.errors import (
     BREAK_GLASS_LATER,
@@ -231,9 +237,17 @@ def _register_break_glass(routes: Routes, rt: Runtime) -> None:
                 requester_id=requester_id,
                 ask=ask,
             )
-            lifecycle.break_glass(
-                session=session, audit=rt.audit, request_id=request.id, actor=requester_id
-            )
+            if loaded.flow.requester_assurance != "passkey":
+                lifecycle.break_glass(
+                    session=session, audit=rt.audit, request_id=request.id, actor=requester_id
+                )
+        if loaded.flow.requester_assurance == "passkey":
+            # Nothing is granted until the requester's passkey confirms it on the web's page;
+            # meanwhile the request waits like any other (its card goes to the approvers).
+            url, has_passkey = break_glass_link(rt, request.id, requester_id)
+            ack(response_action="update", view=break_glass_passkey_view(url, has_passkey))
+            rt.tasks.process_submission(request.id)
+            return
         ack(response_action="clear")
         rang = rt.tasks.grant(request.id)
         rt.tasks.notify(request.id, "break_glass")
