@@ -120,6 +120,12 @@ def _routes(flow) -> str:  # type: ignore[no-untyped-def]
     watchers = len(flow.notify.users) + len(flow.notify.channels)
     if watchers:
         said += f", {watchers} watcher{'s' if watchers > 1 else ''}"
+    if flow.approval_assurance == "passkey":
+        said += ", approvals confirmed with a passkey"
+    if flow.requester_assurance == "passkey":
+        said += ", break-glass confirmed with a passkey"
+    if flow.identity.verified:
+        said += ", grants to verified identities"
     return said
 
 

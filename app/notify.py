@@ -77,6 +77,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         durations=loaded.flow.durations if loaded else (),
         auto_reason=_auto_reason(session, request_id),
         principal=_principal(rt, session, loaded, request, grant_of(session, request_id)),
+        principal_verified=bool(loaded) and loaded.flow.identity.verified,
         steps=steps,
         passkey_approvers=frozenset(
             e.actor

@@ -99,7 +99,8 @@ def test_a_grant_goes_to_the_linked_identity_whatever_the_slack_profile_says(
         lambda a: a.get("channel") == CHANNEL and f"<@{person.user_id}>" in a.get("text", ""),
         since=mark,
     )
-    assert f"`{verified}`" in json.dumps(card.args["blocks"])  # approvers see who gets it
+    # Approvers see who gets it, and that it is a verified identity.
+    assert f"`{verified}` (verified company identity)" in json.dumps(card.args["blocks"])
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
     wait_until(lambda: verified in group_members(stack, GROUP_NAME), 20, "the grant")
     assert "someone.else@example.com" not in group_members(stack, GROUP_NAME)

@@ -134,6 +134,34 @@ def test_flows_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
     assert "bad.py: approvers_typo" in capsys.readouterr().err
 
 
+def test_flows_check_needs_the_settings_passkeys_and_identity_links_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import get_settings
+
+    write_flow(
+        tmp_path,
+        extra='approval_assurance="passkey", identity=Identity(verified=True),',
+    )
+    for name in ("LATCHKEY_PUBLIC_URL", "LATCHKEY_OIDC_ISSUER", "SLACK_APP_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    assert main(["flows", "check", "--dir", str(tmp_path)]) == 2
+    said = capsys.readouterr().err
+    assert "LATCHKEY_PUBLIC_URL" in said and "LATCHKEY_OIDC_ISSUER" in said
+    monkeypatch.setenv("LATCHKEY_PUBLIC_URL", "https://latchkey.example.com")
+    monkeypatch.setenv("LATCHKEY_OIDC_ISSUER", "https://login.example.com")
+    monkeypatch.setenv("LATCHKEY_OIDC_CLIENT_ID", "latchkey")
+    monkeypatch.setenv("LATCHKEY_OIDC_CLIENT_SECRET", "s3cret")
+    get_settings.cache_clear()
+    try:
+        assert main(["flows", "check", "--dir", str(tmp_path)]) == 0
+    finally:
+        get_settings.cache_clear()
+    said = capsys.readouterr().out
+    assert "approvals confirmed with a passkey" in said and "grants to verified identities" in said
+
+
 def test_flows_check_warns_about_risky_settings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

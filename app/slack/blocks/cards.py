@@ -73,6 +73,8 @@ class CardContext:
     # copies (who gets one by DM) and the thread's announcement.
     steps: tuple[AuditEvent, ...] = ()
     escalations: tuple[str, ...] = ()
+    # The principal comes from the requester's verified identity link (Identity(verified=True)).
+    principal_verified: bool = False
     # Approvers whose approval a passkey confirmed (keyed approval events), for the card.
     passkey_approvers: frozenset[str] = frozenset()
 
@@ -128,7 +130,10 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
         mrkdwn(f"*{'Extend by' if request.extends_id else 'Duration'}*\n{_duration(request)}"),
     ]
     if ctx.principal:
-        fields.append(mrkdwn(f"*Granted to (at the provider)*\n`{escape(ctx.principal)}`"))
+        verified = " (verified company identity)" if ctx.principal_verified else ""
+        fields.append(
+            mrkdwn(f"*Granted to (at the provider)*\n`{escape(ctx.principal)}`{verified}")
+        )
     if ctx.extends_grant is not None:
         end = ctx.extends_grant.expires_at
         fields.append(mrkdwn(f"*Access now ends*\n{slack_date(end, _utc(end))}"))
