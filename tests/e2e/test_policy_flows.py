@@ -55,6 +55,10 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "og-missing",
         "on-behalf",
         "unroutable",
+        "passkey",
+        "passkey-two",
+        "passkey-glass",
+        "verified",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(
