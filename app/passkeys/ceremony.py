@@ -54,10 +54,46 @@ class RelyingParty:
         return cls(id=urlsplit(settings.public_url).hostname or "", origin=settings.public_url)
 
 
+# A setup link's state, kept in its `challenge`: someone who already has a passkey proves it
+# is them with one (a stolen Slack session alone must not add the thief's passkey) before
+# the new one is made. "up:<c>" an assertion is awaited; "ok" it verified; "reg:<c>" /
+# "reg+ok:<c>" a registration is awaited (without / after that proof).
+STEP_UP, STEPPED, REG, REG_STEPPED = "up:", "ok", "reg:", "reg+ok:"
+
+
+def needs_step_up(link: WebLink, have: list[Passkey]) -> bool:
+    return bool(have) and not (link.challenge or "").startswith((STEPPED, REG_STEPPED))
+
+
+def step_up_options(rp: RelyingParty, link: WebLink, have: list[Passkey]) -> str:
+    """Options for navigator.credentials.get() with one of the person's passkeys, marked
+    so the page knows to ask for it first."""
+    challenge = secrets.token_bytes(32)
+    link.challenge = STEP_UP + bytes_to_base64url(challenge)
+    options = generate_authentication_options(
+        rp_id=rp.id,
+        challenge=challenge,
+        timeout=TIMEOUT_MS,
+        allow_credentials=[
+            PublicKeyCredentialDescriptor(id=base64url_to_bytes(p.credential_id)) for p in have
+        ],
+        user_verification=UserVerificationRequirement.REQUIRED,
+    )
+    return json.dumps({**json.loads(options_to_json(options)), "mode": "step-up"})
+
+
+def verify_step_up(rp: RelyingParty, link: WebLink, have: list[Passkey], body: bytes) -> None:
+    if not (link.challenge or "").startswith(STEP_UP):
+        raise CeremonyFailed("Start again: this page asked for no passkey yet.")
+    _assert(rp, base64url_to_bytes(link.challenge[len(STEP_UP) :]), have, body)
+    link.challenge = STEPPED
+
+
 def registration_options(rp: RelyingParty, link: WebLink, name: str, have: list[Passkey]) -> str:
     """Options for navigator.credentials.create(); the challenge is kept on the link."""
     challenge = secrets.token_bytes(32)
-    link.challenge = bytes_to_base64url(challenge)
+    stepped = (link.challenge or "").startswith((STEPPED, REG_STEPPED))
+    link.challenge = (REG_STEPPED if stepped else REG) + bytes_to_base64url(challenge)
     options = generate_registration_options(
         rp_id=rp.id,
         rp_name=RP_NAME,
@@ -70,10 +106,6 @@ def registration_options(rp: RelyingParty, link: WebLink, name: str, have: list[
             resident_key=ResidentKeyRequirement.PREFERRED,
             user_verification=UserVerificationRequirement.REQUIRED,
         ),
-        # The same authenticator twice would be one key under two names.
-        exclude_credentials=[
-            PublicKeyCredentialDescriptor(id=base64url_to_bytes(p.credential_id)) for p in have
-        ],
     )
     return options_to_json(options)
 
@@ -86,12 +118,14 @@ class NewPasskey:
 
 
 def verify_registration(rp: RelyingParty, link: WebLink, body: bytes) -> NewPasskey:
-    if not link.challenge:
+    state = link.challenge or ""
+    prefix = next((p for p in (REG_STEPPED, REG) if state.startswith(p)), None)
+    if prefix is None:
         raise CeremonyFailed("Start again: this page asked for no passkey yet.")
     try:
         verified = verify_registration_response(
             credential=_credential(body),
-            expected_challenge=base64url_to_bytes(link.challenge),
+            expected_challenge=base64url_to_bytes(state[len(prefix) :]),
             expected_rp_id=rp.id,
             expected_origin=rp.origin,
             require_user_verification=True,
@@ -136,11 +170,16 @@ def verify_approval(
     challenge = base64url_to_bytes(link.challenge)
     if challenge[:16] != link.request_id.bytes:
         raise CeremonyFailed("This confirmation is not about this request.")
+    return _assert(rp, challenge, passkeys, body)
+
+
+def _assert(rp: RelyingParty, challenge: bytes, passkeys: list[Passkey], body: bytes) -> Passkey:
+    """The person's passkey that signed this challenge (its sign count moved on)."""
     credential = _credential(body)
     used = next((p for p in passkeys if p.credential_id == credential.get("id")), None)
     if used is None:
         raise CeremonyFailed(
-            "That passkey is not one of yours registered with Latchkey: only the approver "
+            "That passkey is not one of yours registered with Latchkey: only the person "
             "this link was made for can confirm with it."
         )
     try:

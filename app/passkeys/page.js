@@ -30,18 +30,30 @@ function credentialJSON(credential) {
   return { id: credential.id, rawId: enc(credential.rawId), type: credential.type, response };
 }
 
-async function ceremony(kind) {
-  const options = await post("/options");
-  if (options.ok === false) return options;
+async function getAssertion(options) {
   options.challenge = dec(options.challenge);
+  (options.allowCredentials || []).forEach((c) => { c.id = dec(c.id); });
+  return navigator.credentials.get({ publicKey: options });
+}
+
+async function ceremony(kind) {
+  let options = await post("/options");
+  if (options.ok === false) return options;
+  if (options.mode === "step-up") {
+    // Adding a passkey to someone who has one: one of theirs proves it is them first.
+    const proof = await post("/verify", credentialJSON(await getAssertion(options)));
+    if (!proof.ok) return proof;
+    options = await post("/options");
+    if (options.ok === false) return options;
+  }
   let credential;
   if (kind === "create") {
+    options.challenge = dec(options.challenge);
     options.user.id = dec(options.user.id);
     (options.excludeCredentials || []).forEach((c) => { c.id = dec(c.id); });
     credential = await navigator.credentials.create({ publicKey: options });
   } else {
-    (options.allowCredentials || []).forEach((c) => { c.id = dec(c.id); });
-    credential = await navigator.credentials.get({ publicKey: options });
+    credential = await getAssertion(options);
   }
   return post("/verify", credentialJSON(credential));
 }

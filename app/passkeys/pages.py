@@ -12,6 +12,7 @@ POST must come from LATCHKEY_PUBLIC_URL's own origin."""
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -66,7 +67,8 @@ def serve(rt: Runtime, environ: dict[str, Any], start_response: StartResponse) -
         if action == "/options":
             return answer(start_response, "200 OK", "application/json", _options(rt, kind, token))
         if kind == "setup":
-            return json_answer(start_response, "200 OK", True, _register(rt, token, body))
+            done, message = _register(rt, token, body)
+            return _setup_answer(start_response, done, message)
         result = confirm(rt, token, body, _KINDS[kind])
         return json_answer(start_response, "200 OK", result.ok, result.message)
     except links.LinkRefused as refused:
@@ -84,7 +86,12 @@ def _show(rt: Runtime, start_response: StartResponse, kind: str, token: str) -> 
         name = _name(rt, link.user_id)
         if kind == "setup":
             count = len(passkeys_of(session, rt.audit, link.user_id))
-            have = f" You have {count} already; this adds another." if count else ""
+            have = (
+                f" You have {count} already: first confirm with one of them, then your "
+                "device makes the new one."
+                if count
+                else ""
+            )
             body = paragraph(
                 f"Set up a passkey for {name}. Approvals that need one will ask for it, "
                 f"so that a Slack session alone cannot approve.{have}"
@@ -133,7 +140,9 @@ def _options(rt: Runtime, kind: str, token: str) -> bytes:
     with rt.db.session() as session:
         link = links.open_link(session, token, _KINDS[kind])
         have = passkeys_of(session, rt.audit, link.user_id)
-        if kind == "setup":
+        if kind == "setup" and ceremony.needs_step_up(link, have):
+            options = ceremony.step_up_options(rp, link, have)
+        elif kind == "setup":
             options = ceremony.registration_options(rp, link, _plain_name(rt, link.user_id), have)
         else:
             if not have:
@@ -143,10 +152,19 @@ def _options(rt: Runtime, kind: str, token: str) -> bytes:
     return options.encode()
 
 
-def _register(rt: Runtime, token: str, body: bytes) -> str:
+def _register(rt: Runtime, token: str, body: bytes) -> tuple[bool, str]:
+    """One step of setting up a passkey: the proof with an existing one (the link stays
+    open), or the new passkey itself (the link is spent, the person told by DM)."""
     rp = ceremony.RelyingParty.of(rt.settings)
     with rt.db.session() as session:
         link = links.open_link(session, token, links.SETUP)
+        have = passkeys_of(session, rt.audit, link.user_id)
+        if (link.challenge or "").startswith(ceremony.STEP_UP):
+            ceremony.verify_step_up(rp, link, have, body)
+            session.add(link)
+            return False, "Confirmed it is you. Now your device makes the new passkey."
+        if have and not (link.challenge or "").startswith(ceremony.REG_STEPPED):
+            raise ceremony.CeremonyFailed("Confirm with one of your passkeys first: start again.")
         new = ceremony.verify_registration(rp, link, body)
         links.use_link(session, link)
         register(
@@ -157,8 +175,30 @@ def _register(rt: Runtime, token: str, body: bytes) -> str:
             public_key=new.public_key,
             sign_count=new.sign_count,
         )
-    log.info("passkey registered for %s", link.user_id)
-    return "Your passkey is set up. Approvals that need one will ask for it."
+        user_id = link.user_id
+    log.info("passkey registered for %s", user_id)
+    _tell_added(rt, user_id)
+    return True, "Your passkey is set up. Approvals that need one will ask for it."
+
+
+def _tell_added(rt: Runtime, user_id: str) -> None:
+    """Every new passkey is told to its owner in Slack: one added by someone else (with the
+    owner's Slack session) does not go unseen."""
+    try:
+        rt.slack.chat_postMessage(
+            channel=user_id,
+            text=(
+                ":key: A passkey was added to your Latchkey account just now. If that was not "
+                "you, tell your security team: Latchkey admins can remove it."
+            ),
+        )
+    except Exception:
+        log.warning("could not tell %s about their new passkey", user_id)
+
+
+def _setup_answer(start_response: StartResponse, done: bool, message: str) -> Iterable[bytes]:
+    payload = json.dumps({"ok": True, "message": message, **({} if done else {"next": "create"})})
+    return answer(start_response, "200 OK", "application/json", payload.encode())
 
 
 def _name(rt: Runtime, user_id: str) -> str:

@@ -56,8 +56,10 @@ const anyKey = arguments[0];
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def approver(stack: LocalStack) -> Iterator[Browser]:
+    """The approver's browser, for the module: adding a passkey to someone who has one
+    needs one of theirs, which a new browser would not hold."""
     browser = Browser()
     try:
         _set_up_passkey(stack, APPROVER, browser)
@@ -66,8 +68,8 @@ def approver(stack: LocalStack) -> Iterator[Browser]:
         browser.close()
 
 
-def _set_up_passkey(stack: LocalStack, user_id: str, browser: Browser) -> None:
-    """App Home → "Set up a passkey" → the modal's link → the page → the authenticator."""
+def _setup_url(stack: LocalStack, user_id: str) -> str:
+    """App Home → "Set up a passkey" → the modal's link."""
     response = stack.driver.block_action(
         user_id, ids.PASSKEY_SETUP_ACTION, "setup", view={"id": "VHOME", "type": "home"}
     )
@@ -75,8 +77,13 @@ def _set_up_passkey(stack: LocalStack, user_id: str, browser: Browser) -> None:
     modal = stack.slack.wait_for(
         "views.open", lambda a: a.get("trigger_id") == stack.driver.last_trigger_id
     )
-    url = modal.response["view"]["blocks"][1]["elements"][0]["url"]
     assert "works once, only for you" in json.dumps(modal.response["view"])
+    return str(modal.response["view"]["blocks"][1]["elements"][0]["url"])
+
+
+def _set_up_passkey(stack: LocalStack, user_id: str, browser: Browser) -> None:
+    """App Home → "Set up a passkey" → the modal's link → the page → the authenticator."""
+    url = _setup_url(stack, user_id)
     assert "Set up a passkey" in browser.open(url)
     assert "Your passkey is set up" in browser.press()
     assert "already used" in browser.open(url)  # single use
@@ -294,3 +301,42 @@ def test_break_glass_without_a_passkey_sets_one_up_and_grants_nothing(stack: Loc
             )
         ).all()
     assert person.email not in group_members(stack, GROUP_NAME)
+
+
+def _passkeys(stack: LocalStack, user_id: str) -> list[str]:
+    with stack.database().session() as session:
+        return [
+            e.details["credential_id"]
+            for e in session.execute(
+                select(AuditEvent).where(
+                    AuditEvent.event == "passkey_registered", AuditEvent.subject == user_id
+                )
+            ).scalars()
+        ]
+
+
+def test_adding_a_passkey_needs_one_the_person_already_has(stack: LocalStack) -> None:
+    """A thief with someone's Slack session opens "Set up a passkey" from their App Home:
+    without one of that person's passkeys, nothing is added."""
+    person = new_person(stack)
+    own, thief = Browser(), Browser()
+    try:
+        _set_up_passkey(stack, person.user_id, own)
+        assert len(_passkeys(stack, person.user_id)) == 1
+        url = _setup_url(stack, person.user_id)
+        assert "first confirm with one of them" in thief.open(url)
+        assert "No passkey was used" in thief.press()
+        assert len(_passkeys(stack, person.user_id)) == 1
+        # The owner adds a second one: their passkey first, then the new one.
+        own.open(_setup_url(stack, person.user_id))
+        assert "Your passkey is set up" in own.press()
+    finally:
+        own.close()
+        thief.close()
+    assert len(_passkeys(stack, person.user_id)) == 2
+    told = [
+        c
+        for c in stack.slack.calls("chat.postMessage")
+        if c.args.get("channel") == person.user_id and "A passkey was added" in c.args["text"]
+    ]
+    assert len(told) == 2
