@@ -11,6 +11,7 @@ from app.audit import cli as cli_audit
 from app.config import ConfigError, get_settings
 from app.flows.loader import FlowError
 from app.identity_links import cli as cli_identity
+from app.passkeys import cli as cli_passkey
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -389,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(fn=cmd_health)
     cli_audit.register(sub)
     cli_identity.register(sub)
+    cli_passkey.register(sub)
     demo = sub.add_parser("demo", help="run everything locally with stand-ins for Slack and AWS")
     demo.add_argument("--seconds", type=int, default=20, help="how long the demo grant lasts")
     demo.set_defaults(fn=cmd_demo)

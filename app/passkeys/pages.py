@@ -189,7 +189,8 @@ def _tell_added(rt: Runtime, user_id: str) -> None:
             channel=user_id,
             text=(
                 ":key: A passkey was added to your Latchkey account just now. If that was not "
-                "you, tell your security team: Latchkey admins can remove it."
+                "you, tell your security team: a Latchkey admin removes it with "
+                "`latchkey passkey remove`."
             ),
         )
     except Exception:
