@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from app.db import utcnow
 from app.models import WebLink
+from app.runtime import Runtime
 
 SETUP = "passkey_setup"
 APPROVAL = "passkey_approval"
@@ -57,6 +58,28 @@ def make_link(
     return token
 
 
+def new_link_url(
+    rt: Runtime,
+    *,
+    purpose: str,
+    path: str,
+    user_id: str,
+    request_id: uuid.UUID | None = None,
+    duration_seconds: int | None = None,
+) -> str:
+    """A fresh link's full URL: LATCHKEY_PUBLIC_URL, the page's path, the token."""
+    with rt.db.session() as session:
+        token = make_link(
+            session,
+            purpose=purpose,
+            user_id=user_id,
+            lifetime=timedelta(seconds=rt.settings.link_seconds),
+            request_id=request_id,
+            duration_seconds=duration_seconds,
+        )
+    return f"{rt.settings.public_url}/{path}/{token}"
+
+
 def open_link(session: Session, token: str, purpose: str) -> WebLink:
     """The live link of this token and purpose, or LinkRefused saying why not."""
     link = session.execute(
@@ -64,11 +87,7 @@ def open_link(session: Session, token: str, purpose: str) -> WebLink:
     ).scalar_one_or_none()
     if link is None or link.purpose != purpose:
         raise LinkRefused("This link is not valid. Ask Slack for a new one.")
-    if link.used_at is not None:
-        raise LinkRefused("This link was already used: each link works once.")
-    if link.expires_at <= utcnow():
-        raise LinkRefused("This link has expired. Ask Slack for a new one.")
-    return link
+    return _live(link)
 
 
 def open_login(session: Session, state: str) -> WebLink:
@@ -80,6 +99,10 @@ def open_login(session: Session, state: str) -> WebLink:
         raise LinkRefused(
             "This sign-in was not started from a Latchkey link. Start again from Slack."
         )
+    return _live(link)
+
+
+def _live(link: WebLink) -> WebLink:
     if link.used_at is not None:
         raise LinkRefused("This link was already used: each link works once.")
     if link.expires_at <= utcnow():

@@ -89,6 +89,18 @@ def audit() -> AuditLog:
 
 
 @pytest.fixture
+def cli_settings(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`latchkey …` commands run in this process against this test's database and key."""
+    from app.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", database.url)
+    monkeypatch.setenv("LATCHKEY_AUDIT_KEY", AUDIT_KEY)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def flows_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "flows"
     directory.mkdir()

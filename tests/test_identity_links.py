@@ -69,4 +69,3 @@ def test_the_admin_cli_shows_and_unlinks(
     assert main(["identity", "unlink", USER, "--by", "U0ADMIN"]) == 0
     assert main(["identity", "show", USER]) == 1
     assert main(["identity", "unlink", USER, "--by", "U0ADMIN"]) == 1
-    get_settings.cache_clear()

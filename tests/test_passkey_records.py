@@ -46,29 +46,18 @@ def test_rows_an_insider_writes_or_edits_are_not_passkeys(
     assert _credentials(database, audit) == []
 
 
+@pytest.mark.usefixtures("cli_settings")
 def test_the_admin_cli_lists_and_removes_and_a_restored_row_stays_removed(
-    database: Database,
-    audit: AuditLog,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    database: Database, audit: AuditLog, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app.config import get_settings
-    from tests.factories import AUDIT_KEY
-
-    monkeypatch.setenv("DATABASE_URL", database.url)
-    monkeypatch.setenv("LATCHKEY_AUDIT_KEY", AUDIT_KEY)
-    get_settings.cache_clear()
-    try:
-        _register(database, audit)
-        assert main(["passkey", "list", USER]) == 0
-        assert "Y3JlZC0x  added" in capsys.readouterr().out
-        with database.session() as session:
-            kept = Passkey(**session.execute(select(Passkey)).scalar_one().model_dump())
-        assert main(["passkey", "remove", USER, "--by", "U0ADMIN"]) == 0
-        assert main(["passkey", "list", USER]) == 1
-        with database.session() as session:
-            session.add(kept)  # the insider puts the row back
-        assert _credentials(database, audit) == []
-        assert main(["passkey", "remove", USER, "--by", "U0ADMIN"]) == 1
-    finally:
-        get_settings.cache_clear()
+    _register(database, audit)
+    assert main(["passkey", "list", USER]) == 0
+    assert "Y3JlZC0x  added" in capsys.readouterr().out
+    with database.session() as session:
+        kept = Passkey(**session.execute(select(Passkey)).scalar_one().model_dump())
+    assert main(["passkey", "remove", USER, "--by", "U0ADMIN"]) == 0
+    assert main(["passkey", "list", USER]) == 1
+    with database.session() as session:
+        session.add(kept)  # the insider puts the row back
+    assert _credentials(database, audit) == []
+    assert main(["passkey", "remove", USER, "--by", "U0ADMIN"]) == 1

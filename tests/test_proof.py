@@ -34,9 +34,11 @@ def _submit(db: Database, audit: AuditLog, seconds: int = 3600) -> uuid.UUID:
         ).id
 
 
-def _approve(db: Database, audit: AuditLog, request_id: uuid.UUID, who: str, flow=FLOW) -> None:  # type: ignore[no-untyped-def]
+def _approve(  # type: ignore[no-untyped-def]
+    db: Database, audit: AuditLog, request_id: uuid.UUID, who: str, flow=FLOW, passkey=None
+) -> lifecycle.DecisionOutcome:
     with db.session() as session:
-        lifecycle.decide(
+        return lifecycle.decide(
             session=session,
             audit=audit,
             flow=flow,
@@ -44,6 +46,7 @@ def _approve(db: Database, audit: AuditLog, request_id: uuid.UUID, who: str, flo
             decider_id=who,
             verdict=allow("listed"),
             decision=Decision.APPROVE,
+            passkey=passkey,
         )
 
 
@@ -163,28 +166,9 @@ def test_a_passkey_flow_counts_only_approvals_a_passkey_confirmed(
     _approve(database, audit, request_id, APPROVER)  # decided under the Slack-only flow
     assert "0 of 1" in (_problem(database, audit, request_id, flow=passkey_flow) or "")
     request_id = _submit(database, audit)
-    with database.session() as session:
-        refused = lifecycle.decide(
-            session=session,
-            audit=audit,
-            flow=passkey_flow,
-            request_id=request_id,
-            decider_id=APPROVER,
-            verdict=allow("listed"),
-            decision=Decision.APPROVE,
-        )
+    refused = _approve(database, audit, request_id, APPROVER, flow=passkey_flow)
     assert refused.refusal == lifecycle.requests.PASSKEY_NEEDED
-    with database.session() as session:
-        lifecycle.decide(
-            session=session,
-            audit=audit,
-            flow=passkey_flow,
-            request_id=request_id,
-            decider_id=APPROVER,
-            verdict=allow("listed"),
-            decision=Decision.APPROVE,
-            passkey="Y3JlZGVudGlhbA",
-        )
+    _approve(database, audit, request_id, APPROVER, flow=passkey_flow, passkey="Y3JlZA")
     assert _problem(database, audit, request_id, flow=passkey_flow) is None
 
 

@@ -12,32 +12,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.audit import AuditLog
-from app.config import get_settings
-from app.db import Database
+from app.admin_cli import open_trail, register_person_commands
 from app.identity_links.store import linked, unlink
 
 
-def _open() -> tuple[Database, AuditLog]:
-    settings = get_settings()
-    return Database(settings.database_url), AuditLog(settings.require_audit_key())
-
-
 def cmd_show(args: argparse.Namespace) -> int:
-    db, audit = _open()
+    db, audit = open_trail()
     with db.session() as session:
         row = linked(session, audit, args.user)
         if row is None:
             print(f"{args.user}: not linked")
             return 1
-        print(
-            f"{args.user}: {row.email} (subject {row.subject} at {row.issuer}), since {row.linked_at:%Y-%m-%d %H:%M} UTC"
-        )
+        since = f"{row.linked_at:%Y-%m-%d %H:%M} UTC"
+        print(f"{args.user}: {row.email} (subject {row.subject} at {row.issuer}), since {since}")
     return 0
 
 
 def cmd_unlink(args: argparse.Namespace) -> int:
-    db, audit = _open()
+    db, audit = open_trail()
     with db.session() as session:
         done = unlink(session, audit, args.user, actor=f"cli:{args.by}")
     if not done:
@@ -48,13 +40,10 @@ def cmd_unlink(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    identity = sub.add_parser("identity", help="verified identity links").add_subparsers(
-        dest="identity_command", required=True
+    register_person_commands(
+        sub,
+        "identity",
+        "verified identity links",
+        show=("show", "who a Slack user is linked to", cmd_show),
+        remove=("unlink", "remove a Slack user's identity link (audited)", cmd_unlink),
     )
-    show = identity.add_parser("show", help="who a Slack user is linked to")
-    show.add_argument("user", help="the Slack user id (U…)")
-    show.set_defaults(fn=cmd_show)
-    drop = identity.add_parser("unlink", help="remove a Slack user's identity link (audited)")
-    drop.add_argument("user", help="the Slack user id (U…)")
-    drop.add_argument("--by", required=True, help="who is doing this, for the audit trail")
-    drop.set_defaults(fn=cmd_unlink)

@@ -5,7 +5,6 @@ App Home's line saying whom they are linked to."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -19,14 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def identity_link_url(rt: Runtime, user_id: str) -> str:
-    with rt.db.session() as session:
-        token = weblinks.make_link(
-            session,
-            purpose=weblinks.IDENTITY,
-            user_id=user_id,
-            lifetime=timedelta(seconds=rt.settings.link_seconds),
-        )
-    return f"{rt.settings.public_url}/identity/link/{token}"
+    return weblinks.new_link_url(
+        rt, purpose=weblinks.IDENTITY, path="identity/link", user_id=user_id
+    )
 
 
 def link_button(url: str) -> dict[str, Any]:

@@ -69,3 +69,35 @@ def get_json(
             raise OnCallError(f"{call}: the answer is not a JSON object")
         return answer
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+class ApiClient:
+    """A read-only JSON API client: its service's name, base URL, headers (the key) and
+    timeout; subclasses say how the service words an error and how long a 429 means."""
+
+    service = "the service"
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], timeout: float) -> None:
+        self.base_url = checked_base_url(self.service, base_url)
+        self.timeout = timeout
+        self._headers = dict(headers)
+
+    @staticmethod
+    def api_message(body: bytes) -> str | None:
+        return None
+
+    @staticmethod
+    def wait_after_429(headers: Message) -> float:
+        return 1.0
+
+    def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        return get_json(
+            self.service,
+            self.base_url,
+            path,
+            query,
+            headers=self._headers,
+            timeout=self.timeout,
+            api_message=self.api_message,
+            wait_after_429=self.wait_after_429,
+        )

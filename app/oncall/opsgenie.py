@@ -18,10 +18,9 @@ import json
 import re
 import urllib.parse
 from email.message import Message
-from typing import Any
 
 from app.oncall.errors import OnCallError
-from app.oncall.http import checked_base_url, get_json
+from app.oncall.http import ApiClient
 
 SERVICE = "Opsgenie"
 PAGE = 100  # Opsgenie's largest page
@@ -48,17 +47,23 @@ def _search_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class OpsgenieClient:
+class OpsgenieClient(ApiClient):
     """An API integration's key (GenieKey) view of Opsgenie."""
 
+    service = SERVICE
+    api_message = staticmethod(_api_message)
+    wait_after_429 = staticmethod(_wait_after_429)
+
     def __init__(self, base_url: str, api_key: str, timeout: float = 5.0) -> None:
-        self.base_url = checked_base_url(SERVICE, base_url)
-        self.timeout = timeout
-        self._headers = {
-            "Authorization": f"GenieKey {api_key}",
-            "Accept": "application/json",
-            "User-Agent": "latchkey-oncall",
-        }
+        super().__init__(
+            base_url,
+            {
+                "Authorization": f"GenieKey {api_key}",
+                "Accept": "application/json",
+                "User-Agent": "latchkey-oncall",
+            },
+            timeout,
+        )
 
     def oncall_emails(self, schedule: str) -> list[str]:
         """Emails of the people on call now in the schedule of this name, each once."""
@@ -89,15 +94,3 @@ class OpsgenieClient:
             if not data or not (more or len(data) == PAGE):
                 return count
             offset += len(data)
-
-    def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
-        return get_json(
-            SERVICE,
-            self.base_url,
-            path,
-            query,
-            headers=self._headers,
-            timeout=self.timeout,
-            api_message=_api_message,
-            wait_after_429=_wait_after_429,
-        )

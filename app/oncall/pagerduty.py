@@ -17,7 +17,7 @@ from email.message import Message
 from typing import Any
 
 from app.oncall.errors import OnCallError
-from app.oncall.http import checked_base_url, get_json
+from app.oncall.http import ApiClient
 
 SERVICE = "PagerDuty"
 PAGE = 100  # the largest page PagerDuty gives: fewer calls against 960 a minute
@@ -43,17 +43,23 @@ def _wait_after_429(headers: Message) -> float:
     return min(max(seconds, 0.0), MAX_WAIT) if math.isfinite(seconds) else 1.0
 
 
-class PagerDutyClient:
+class PagerDutyClient(ApiClient):
     """A REST API token's view of PagerDuty (a read-only key is enough)."""
 
+    service = SERVICE
+    api_message = staticmethod(_api_message)
+    wait_after_429 = staticmethod(_wait_after_429)
+
     def __init__(self, base_url: str, token: str, timeout: float = 5.0) -> None:
-        self.base_url = checked_base_url(SERVICE, base_url)
-        self.timeout = timeout
-        self._headers = {
-            "Authorization": f"Token token={token}",
-            "Accept": "application/vnd.pagerduty+json;version=2",
-            "User-Agent": "latchkey-oncall",
-        }
+        super().__init__(
+            base_url,
+            {
+                "Authorization": f"Token token={token}",
+                "Accept": "application/vnd.pagerduty+json;version=2",
+                "User-Agent": "latchkey-oncall",
+            },
+            timeout,
+        )
 
     def oncall_emails(
         self,
@@ -111,15 +117,3 @@ class PagerDutyClient:
             if not body.get("more") or not items:
                 return
             offset += len(items)
-
-    def _get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
-        return get_json(
-            SERVICE,
-            self.base_url,
-            path,
-            query,
-            headers=self._headers,
-            timeout=self.timeout,
-            api_message=_api_message,
-            wait_after_429=_wait_after_429,
-        )

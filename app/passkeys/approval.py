@@ -12,6 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from app import lifecycle
 from app import weblinks as links
@@ -25,23 +26,21 @@ from app.slack.blocks.text import escape
 log = logging.getLogger(__name__)
 
 
-PATHS = {links.SETUP: "setup", links.APPROVAL: "approve", links.BREAK_GLASS: "break-glass"}
+def _link_url(rt: Runtime, purpose: str, user_id: str, **about: Any) -> str:
+    path = {links.SETUP: "setup", links.APPROVAL: "approve", links.BREAK_GLASS: "break-glass"}
+    return links.new_link_url(
+        rt, purpose=purpose, path=f"passkey/{path[purpose]}", user_id=user_id, **about
+    )
 
 
-def page_url(rt: Runtime, purpose: str, token: str) -> str:
-    return f"{rt.settings.public_url}/passkey/{PATHS[purpose]}/{token}"
+def _has_passkey(rt: Runtime, user_id: str) -> bool:
+    with rt.db.session() as session:
+        return bool(passkeys_of(session, rt.audit, user_id))
 
 
 def setup_link(rt: Runtime, user_id: str) -> str:
     """A fresh single-use link to set up a passkey (App Home's button, or a first approval)."""
-    with rt.db.session() as session:
-        token = links.make_link(
-            session,
-            purpose=links.SETUP,
-            user_id=user_id,
-            lifetime=timedelta(seconds=rt.settings.link_seconds),
-        )
-    return page_url(rt, links.SETUP, token)
+    return _link_url(rt, links.SETUP, user_id)
 
 
 def offer_confirmation(
@@ -50,47 +49,32 @@ def offer_confirmation(
     """What an allowed approver is told instead of a decision: their link, or how to set up
     a passkey first. Nothing is approved until the page's assertion verifies."""
     minutes = max(1, round(rt.settings.link_seconds / 60))
-    with rt.db.session() as session:
-        have = passkeys_of(session, rt.audit, approver_id)
-        if have:
-            token = links.make_link(
-                session,
-                purpose=links.APPROVAL,
-                user_id=approver_id,
-                request_id=request.id,
-                lifetime=timedelta(seconds=rt.settings.link_seconds),
-                duration_seconds=int(duration.total_seconds()) if duration else None,
-            )
     what = f"<@{request.requester_id}>'s request for *{escape(request.target)}*"
-    if not have:
+    if not _has_passkey(rt, approver_id):
         return (
             f":key: Approving {what} needs a passkey, and you have none set up yet. "
             f"<{setup_link(rt, approver_id)}|Set up a passkey> (link for you only, "
             f"{minutes} min), then click Approve again."
         )
+    url = _link_url(
+        rt,
+        links.APPROVAL,
+        approver_id,
+        request_id=request.id,
+        duration_seconds=int(duration.total_seconds()) if duration else None,
+    )
     return (
-        f":key: Approving {what} needs your passkey. <{page_url(rt, links.APPROVAL, token)}|"
-        f"Confirm the approval> — the link works once, only for you, for {minutes} min. "
-        "Nothing is approved until you confirm."
+        f":key: Approving {what} needs your passkey. <{url}|Confirm the approval> — the link "
+        f"works once, only for you, for {minutes} min. Nothing is approved until you confirm."
     )
 
 
 def break_glass_link(rt: Runtime, request_id: uuid.UUID, requester_id: str) -> tuple[str, bool]:
     """Where the requester confirms a break-glass activation with their passkey, and
     whether they have one (else the URL sets one up first)."""
-    with rt.db.session() as session:
-        have = bool(passkeys_of(session, rt.audit, requester_id))
-        if have:
-            token = links.make_link(
-                session,
-                purpose=links.BREAK_GLASS,
-                user_id=requester_id,
-                request_id=request_id,
-                lifetime=timedelta(seconds=rt.settings.link_seconds),
-            )
-    if not have:
+    if not _has_passkey(rt, requester_id):
         return setup_link(rt, requester_id), False
-    return page_url(rt, links.BREAK_GLASS, token), True
+    return _link_url(rt, links.BREAK_GLASS, requester_id, request_id=request_id), True
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
+    PublicKeyCredentialRequestOptions,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
@@ -70,15 +71,7 @@ def step_up_options(rp: RelyingParty, link: WebLink, have: list[Passkey]) -> str
     so the page knows to ask for it first."""
     challenge = secrets.token_bytes(32)
     link.challenge = STEP_UP + bytes_to_base64url(challenge)
-    options = generate_authentication_options(
-        rp_id=rp.id,
-        challenge=challenge,
-        timeout=TIMEOUT_MS,
-        allow_credentials=[
-            PublicKeyCredentialDescriptor(id=base64url_to_bytes(p.credential_id)) for p in have
-        ],
-        user_verification=UserVerificationRequirement.REQUIRED,
-    )
+    options = _assertion_options(rp, challenge, have)
     return json.dumps({**json.loads(options_to_json(options)), "mode": "step-up"})
 
 
@@ -148,15 +141,7 @@ def approval_options(rp: RelyingParty, link: WebLink, passkeys: list[Passkey]) -
     assert link.request_id is not None
     challenge = approval_challenge(link.request_id)
     link.challenge = bytes_to_base64url(challenge)
-    options = generate_authentication_options(
-        rp_id=rp.id,
-        challenge=challenge,
-        timeout=TIMEOUT_MS,
-        allow_credentials=[
-            PublicKeyCredentialDescriptor(id=base64url_to_bytes(p.credential_id)) for p in passkeys
-        ],
-        user_verification=UserVerificationRequirement.REQUIRED,
-    )
+    options = _assertion_options(rp, challenge, passkeys)
     return options_to_json(options)
 
 
@@ -196,6 +181,21 @@ def _assert(rp: RelyingParty, challenge: bytes, passkeys: list[Passkey], body: b
         raise CeremonyFailed(f"The passkey's answer does not verify: {exc}") from None
     used.sign_count = verified.new_sign_count
     return used
+
+
+def _assertion_options(
+    rp: RelyingParty, challenge: bytes, passkeys: list[Passkey]
+) -> PublicKeyCredentialRequestOptions:
+    """Options for navigator.credentials.get(): only these passkeys, user verified."""
+    return generate_authentication_options(
+        rp_id=rp.id,
+        challenge=challenge,
+        timeout=TIMEOUT_MS,
+        allow_credentials=[
+            PublicKeyCredentialDescriptor(id=base64url_to_bytes(p.credential_id)) for p in passkeys
+        ],
+        user_verification=UserVerificationRequirement.REQUIRED,
+    )
 
 
 def _credential(body: bytes) -> dict[str, Any]:

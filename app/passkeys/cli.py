@@ -11,19 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.audit import AuditLog
-from app.config import get_settings
-from app.db import Database
+from app.admin_cli import open_trail, register_person_commands
 from app.passkeys.credentials import passkeys_of, remove_all
 
 
-def _open() -> tuple[Database, AuditLog]:
-    settings = get_settings()
-    return Database(settings.database_url), AuditLog(settings.require_audit_key())
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    db, audit = _open()
+    db, audit = open_trail()
     with db.session() as session:
         found = passkeys_of(session, audit, args.user)
         for passkey in found:
@@ -39,7 +32,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    db, audit = _open()
+    db, audit = open_trail()
     with db.session() as session:
         gone = remove_all(session, audit, args.user, actor=f"cli:{args.by}")
     if not gone:
@@ -50,13 +43,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    passkey = sub.add_parser("passkey", help="people's passkeys").add_subparsers(
-        dest="passkey_command", required=True
+    register_person_commands(
+        sub,
+        "passkey",
+        "people's passkeys",
+        show=("list", "a Slack user's passkeys", cmd_list),
+        remove=("remove", "remove all of a Slack user's passkeys (audited)", cmd_remove),
     )
-    listing = passkey.add_parser("list", help="a Slack user's passkeys")
-    listing.add_argument("user", help="the Slack user id (U…)")
-    listing.set_defaults(fn=cmd_list)
-    remove = passkey.add_parser("remove", help="remove all of a Slack user's passkeys (audited)")
-    remove.add_argument("user", help="the Slack user id (U…)")
-    remove.add_argument("--by", required=True, help="who is doing this, for the audit trail")
-    remove.set_defaults(fn=cmd_remove)

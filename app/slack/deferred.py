@@ -82,6 +82,20 @@ def _resumed(session: Any, request_id: uuid.UUID, seq: int) -> bool:
     )
 
 
+def _record_resumed(
+    rt: Runtime,
+    session: Any,
+    request: AccessRequest,
+    seq: int,
+    approver_id: str,
+    refusal: str | None,
+    **more: str,
+) -> None:
+    """The click `seq` is finished (decided, refused, or sent on to a passkey page)."""
+    details = {"deferred_seq": seq, "approver": approver_id, "refusal": refusal, **more}
+    lifecycle.record(session, rt.audit, request, RESUMED, "latchkey", details)
+
+
 def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> str | None:
     """Decide a click stored by `store_decision`, from its keyed audit event.
 
@@ -136,14 +150,7 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
                 duration=duration,
             )
         refusal = verdict.reason if outcome is None else outcome.refusal
-        lifecycle.record(
-            session,
-            rt.audit,
-            request,
-            RESUMED,
-            "latchkey",
-            {"deferred_seq": seq, "approver": approver_id, "refusal": refusal},
-        )
+        _record_resumed(rt, session, request, seq, approver_id, refusal)
         what = f"<@{request.requester_id}>'s request for *{escape(request.target)}*"
     text: str | None
     if outcome is not None and refusal is None:
@@ -194,14 +201,7 @@ def _offer_passkey(
         request = lifecycle.lock_request(session, request_id)
         if request is None or _resumed(session, request_id, seq):
             return None
-        lifecycle.record(
-            session,
-            rt.audit,
-            request,
-            RESUMED,
-            "latchkey",
-            {"deferred_seq": seq, "approver": approver_id, "refusal": None, "passkey": "asked"},
-        )
+        _record_resumed(rt, session, request, seq, approver_id, None, passkey="asked")
     tell_clicker(rt, approver_id, seq, text)
     return text
 

@@ -21,6 +21,15 @@ class Person:
     email: str
 
 
+# The request form's "Break glass" checkbox, ticked, as Slack sends its state.
+BREAK_GLASS_TICKED = {
+    "type": "checkboxes",
+    "selected_options": [
+        {"value": "break_glass", "text": {"type": "plain_text", "text": "Break glass"}}
+    ],
+}
+
+
 def connect(stack: LocalStack) -> LocalStack:
     """Let the driver's clicks and commands carry response_urls served by the stack's Slack
     stand-in, so what the app replies there is recorded like any other call."""

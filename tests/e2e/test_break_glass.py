@@ -8,17 +8,19 @@ from sqlalchemy import select
 
 from app.models import AuditEvent
 from app.slack import ids
-from app.testing.scenes import card_update, dm_to, group_members, new_person, open_request_modal
+from app.testing.scenes import (
+    BREAK_GLASS_TICKED,
+    card_update,
+    dm_to,
+    group_members,
+    new_person,
+    open_request_modal,
+)
 from app.testing.slack_driver import plain_text_value, static_select_value
 from app.testing.stack import LocalStack
 from tests.factories import APPROVER, GROUP_NAME, OUTSIDER
 
-CHECKED = {
-    "type": "checkboxes",
-    "selected_options": [
-        {"value": "break_glass", "text": {"type": "plain_text", "text": "Break glass"}}
-    ],
-}
+CHECKED = BREAK_GLASS_TICKED
 
 
 def _values(flow: str, reason: str) -> dict:

@@ -22,6 +22,7 @@ from app.models import AccessRequest, AuditEvent, RequestStatus, WebLink
 from app.slack import ids
 from app.testing.browser import Browser
 from app.testing.scenes import (
+    BREAK_GLASS_TICKED,
     Person,
     card_update,
     click,
@@ -251,14 +252,6 @@ def _break_glass(stack: LocalStack, person: Person) -> dict:
     answer = stack.driver.view_submission(person.user_id, pushed["view"], {}).json()
     assert answer["response_action"] == "update"
     return answer["view"]
-
-
-BREAK_GLASS_TICKED = {
-    "type": "checkboxes",
-    "selected_options": [
-        {"value": "break_glass", "text": {"type": "plain_text", "text": "Break glass"}}
-    ],
-}
 
 
 def test_break_glass_needing_the_requesters_passkey_grants_only_once_it_confirms(
