@@ -13,7 +13,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
 from app.db import utcnow
@@ -24,6 +24,8 @@ SETUP = "passkey_setup"
 APPROVAL = "passkey_approval"
 BREAK_GLASS = "passkey_break_glass"
 IDENTITY = "identity_link"
+# How long a dead link's row is kept (for someone asking why their link failed).
+KEEP_EXPIRED = timedelta(days=1)
 
 
 class LinkRefused(Exception):
@@ -43,7 +45,9 @@ def make_link(
     request_id: uuid.UUID | None = None,
     duration_seconds: int | None = None,
 ) -> str:
-    """A new link's token (the URL's last part); the row is added to the caller's session."""
+    """A new link's token (the URL's last part); the row is added to the caller's session.
+    Links that expired a day ago are cleared on the way: nothing reads them any more."""
+    session.execute(delete(WebLink).where(WebLink.expires_at < utcnow() - KEEP_EXPIRED))  # type: ignore[arg-type]
     token = secrets.token_urlsafe(32)
     session.add(
         WebLink(
