@@ -79,11 +79,9 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         principal=_principal(rt, session, loaded, request, grant_of(session, request_id)),
         principal_verified=bool(loaded) and loaded.flow.identity.verified,
         steps=steps,
-        passkey_approvers=frozenset(
-            e.actor
-            for e in events_of(session, request_id, ("approval_recorded", "approved"))
-            if e.details.get("passkey") and rt.audit.authentic(e)
-        ),
+        passkey_approvers=_passkey_approvers(rt, session, request_id)
+        if loaded and loaded.flow.approval_assurance == "passkey"
+        else frozenset(),
         escalations=tuple(escalation_line(e) for e in steps),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
@@ -94,6 +92,16 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         )
         if loaded
         else "",
+    )
+
+
+def _passkey_approvers(rt: Runtime, session: Session, request_id: uuid.UUID) -> frozenset[str]:
+    """Who approved with a passkey, from the keyed approval events (read only for flows
+    that ask for passkeys: every other card skips the query)."""
+    return frozenset(
+        e.actor
+        for e in events_of(session, request_id, ("approval_recorded", "approved"))
+        if e.details.get("passkey") and rt.audit.authentic(e)
     )
 
 

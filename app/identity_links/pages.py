@@ -11,7 +11,6 @@ to their own Slack user."""
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 import secrets
@@ -147,4 +146,5 @@ def _audit_refusal(rt: Runtime, user_id: str, why: str) -> None:
             subject=user_id,
             details={"reason": why[:500]},
         )
-    log.info("identity link refused for %s: %s", user_id, html.escape(why[:200]))
+    # The provider's words are not ours: no line breaks into the log (DESIGN.md 9).
+    log.info("identity link refused for %s: %s", user_id, " ".join(why[:200].split()))
