@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -85,6 +86,7 @@ class LocalStack:
         # The processes reach moto through this proxy, so a test can make AWS refuse calls.
         self.aws_faults = AwsFaultProxy("http://placeholder")
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._launched_at: dict[str, int] = {}
         # Clicks and commands carry response_urls served (and recorded) by the Slack stand-in.
         self.driver = SlackDriver(
             f"http://127.0.0.1:{self.port}/slack/events",
@@ -242,6 +244,9 @@ class LocalStack:
         self._wait_ready(name)
 
     def _launch(self, name: str) -> None:
+        # Readiness is read from what this run logs: a restarted process's log already
+        # holds the "ready." of the run before (a restart then looked ready at once).
+        self._launched_at[name] = len(self.log(name))
         log = (self.workdir / f"{name}.log").open("ab")
         self._processes[name] = subprocess.Popen(
             self._command(name),
@@ -259,9 +264,14 @@ class LocalStack:
             wait_until(self._healthy, 90, "the web process to answer /healthz")
         elif name.startswith("worker"):
             wait_until(
-                lambda: "ready." in self.log(name) or self._died(name), 60, f"{name} to be ready"
+                lambda: self._pools_ready(name) or self._died(name), 60, f"{name} to be ready"
             )
         self._raise_if_died(name)
+
+    def _pools_ready(self, name: str) -> bool:
+        """Both pools `latchkey worker` runs (app/worker/pools.py) said ready since launch."""
+        said = self.log(name, {name: self._launched_at.get(name, 0)})
+        return set(re.findall(r"-(access|messages)@\S+ ready\.", said)) == {"access", "messages"}
 
     def _died(self, name: str) -> bool:
         return self._processes[name].poll() is not None
