@@ -18,6 +18,7 @@ from app.flows.loader import LoadedFlow
 from app.flows.policy import AutoDecision, auto_decide
 from app.flows.schema import Flow, Target
 from app.granting import alert_unproven, native_end
+from app.held_before import held_before
 from app.lifecycle import EndCause
 from app.metrics import process as metrics
 from app.models import AccessRequest, Grant, RequestStatus
@@ -57,6 +58,7 @@ def revoke_access(
             return False
         session.refresh(grant)
         covering = queries.covering_grants(session, grant, utcnow())
+        kept = held_before(session, rt.audit, request_id)
         loaded = rt.flows.get(request.flow)
         target = loaded.flow.target(request.target) if loaded else None
 
@@ -65,6 +67,9 @@ def revoke_access(
             "provider_untouched": True,
             "still_covered_by": [str(g.request_id) for g in covering],
         }
+    elif kept:
+        # A member before the grant (the keyed `granted` event says): left a member.
+        details = {"provider_untouched": True, "member_before_grant": True}
     else:
         if target is None:
             error = f"flow {request.flow!r} or target {request.target!r} no longer exists"
@@ -133,6 +138,12 @@ def reapply(rt: Runtime, grant: Grant, *, why: str) -> bool:
             lifecycle.record(
                 session, rt.audit, request, "reapply_refused", "latchkey", {"reason": unbound}
             )
+        # A membership someone held before the grant was never Latchkey's to put back: were
+        # it added now, the end would leave it (held_before) for ever.
+        kept = unbound is None and held_before(session, rt.audit, grant.request_id)
+    if kept:
+        log.info("not re-applying request=%s: a membership held before its grant", grant.request_id)
+        return False
     if unbound is not None:
         log.error("refused to re-apply request=%s: %s", grant.request_id, unbound)
         alert_unproven(rt, grant.request_id, f"was not re-applied: {unbound}")

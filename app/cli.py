@@ -140,6 +140,7 @@ def _check_online(registry) -> int:  # type: ignore[no-untyped-def]
         custom=registry.providers,
         gcp_endpoint=settings.gcp_endpoint,
         gcp_grpc_endpoint=settings.gcp_grpc_endpoint,
+        settings=settings,
     )
     failed = 0
     for result in verify_targets(registry, providers):

@@ -89,6 +89,26 @@ class Settings(BaseSettings):
     pagerduty_url: str = Field(default="https://api.pagerduty.com", alias="LATCHKEY_PAGERDUTY_URL")
     opsgenie_api_key: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_OPSGENIE_API_KEY")
     opsgenie_url: str = Field(default="https://api.opsgenie.com", alias="LATCHKEY_OPSGENIE_URL")
+    # Identity-provider groups (app/providers/idp). Google: Application Default Credentials
+    # with the Groups scope; the endpoint is for tests and demos (anonymous credentials).
+    google_groups_endpoint: str | None = Field(
+        default=None, alias="LATCHKEY_GOOGLE_GROUPS_ENDPOINT"
+    )
+    # Microsoft Entra ID: an app registration's client credentials in one tenant.
+    entra_tenant_id: str = Field(default="", alias="LATCHKEY_ENTRA_TENANT_ID")
+    entra_client_id: str = Field(default="", alias="LATCHKEY_ENTRA_CLIENT_ID")
+    entra_client_secret: SecretStr = Field(
+        default=SecretStr(""), alias="LATCHKEY_ENTRA_CLIENT_SECRET"
+    )
+    entra_authority_url: str = Field(
+        default="https://login.microsoftonline.com", alias="LATCHKEY_ENTRA_AUTHORITY_URL"
+    )
+    entra_graph_url: str = Field(
+        default="https://graph.microsoft.com", alias="LATCHKEY_ENTRA_GRAPH_URL"
+    )
+    # Okta: the org's URL (https://acme.okta.com) and an API token of a limited admin.
+    okta_url: str = Field(default="", alias="LATCHKEY_OKTA_URL")
+    okta_api_token: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_OKTA_API_TOKEN")
     # How long an answer about who is on call (or an open incident) is reused: a burst of
     # clicks asks once; a handover shows within this time.
     oncall_cache_seconds: float = Field(default=30.0, alias="LATCHKEY_ONCALL_CACHE_SECONDS", ge=0)
@@ -120,7 +140,13 @@ class Settings(BaseSettings):
     )
     worker_metrics_host: str = Field(default="0.0.0.0", alias="LATCHKEY_WORKER_METRICS_HOST")
 
-    @field_validator("audit_webhook_url", "gcp_endpoint", "gcp_grpc_endpoint", mode="before")
+    @field_validator(
+        "audit_webhook_url",
+        "gcp_endpoint",
+        "gcp_grpc_endpoint",
+        "google_groups_endpoint",
+        mode="before",
+    )
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -240,6 +266,22 @@ class Settings(BaseSettings):
             )
             if not value
         ]
+        return f"{', '.join(missing)} not set" if missing else None
+
+    def provider_problem(self, provider: str) -> str | None:
+        """What the identity-provider group targets of `provider` lack here, or None."""
+        needed = {
+            "entra_group": (
+                ("LATCHKEY_ENTRA_TENANT_ID", self.entra_tenant_id),
+                ("LATCHKEY_ENTRA_CLIENT_ID", self.entra_client_id),
+                ("LATCHKEY_ENTRA_CLIENT_SECRET", self.entra_client_secret.get_secret_value()),
+            ),
+            "okta_group": (
+                ("LATCHKEY_OKTA_URL", self.okta_url),
+                ("LATCHKEY_OKTA_API_TOKEN", self.okta_api_token.get_secret_value()),
+            ),
+        }.get(provider, ())
+        missing = [name for name, value in needed if not value]
         return f"{', '.join(missing)} not set" if missing else None
 
     @property

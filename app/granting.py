@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from app import held_before as held
 from app import lifecycle, proof, queries
 from app.accounts import withdrawal_reason
 from app.audit import AuditLog
@@ -127,6 +128,15 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
 
     with rt.db.session() as session:
         lock_holding(session, f"{provider}|{resource}|{principal}")
+        details = held.settle(
+            session,
+            rt.audit,
+            provider=provider,
+            resource=resource,
+            principal=principal,
+            details=details,
+            now=now,
+        )
         grant = lifecycle.activate(
             session=session,
             audit=rt.audit,
@@ -142,7 +152,9 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
     if grant is None:
         # Someone else moved the request while we were at the provider (the lease ran
         # out and a second caller failed it, say): what we applied must not outlive that.
-        take_back(rt, request_id, provider=provider, resource=resource, spec=spec)
+        # A membership that was there before is not ours to take.
+        if details.get(held.KEY) is not True:
+            take_back(rt, request_id, provider=provider, resource=resource, spec=spec)
         return False
     rt.tasks.revoke_at(request_id, grant.expires_at)
     rt.tasks.notify(request_id, "granted")

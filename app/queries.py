@@ -68,23 +68,31 @@ def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant
 
     Ending one grant must not take away access another still covers.
     """
-    rows = (
-        session.execute(
-            select(Grant)
-            .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-            .where(
-                Grant.id != grant.id,  # type: ignore[arg-type]
-                Grant.provider == grant.provider,  # type: ignore[arg-type]
-                Grant.resource == (grant.resource or grant.target),  # type: ignore[arg-type]
-                Grant.principal == grant.principal,  # type: ignore[arg-type]
-                AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
-                Grant.expires_at > now,  # type: ignore[arg-type]
-            )
+    return [
+        g
+        for g in live_grants(
+            session, grant.provider, grant.resource or grant.target, grant.principal, now
         )
-        .scalars()
-        .all()
+        if g.id != grant.id
+    ]
+
+
+def live_grants(
+    session: Session, provider: str, resource: str, principal: str, now: datetime
+) -> list[Grant]:
+    """The live grants of one access: this principal, this resource at this provider."""
+    rows = session.execute(
+        select(Grant)
+        .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
+        .where(
+            Grant.provider == provider,  # type: ignore[arg-type]
+            Grant.resource == resource,  # type: ignore[arg-type]
+            Grant.principal == principal,  # type: ignore[arg-type]
+            AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
+            Grant.expires_at > now,  # type: ignore[arg-type]
+        )
     )
-    return list(rows)
+    return list(rows.scalars().all())
 
 
 def latest_live_end(

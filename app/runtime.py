@@ -118,5 +118,6 @@ def build_runtime(
             custom=probe.flows.providers,
             gcp_endpoint=settings.gcp_endpoint,
             gcp_grpc_endpoint=settings.gcp_grpc_endpoint,
+            settings=settings,
         ),
     )

@@ -7,12 +7,19 @@ from pathlib import Path
 
 from app.config import Settings
 from app.flows.loader import FlowRegistry
+from app.flows.targets import provider_of
 
 
 def settings_problems(registry: FlowRegistry, settings: Settings) -> list[tuple[Path, str]]:
     """(flow file, problem) for each flow the settings cannot serve."""
     problems: list[tuple[Path, str]] = []
     for loaded in registry:
+        for provider in sorted({provider_of(t) for t in loaded.flow.targets}):
+            missing = settings.provider_problem(provider)
+            if missing:
+                problems.append(
+                    (loaded.path, f"{loaded.flow.name}: its {provider} targets need {missing}")
+                )
         if loaded.flow.identity.verified and settings.oidc_problem:
             problems.append(
                 (

@@ -34,8 +34,11 @@ from app.flows.targets import (  # noqa: F401
     AwsRoleTarget,
     AwsSsoPermissionSetTarget,
     CustomTarget,
+    EntraGroupTarget,
     GcpImpersonationTarget,
     GcpRoleBindingTarget,
+    GoogleGroupTarget,
+    OktaGroupTarget,
     Target,
     provider_of,
 )

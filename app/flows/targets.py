@@ -31,6 +31,12 @@ _GCP_ROLE = re.compile(
 )
 _GCP_SERVICE_ACCOUNT = re.compile(r"[a-z][a-z0-9-]{4,29}@[a-z0-9.-]+\.gserviceaccount\.com")
 _PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]{1,62}")
+_GROUP_EMAIL = re.compile(r"[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+")
+# Entra object ids are GUIDs; Okta group ids are 20 characters starting 00g.
+_ENTRA_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_OKTA_GROUP_ID = re.compile(r"00g[A-Za-z0-9]{17}")
 SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 
 
@@ -200,6 +206,70 @@ class GcpImpersonationTarget(Routed):
         return f"serviceAccounts/{self.service_account}"
 
 
+class GoogleGroupTarget(Routed):
+    """Membership of a Google Workspace / Cloud Identity group, created with Google's own
+    expiry (`expiryDetail`) at the grant's end: it ends even when Latchkey is down. Someone
+    already a member is left as they are (reported, never shortened or removed)."""
+
+    provider: Literal["google_group"] = "google_group"
+    name: str
+    group_email: str
+    description: str = ""
+
+    @field_validator("group_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return _matching(value, _GROUP_EMAIL, "a group's email address (eng-admins@example.com)")
+
+    @property
+    def resource(self) -> str:
+        return f"groups/{self.group_email.lower()}"
+
+
+class EntraGroupTarget(Routed):
+    """Membership of a Microsoft Entra ID group through Microsoft Graph. `mode="pim"`: an
+    active assignment through Privileged Identity Management for Groups, which Entra ends
+    itself at the grant's end; `mode="membership"`: a plain member (`members/$ref`), ended
+    by Latchkey's revoke and sweep. Someone already a member is left as they are."""
+
+    provider: Literal["entra_group"] = "entra_group"
+    name: str
+    group_id: str
+    mode: Literal["pim", "membership"]
+    description: str = ""
+
+    @field_validator("group_id")
+    @classmethod
+    def _guid(cls, value: str) -> str:
+        return _matching(value, _ENTRA_ID, "an Entra group's object id (a GUID)").lower()
+
+    @property
+    def resource(self) -> str:
+        return f"entra/{self.group_id}"
+
+
+class OktaGroupTarget(Routed):
+    """Membership of an Okta group (OKTA_GROUP) through Okta's Groups API, ended by
+    Latchkey's revoke, sweep and reconciliation (Okta has no membership expiry). Someone
+    already a member is left as they are."""
+
+    provider: Literal["okta_group"] = "okta_group"
+    name: str
+    group_id: str
+    description: str = ""
+
+    @field_validator("group_id")
+    @classmethod
+    def _okta_id(cls, value: str) -> str:
+        return _matching(
+            value, _OKTA_GROUP_ID, "an Okta group id (00g followed by 17 letters/digits)"
+        )
+
+    @property
+    def resource(self) -> str:
+        return f"okta/{self.group_id}"
+
+
 class CustomTarget(Routed):
     """Access granted by a provider class in the flows folder, registered under `using`."""
 
@@ -226,10 +296,22 @@ Target = Annotated[
     | AwsRoleTarget
     | GcpRoleBindingTarget
     | GcpImpersonationTarget
+    | GoogleGroupTarget
+    | EntraGroupTarget
+    | OktaGroupTarget
     | CustomTarget,
     Field(discriminator="provider"),
 ]
-BUILTIN_PROVIDERS = ("aws_iam_group", "aws_sso", "aws_role", "gcp_role", "gcp_impersonation")
+BUILTIN_PROVIDERS = (
+    "aws_iam_group",
+    "aws_sso",
+    "aws_role",
+    "gcp_role",
+    "gcp_impersonation",
+    "google_group",
+    "entra_group",
+    "okta_group",
+)
 
 
 def provider_of(target: Any) -> str:

@@ -40,10 +40,26 @@ def gcp_member_problem(principal: str) -> str | None:
     return None
 
 
+def email_problem(principal: str) -> str | None:
+    if _EMAIL.fullmatch(principal):
+        return None
+    return f"{principal!r} is not an email address, which the identity provider's group needs"
+
+
+def okta_login_problem(principal: str) -> str | None:
+    # Okta logins are emails by default but may be any unique name (no spaces, ≤ 100).
+    if 0 < len(principal) <= 100 and not any(c.isspace() for c in principal):
+        return None
+    return "an Okta login is 1-100 characters without spaces (an email by default)"
+
+
 BUILTIN: dict[str, Callable[[str], str | None]] = {
     "aws_iam_group": iam_user_problem,
     "aws_role": iam_user_problem,
     "aws_sso": identity_center_user_problem,
     "gcp_role": gcp_member_problem,
     "gcp_impersonation": gcp_member_problem,
+    "google_group": email_problem,
+    "entra_group": email_problem,
+    "okta_group": okta_login_problem,
 }

@@ -41,6 +41,15 @@ def load_aws_models(providers: set[str]) -> None:
         boto3.session.Session(botocore_session=shared_botocore_session()).client(service)
 
 
+def _needs(settings: Any, provider: str) -> None:
+    """Fail with the settings' names (processes refuse such flows at start already)."""
+    from app.providers.base import ProviderError
+
+    problem = "no settings" if settings is None else settings.provider_problem(provider)
+    if problem:
+        raise ProviderError(f"{provider}: {problem}", transient=False)
+
+
 class ProviderRegistry:
     """Providers by name, each built on first use (so the web never builds cloud clients)."""
 
@@ -75,6 +84,7 @@ def default_providers(
     gcp_endpoint: str | None = None,
     gcp_grpc_endpoint: str | None = None,
     boto3_session_factory: Callable[[], Any] | None = None,
+    settings: Any = None,
 ) -> ProviderRegistry:
     """Every built-in provider plus the flows folder's custom ones."""
 
@@ -130,12 +140,39 @@ def default_providers(
 
         return GcpImpersonationProvider(gcp_clients().iam)
 
+    def google_group() -> Provider:
+        from app.providers.idp.google_groups import GoogleGroupProvider, build_groups_service
+
+        endpoint = settings.google_groups_endpoint if settings is not None else None
+        return GoogleGroupProvider(build_groups_service(endpoint))
+
+    def entra_group() -> Provider:
+        from app.providers.idp.entra import EntraGroupProvider
+
+        _needs(settings, "entra_group")
+        return EntraGroupProvider(
+            tenant_id=settings.entra_tenant_id,
+            client_id=settings.entra_client_id,
+            client_secret=settings.entra_client_secret.get_secret_value(),
+            authority_url=settings.entra_authority_url,
+            graph_url=settings.entra_graph_url,
+        )
+
+    def okta_group() -> Provider:
+        from app.providers.idp.okta import OktaGroupProvider
+
+        _needs(settings, "okta_group")
+        return OktaGroupProvider(settings.okta_url, settings.okta_api_token.get_secret_value())
+
     factories: dict[str, Callable[[], Provider]] = {
         "aws_iam_group": aws_iam_group,
         "aws_sso": aws_sso,
         "aws_role": aws_role,
         "gcp_role": gcp_role,
         "gcp_impersonation": gcp_impersonation,
+        "google_group": google_group,
+        "entra_group": entra_group,
+        "okta_group": okta_group,
     }
     for name, cls in (custom or {}).items():
         factories[name] = lambda c=cls: Guarded(c)

@@ -32,6 +32,11 @@ _BEFORE_FORK = (
     "app.providers.aws_iam",
     "app.providers.aws_role",
     "app.providers.aws_sso",
+    # Identity-provider groups: requests, msal and Google's discovery client (no gRPC).
+    "app.providers.idp.okta",
+    "app.providers.idp.entra",
+    "msal",
+    "googleapiclient.discovery",
     "app.slack.home",
 )
 

@@ -1,0 +1,55 @@
+"""Access someone held before Latchkey granted it: reported at the grant, left at the end.
+
+An identity-provider group (Google, Entra ID, Okta) may already count the requester as a
+member, by hand or through another tool. Latchkey then grants nothing there, and must not
+take that membership away when its grant ends. The provider says so in its answer to the
+grant (`already_member`), which the keyed `granted` event keeps; the end reads it from that
+event, never from the grant row: a database edit cannot turn a membership Latchkey made
+into one that outlives its grant (an event that does not verify counts as Latchkey's).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from app.audit import AuditLog
+from app.queries import events_of, live_grants
+
+KEY = "already_member"
+
+
+def held_before(session: Session, audit: AuditLog, request_id: uuid.UUID) -> bool:
+    """Did the keyed `granted` event of this request find the access already there?"""
+    return any(
+        e.details.get(KEY) is True and audit.authentic(e)
+        for e in events_of(session, request_id, ("granted",))
+    )
+
+
+def settle(
+    session: Session,
+    audit: AuditLog,
+    *,
+    provider: str,
+    resource: str,
+    principal: str,
+    details: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """The provider's answer to a grant, its `already_member` kept only when no live grant
+    of Latchkey's made that membership: a second, overlapping request of someone Latchkey
+    added is Latchkey's too, and is taken away when the last of them ends."""
+    if details.get(KEY) is not True:
+        return details
+    ours = [
+        g
+        for g in live_grants(session, provider, resource, principal, now)
+        if not held_before(session, audit, g.request_id)
+    ]
+    if not ours:
+        return details
+    return {**details, KEY: False, "member_through": [str(g.request_id) for g in ours]}
