@@ -69,7 +69,10 @@ def _not_found(ident: str) -> _Refusal:
 
 
 def _stamp(moment: datetime | None) -> str | None:
-    return moment and moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if moment is None:
+        return None
+    spec = "microseconds" if moment.microsecond else "seconds"  # what was sent comes back
+    return moment.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def _moment(value: Any, what: str) -> datetime:
@@ -108,10 +111,7 @@ def _certificates(folder: Path) -> tuple[Path, Path, Path]:
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))  # fmt: skip
-    pem, files = (
-        serialization.Encoding.PEM,
-        (folder / "ca.pem", folder / "cert.pem", folder / "key.pem"),
-    )
+    pem, files = serialization.Encoding.PEM, (folder / "ca.pem", folder / "c.pem", folder / "k.pem")
     files[0].write_bytes(ca.public_bytes(pem))
     files[1].write_bytes(leaf.public_bytes(pem))
     files[2].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
@@ -197,10 +197,8 @@ class GraphStandIn:
     def add_pim_assignment(self, group_id: str, user_id: str, end: datetime | None) -> None:
         """An active PIM member assignment from now until `end` (None: permanent)."""
         with self._lock:
-            key = (group_id, user_id, "member")
-            self._pim[key] = _Assignment(
-                f"{group_id}_member_{uuid.uuid4()}", datetime.now(UTC), end
-            )
+            key, now = (group_id, user_id, "member"), datetime.now(UTC)
+            self._pim[key] = _Assignment(f"{group_id}_member_{uuid.uuid4()}", now, end)
 
     def members(self, group_id: str) -> set[str]:
         """Standing members and principals with an active PIM member assignment."""
@@ -212,25 +210,19 @@ class GraphStandIn:
         """Live PIM member assignments: principal id -> end (None: permanent)."""
         with self._lock:
             self._expire()
-            return {
-                u: a.end
-                for (g, u, acc), a in self._pim.items()
-                if g == group_id and acc == "member"
-            }
+            return {user: a.end for user, a in self._pim_members(group_id)}
 
     def throttle(self, count: int, retry_after: int = 1) -> None:
         """The next `count` Graph calls are answered 429 with Retry-After: `retry_after`."""
         with self._lock:
             self._throttled, self._retry_after = count, retry_after
 
+    def _pim_members(self, gid: str) -> list[tuple[str, _Assignment]]:
+        return [(u, a) for (g, u, access), a in self._pim.items() if (g, access) == (gid, "member")]
+
     def _members(self, gid: str) -> set[str]:
         now = datetime.now(UTC)
-        active = {
-            u
-            for (g, u, acc), a in self._pim.items()
-            if g == gid and acc == "member" and a.start <= now
-        }
-        return self._plain[gid] | active
+        return self._plain[gid] | {user for user, a in self._pim_members(gid) if a.start <= now}
 
     def _expire(self) -> None:
         now = datetime.now(UTC)
@@ -250,19 +242,15 @@ class GraphStandIn:
                         "error_uri": f"https://login.microsoftonline.com/error?code={number}"}, {}  # fmt: skip
 
     def _discovery(self) -> Answer:
-        base = self.authority
+        base = self.authority  # msal reads authorization_endpoint and token_endpoint
         return 200, {"issuer": f"{base}/v2.0", "token_endpoint": f"{base}/oauth2/v2.0/token",
                      "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                     "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                     "jwks_uri": f"{self.graph_url}/{self.tenant_id}/discovery/v2.0/keys",
+                     "jwks_uri": f"{base}/discovery/v2.0/keys",
                      "token_endpoint_auth_methods_supported": ["client_secret_post",
                                                                "private_key_jwt", "client_secret_basic"],
-                     "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                     "response_types_supported": ["code", "id_token", "code id_token"],
                      "subject_types_supported": ["pairwise"],
-                     "id_token_signing_alg_values_supported": ["RS256"],
-                     "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                     "tenant_region_scope": "EU", "cloud_instance_name": "microsoftonline.com",
-                     "msgraph_host": "graph.microsoft.com"}, {}  # fmt: skip
+                     "id_token_signing_alg_values_supported": ["RS256"]}, {}  # fmt: skip
 
     def _token(self, form: dict[str, str]) -> Answer:
         if form.get("grant_type") != "client_credentials":
@@ -356,30 +344,19 @@ class GraphStandIn:
         return {"id": user_id, "userPrincipalName": email, "mail": email,
                 "displayName": email.split("@")[0].replace(".", " ").title()}  # fmt: skip
 
-    @staticmethod
-    def _select(obj: dict[str, Any], q: dict[str, str], kind: str) -> dict[str, Any]:
-        if "$select" not in q:
-            return obj
-        names = [name.strip() for name in q["$select"].split(",")]
-        for name in names:
-            if name not in obj:  # only the properties this stand-in knows
-                raise _Refusal(400, "BadRequest", f"Could not find a property named '{name}' on "
-                               f"type 'microsoft.graph.{kind}'.")  # fmt: skip
-        return {k: v for k, v in obj.items() if k.startswith("@") or k in names}
-
     def _group_id(self, ident: str) -> str:
         if ident.lower() not in self._groups:
             raise _not_found(ident)
         return ident.lower()
 
     def _user(self, q: dict[str, str], _: dict[str, Any], ident: str) -> Answer:
-        return 200, self._select(self._user_json(self._find_user(ident)), q, "user"), {}
+        return 200, self._user_json(self._find_user(ident)), {}
 
     def _group(self, q: dict[str, str], _: dict[str, Any], ident: str) -> Answer:
         gid = self._group_id(ident)
         group = {"id": gid, "displayName": self._groups[gid], "securityEnabled": True,
                  "mailEnabled": False, "groupTypes": []}  # fmt: skip
-        return 200, self._select(group, q, "group"), {}
+        return 200, group, {}
 
     def _list(self, q: dict[str, str], _: dict[str, Any], ident: str) -> Answer:
         gid = self._group_id(ident)
@@ -392,7 +369,7 @@ class GraphStandIn:
                            "must be between 1 and 999 inclusive.") from None  # fmt: skip
         rest = sorted(u for u in self._members(gid) if u > after)  # after: an opaque cursor
         items = [{"@odata.type": "#microsoft.graph.user", **self._user_json(u)} for u in rest[:top]]
-        page: dict[str, Any] = {"value": [self._select(item, q, "user") for item in items]}
+        page: dict[str, Any] = {"value": items}
         if len(rest) > top:
             token = base64.urlsafe_b64encode(rest[top - 1].encode()).decode()
             more = urllib.parse.urlencode({**q, "$skiptoken": token}, safe="$,")
@@ -424,14 +401,13 @@ class GraphStandIn:
 
     # -- PIM for Groups --------------------------------------------------------------------
 
-    def _schedule(self, info: Any) -> tuple[datetime, datetime | None, dict[str, Any]]:
+    @staticmethod
+    def _schedule(info: Any, now: datetime) -> tuple[datetime, datetime | None, dict[str, Any]]:
         """scheduleInfo: its start, its end (None: permanent) and its echo in the answer."""
         if not isinstance(info, dict) or not isinstance(info.get("expiration"), dict):
             raise _Refusal(400, "BadRequest", "scheduleInfo.expiration is required.")
-        now, expiration = datetime.now(UTC), info["expiration"]
-        start = (
-            _moment(info["startDateTime"], "startDateTime") if info.get("startDateTime") else now
-        )
+        expiration, start = info["expiration"], info.get("startDateTime")
+        start = _moment(start, "startDateTime") if start else now
         kind, end = expiration.get("type"), None
         if kind == "afterDateTime":
             end = _moment(expiration.get("endDateTime"), "expiration.endDateTime")
@@ -460,10 +436,8 @@ class GraphStandIn:
             raise _Refusal(400, "BadRequest", f"accessId must be member or owner, not {access!r}.")
         if action not in ("adminAssign", "adminUpdate", "adminExtend", "adminRemove"):
             raise _Refusal(400, "BadRequest", f"action {action!r} is not imitated here.")
-        gid, user_id = (
-            self._group_id(str(body.get("groupId"))),
-            self._find_user(str(body.get("principalId"))),
-        )
+        gid = self._group_id(str(body.get("groupId")))
+        user_id = self._find_user(str(body.get("principalId")))
         key, now = (gid, user_id, access), datetime.now(UTC)
         existing = self._pim.get(key)
         if action == "adminAssign" and existing:
@@ -475,7 +449,7 @@ class GraphStandIn:
             if not body.get("justification"):
                 raise _Refusal(400, "RoleAssignmentRequestPolicyValidationFailed",
                                'The following policy rules failed: ["JustificationRule"]')  # fmt: skip
-            start, end, echo = self._schedule(body.get("scheduleInfo"))
+            start, end, echo = self._schedule(body.get("scheduleInfo"), now)
         assignment = existing or _Assignment(f"{gid}_{access}_{uuid.uuid4()}", now, None)
         if not body.get("isValidationOnly"):  # a dry run checks, and changes nothing
             if action == "adminRemove":
@@ -497,6 +471,8 @@ class GraphStandIn:
 
     def _instances(self, q: dict[str, str], _: dict[str, Any]) -> Answer:
         terms: dict[str, str] = {}
+        if not q.get("$filter"):  # Graph will not list every assignment in the tenant
+            raise _Refusal(400, "BadRequest", "A $filter on groupId or principalId is required.")
         for clause in re.split(r"\s+and\s+", q.get("$filter", "").strip()):
             match = _CLAUSE.fullmatch(clause)
             if match is None:
@@ -511,8 +487,7 @@ class GraphStandIn:
                 found.append({"id": a.id, **fields, "startDateTime": _stamp(a.start),
                               "endDateTime": _stamp(a.end), "assignmentType": "Assigned",
                               "memberType": "Direct", "assignmentScheduleId": a.id})  # fmt: skip
-        return 200, {"value": [self._select(item, q, "privilegedAccessGroupAssignmentScheduleInstance")
-                               for item in found]}, {}  # fmt: skip
+        return 200, {"value": found}, {}
 
     # -- the server ------------------------------------------------------------------------
 

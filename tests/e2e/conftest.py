@@ -11,7 +11,10 @@ import redis
 from sqlalchemy.engine import make_url
 
 from app.testing.gcp_standin import GcpStandIn
+from app.testing.google_groups_standin import GoogleGroupsStandIn
+from app.testing.graph_standin import GraphStandIn
 from app.testing.oidc_standin import OidcStandIn
+from app.testing.okta_standin import OktaStandIn
 from app.testing.opsgenie_standin import OpsgenieStandIn
 from app.testing.pagerduty_standin import PagerDutyStandIn
 from app.testing.receiver import AuditReceiver
@@ -44,6 +47,12 @@ PD_POLICY, PD_SERVICE, OG_SCHEDULE = "PEPOLICY1", "PSERVICE1", "dba-rota"
 DB_ROLE = f"latchkey_e2e_read_{worker_index()}"
 GCP_PROJECT = "acme-prod"
 GCP_SERVICE_ACCOUNT = "deployer@acme-prod.iam.gserviceaccount.com"
+# Identity-provider groups (issue 17): a Google group, an Entra tenant, an Okta org.
+GOOGLE_GROUP = "eng-admins@example.com"
+ENTRA_TENANT, ENTRA_CLIENT = "72f988bf-86f1-41af-91ab-2d7cd011db47", "latchkey-e2e"
+ENTRA_SECRET = "entra-client-secret-0123456789"
+OKTA_TOKEN = "okta-api-token-0123456789"
+IDP_DURATIONS = "timedelta(seconds=5), timedelta(seconds=8), timedelta(hours=1)"
 
 ONCALL_HOOK = """
 
@@ -241,6 +250,7 @@ def _standard_stack(
     write_flow(
         flows_dir, name="passkey-glass", extra='break_glass=True, requester_assurance="passkey",'
     )
+    idp = _idp_groups(flows_dir)
     redis.Redis.from_url(redis_url).flushdb()
     for database_url in migrated_database_for(request, request.param, workdir):
         # Every stack streams its audit trail to a local SIEM that fails its first deliveries.
@@ -267,6 +277,7 @@ def _standard_stack(
                 "LATCHKEY_OPSGENIE_URL": opsgenie.url,
                 "LATCHKEY_OPSGENIE_API_KEY": OPSGENIE_KEY,
                 "LATCHKEY_ONCALL_CACHE_SECONDS": "0",
+                **idp.env,
             },
         )
         # The passkey pages' address: localhost, the one http origin browsers trust.
@@ -287,6 +298,7 @@ def _standard_stack(
         local.google = google  # type: ignore[attr-defined]
         local.pagerduty = pagerduty  # type: ignore[attr-defined]
         local.opsgenie = opsgenie  # type: ignore[attr-defined]
+        local.idp = idp  # type: ignore[attr-defined]
         try:
             local.start()
             _people(local)
@@ -301,7 +313,56 @@ def _standard_stack(
             pagerduty.stop()
             opsgenie.stop()
             oidc.stop()
+            idp.stop()
             redis.Redis.from_url(redis_url).flushdb()
+
+
+class IdpGroups:
+    """The identity providers' stand-ins of a stack and the groups its flows grant."""
+
+    def __init__(self) -> None:
+        self.google = GoogleGroupsStandIn().start()
+        self.graph = GraphStandIn(ENTRA_TENANT, ENTRA_CLIENT, ENTRA_SECRET).start()
+        self.okta = OktaStandIn(OKTA_TOKEN).start()
+        self.google.add_group(GOOGLE_GROUP)
+        self.entra_pim_group = self.graph.add_group("prod-admins")
+        self.entra_group = self.graph.add_group("support")
+        self.okta_group = self.okta.add_group("prod-admins")
+        self.env = {
+            "LATCHKEY_GOOGLE_GROUPS_ENDPOINT": self.google.url,
+            "LATCHKEY_ENTRA_TENANT_ID": ENTRA_TENANT,
+            "LATCHKEY_ENTRA_CLIENT_ID": ENTRA_CLIENT,
+            "LATCHKEY_ENTRA_CLIENT_SECRET": ENTRA_SECRET,
+            "LATCHKEY_ENTRA_AUTHORITY_URL": self.graph.graph_url,
+            "LATCHKEY_ENTRA_GRAPH_URL": self.graph.graph_url,
+            # The Graph stand-in's throwaway CA, trusted as a real one would be.
+            "REQUESTS_CA_BUNDLE": self.graph.ca_file,
+            "LATCHKEY_OKTA_URL": self.okta.url,
+            "LATCHKEY_OKTA_API_TOKEN": OKTA_TOKEN,
+        }
+
+    def stop(self) -> None:
+        self.google.stop()
+        self.graph.stop()
+        self.okta.stop()
+
+
+def _idp_groups(flows_dir: Path) -> IdpGroups:
+    idp = IdpGroups()
+    for name, target in (
+        ("google-group", f'GoogleGroupTarget(name="eng-admins", group_email="{GOOGLE_GROUP}")'),
+        (
+            "entra-pim",
+            f'EntraGroupTarget(name="prod-admins", group_id="{idp.entra_pim_group}", mode="pim")',
+        ),
+        (
+            "entra-member",
+            f'EntraGroupTarget(name="support", group_id="{idp.entra_group}", mode="membership")',
+        ),
+        ("okta-group", f'OktaGroupTarget(name="prod-admins", group_id="{idp.okta_group}")'),
+    ):
+        write_flow(flows_dir, name=name, targets=f"({target},)", durations=IDP_DURATIONS)
+    return idp
 
 
 def _people(stack: LocalStack) -> None:
