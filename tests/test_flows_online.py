@@ -156,3 +156,68 @@ def test_online_check_names_every_channel_the_bot_cannot_post_to(tmp_path: Path)
         for line in lines
     )
     assert done.returncode == 1
+
+
+def test_online_check_names_a_missing_identity_provider_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.testing.google_groups_standin import GoogleGroupsStandIn
+    from app.testing.graph_standin import GraphStandIn
+    from app.testing.okta_standin import OktaStandIn
+
+    google = GoogleGroupsStandIn().start()
+    graph = GraphStandIn("tenant-1", "client-1", "secret-1").start()
+    okta = OktaStandIn("okta-token").start()
+    try:
+        google.add_group("eng@example.com")
+        entra = graph.add_group("support")
+        okta_group = okta.add_group("admins")
+        missing_guid = "0" * 8 + "-0000-0000-0000-" + "0" * 12
+        flows = tmp_path / "flows"
+        flows.mkdir()
+        write_flow(
+            flows,
+            targets=_targets(
+                'GoogleGroupTarget(name="eng", group_email="eng@example.com")',
+                'GoogleGroupTarget(name="typo", group_email="egn@example.com")',
+                f'EntraGroupTarget(name="support", group_id="{entra}", mode="membership")',
+                f'EntraGroupTarget(name="gone", group_id="{missing_guid}", mode="pim")',
+                f'OktaGroupTarget(name="admins", group_id="{okta_group}")',
+                'OktaGroupTarget(name="nope", group_id="00gNOSUCHGROUP000000")',
+            ),
+        )
+        env = {
+            "LATCHKEY_FLOWS": str(flows),
+            "LATCHKEY_GOOGLE_GROUPS_ENDPOINT": google.url,
+            "LATCHKEY_ENTRA_TENANT_ID": "tenant-1",
+            "LATCHKEY_ENTRA_CLIENT_ID": "client-1",
+            "LATCHKEY_ENTRA_CLIENT_SECRET": "secret-1",
+            "LATCHKEY_ENTRA_AUTHORITY_URL": graph.graph_url,
+            "LATCHKEY_ENTRA_GRAPH_URL": graph.graph_url,
+            "REQUESTS_CA_BUNDLE": graph.ca_file,
+            "LATCHKEY_OKTA_URL": okta.url,
+            "LATCHKEY_OKTA_API_TOKEN": "okta-token",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        }
+        unset = _run(["flows", "check"], {**env, "LATCHKEY_OKTA_API_TOKEN": ""}, tmp_path)
+        assert unset.returncode != 0
+        assert "okta_group targets need LATCHKEY_OKTA_API_TOKEN not set" in unset.stderr
+        done = _run(["flows", "check", "--online"], env, tmp_path)
+    finally:
+        google.stop()
+        graph.stop()
+        okta.stop()
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for ok in ("eng (google_group)", "support (entra_group)", "admins (okta_group)"):
+        assert f"ok   test-admin/{ok}: exists and can be managed" in lines, lines
+    failures = [line for line in lines if line.startswith("FAIL")]
+    assert len(failures) == 3, failures
+    assert failures[0].startswith("FAIL test-admin/typo (google_group): Google group")
+    assert "'egn@example.com' does not exist" in failures[0]
+    assert failures[1] == (
+        f"FAIL test-admin/gone (entra_group): Entra group {missing_guid} does not exist"
+    )
+    assert failures[2] == (
+        "FAIL test-admin/nope (okta_group): Okta group 00gNOSUCHGROUP000000 does not exist"
+    )
