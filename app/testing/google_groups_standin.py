@@ -5,8 +5,8 @@ AnonymousCredentials: no Authorization header is sent, so none is checked.
 Imitated: groups.lookup (403 PERMISSION_DENIED for a group one cannot see: Cloud Identity says
 403, not 404), memberships lookup (404), get, list (`view`, `pageSize` with the documented
 defaults of 200 for BASIC and 50 for FULL, `pageToken`), create and delete (answered with an
-Operation that is already done), modifyMembershipRoles (only `expiry_detail.expire_time` may be
-updated); 409 ALREADY_EXISTS "Error(4003)…" for a duplicate; 400 INVALID_ARGUMENT with a
+Operation that is already done), modifyMembershipRoles (updateRolesParams, in which only
+`expiry_detail.expire_time` may be updated; addRoles and removeRoles are not imitated); 409 ALREADY_EXISTS "Error(4003)…" for a duplicate; 400 INVALID_ARGUMENT with a
 google.rpc.BadRequest detail for a bad body; errors in the google.rpc.Status JSON shape; 429
 RESOURCE_EXHAUSTED on demand (`throttle`). MEMBER expiry (`expiryDetail.expireTime`) is native:
 a membership past its expireTime no longer exists, because Google ends access even while
@@ -32,8 +32,8 @@ from typing import Any, Self
 MEMBERSHIP_TYPE = "type.googleapis.com/google.apps.cloudidentity.groups.v1.Membership"
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 # Parameters every Google API takes; googleapiclient always adds alt=json.
-_SYSTEM = frozenset({"alt", "fields", "key", "prettyPrint", "quotaUser", "$.xgafv",
-                     "access_token", "callback", "oauth_token", "uploadType", "upload_protocol"})  # fmt: skip
+_SYSTEM = frozenset({"alt", "fields", "key", "prettyPrint", "quotaUser", "$.xgafv", "callback",
+                     "access_token", "oauth_token", "uploadType", "upload_protocol"})  # fmt: skip
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED"}  # fmt: skip
 _ZULU = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z")
@@ -313,8 +313,8 @@ class GoogleGroupsStandIn:
             names.append(role["name"])
             if "expiryDetail" in role:
                 if role["name"] != "MEMBER":
-                    raise _invalid(f"{where}.expiry_detail",
-                                   "Expiry details are only supported for MEMBER roles.")  # fmt: skip
+                    only = "Expiry details are only supported for MEMBER roles."
+                    raise _invalid(f"{where}.expiry_detail", only)
                 detail = _known(role["expiryDetail"], {"expireTime"}, f"{where}.expiry_detail")
                 expires = _expire_time(detail.get("expireTime"), f"{where}.expiry_detail")
         if "MEMBER" not in names:  # OWNER and MANAGER come on top of MEMBER, never alone
@@ -326,8 +326,8 @@ class GoogleGroupsStandIn:
         _known(body, {"addRoles", "removeRoles", "updateRolesParams"}, "request")
         updates = body.get("updateRolesParams") or []
         if updates and (body.get("addRoles") or body.get("removeRoles")):
-            raise _invalid("update_roles_params", "Updating roles in the same request as adding "
-                                                  "or removing roles is not supported.")  # fmt: skip
+            raise _invalid("update_roles_params", "Updating roles in the same request as "
+                           "adding or removing roles is not supported.")  # fmt: skip
         if not updates or not isinstance(updates, list):  # Latchkey only ever changes expiry
             raise _invalid("update_roles_params", "This stand-in only imitates updateRolesParams.")
         expires = found.expires  # all is checked before anything changes
@@ -335,8 +335,8 @@ class GoogleGroupsStandIn:
             where = f"update_roles_params[{i}]"
             _known(update, {"fieldMask", "membershipRole"}, where)
             if update.get("fieldMask") not in _FIELD_MASKS:
-                raise _invalid(f"{where}.field_mask",
-                               "May only contain the field `expiry_detail.expire_time`.")  # fmt: skip
+                only = "May only contain the field `expiry_detail.expire_time`."
+                raise _invalid(f"{where}.field_mask", only)
             role = _known(update.get("membershipRole"), {"name", "expiryDetail"}, f"{where}.role")
             if role.get("name") != "MEMBER":
                 raise _invalid(f"{where}.membership_role.name",

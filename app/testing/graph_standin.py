@@ -2,22 +2,21 @@
 Microsoft Graph v1.0 calls Latchkey makes, over HTTPS because msal refuses http authorities.
 
 start() makes a throwaway CA and a certificate it signs for 127.0.0.1 and localhost; `ca_file`
-is the CA's PEM. Give msal `instance_discovery=False` and `http_client=` a requests.Session with
-`trust_env=False` and `verify=ca_file` (REQUESTS_CA_BUNDLE would otherwise win over `verify`).
+is the CA's PEM. Give msal `instance_discovery=False` and, as `http_client`, a requests.Session
+with `trust_env=False` and `verify=ca_file` (REQUESTS_CA_BUNDLE would otherwise win).
 
 Imitated: /{tenant}/v2.0/.well-known/openid-configuration; the v2.0 token endpoint for
 client_credentials (401 invalid_client AADSTS7000215 for a wrong secret, 400 unauthorized_client
-AADSTS700016 for an unknown client, 400 invalid_scope AADSTS1002012 unless the scope is
+AADSTS700016 for an unknown client id, 400 invalid_scope AADSTS1002012 for any scope but
 https://graph.microsoft.com/.default). Graph wants a token issued here (else 401
-InvalidAuthenticationToken): users (by id, userPrincipalName or mail) and groups by id, `$select`;
-group members (`$top`, a full @odata.nextLink); members/$ref add (400 when already a member) and
-remove (404 when not one); PIM for Groups assignmentScheduleRequests (adminAssign, adminUpdate,
-adminExtend, adminRemove: RoleAssignmentExists, RoleAssignmentDoesNotExist) and
-assignmentScheduleInstances (a $filter on groupId or principalId is required). An active PIM
-member assignment makes its principal a member and ends by itself at endDateTime, as in Entra.
-429 TooManyRequests with Retry-After on demand. Stricter than Graph: unknown query options are
-refused, and an assignment request without a justification fails the JustificationRule
-(Entra's default policy for active assignments asks for one).
+InvalidAuthenticationToken): users by id, userPrincipalName or mail; groups by id; members
+(`$top`, a full @odata.nextLink); members/$ref add (400 when already a member) and remove (404
+when not one); PIM for Groups assignmentScheduleRequests (adminAssign, adminUpdate, adminExtend,
+adminRemove; RoleAssignmentExists, RoleAssignmentDoesNotExist) and assignmentScheduleInstances
+(a $filter on groupId or principalId is required). An active PIM member assignment makes its
+principal a member and ends by itself at endDateTime, as in Entra. 429 with Retry-After on
+demand. Stricter than Graph: unknown query options are refused, and a PIM request without a
+justification fails the JustificationRule (Entra's default policy asks for one).
 """
 
 from __future__ import annotations
@@ -50,17 +49,21 @@ SCOPE = "https://graph.microsoft.com/.default"
 PIM = "/v1.0/identityGovernance/privilegedAccess/group"
 _DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 _CLAUSE = re.compile(r"(groupId|principalId|accessId) eq '([^']*)'")
+_ALREADY = (
+    "One or more added object references already exist for the following modified properties: "
+    "'members'."
+)
 Answer = tuple[int, dict[str, Any] | None, dict[str, str]]
 
 
 class _Refusal(Exception):
     def __init__(self, status: int, code: str, message: str, **headers: str) -> None:
         super().__init__(message)
-        inner = {"date": _stamp(datetime.now(UTC)), "request-id": str(uuid.uuid4()),
+        inner = {"date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                 "request-id": str(uuid.uuid4()),
                  "client-request-id": str(uuid.uuid4())}  # fmt: skip
-        self.answer: Answer = (
-            status, {"error": {"code": code, "message": message, "innerError": inner}}, headers
-        )  # fmt: skip
+        error = {"code": code, "message": message, "innerError": inner}
+        self.answer: Answer = (status, {"error": error}, headers)
 
 
 def _not_found(ident: str) -> _Refusal:
@@ -86,28 +89,24 @@ def _moment(value: Any, what: str) -> datetime:
 
 def _certificates(folder: Path) -> tuple[Path, Path, Path]:
     """A throwaway CA and a server certificate it signs: the (CA, cert, key) PEM files."""
-    now, ca_key = datetime.now(UTC), ec.generate_private_key(ec.SECP256R1())
+    now, ca_key, key = datetime.now(UTC), *(ec.generate_private_key(ec.SECP256R1()) for _ in "ab")
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Latchkey Graph stand-in CA")])
 
-    def build(subject: str, public: Any, ca: bool) -> x509.CertificateBuilder:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]) if subject else ca_name
+    def build(name: x509.Name, public: Any, ca: bool) -> x509.CertificateBuilder:
+        # Key identifiers too: strict verifiers (Python 3.13's default) insist on them.
         return (x509.CertificateBuilder().subject_name(name).issuer_name(ca_name)
                 .public_key(public).serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=7))
+                .not_valid_before(now - timedelta(minutes=5))
+                .not_valid_after(now + timedelta(days=7))
                 .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                     ca_key.public_key()), critical=False))  # fmt: skip
 
-    usage = dict.fromkeys(("content_commitment", "key_encipherment", "data_encipherment",
-                           "key_agreement", "encipher_only", "decipher_only"), False)  # fmt: skip
-    ca = (build("", ca_key.public_key(), True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       **usage), critical=True)
-          .sign(ca_key, hashes.SHA256()))  # fmt: skip
-    key = ec.generate_private_key(ec.SECP256R1())
+    ca = build(ca_name, ca_key.public_key(), True).sign(ca_key, hashes.SHA256())
     names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    leaf = (build("127.0.0.1", key.public_key(), False)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    leaf = (build(subject, key.public_key(), False)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))  # fmt: skip
@@ -179,6 +178,7 @@ class GraphStandIn:
         return str(self._folder / "ca.pem")
 
     def add_user(self, email: str) -> str:
+        """A user whose userPrincipalName and mail are `email`; its object id."""
         with self._lock:
             self._users[user_id := str(uuid.uuid4())] = email
             return user_id
@@ -231,23 +231,25 @@ class GraphStandIn:
 
     # -- identity --------------------------------------------------------------------------
 
-    def _aad(self, status: int, error: str, number: int, text: str) -> Answer:
+    @staticmethod
+    def _aad(status: int, error: str, number: int, text: str) -> Answer:
         now = datetime.now(UTC)
-        trace, correlation = uuid.uuid4(), uuid.uuid4()
+        when, trace, correlation = f"{now:%Y-%m-%d %H:%M:%SZ}", uuid.uuid4(), uuid.uuid4()
         description = (f"AADSTS{number}: {text} Trace ID: {trace} Correlation ID: {correlation} "
-                       f"Timestamp: {now:%Y-%m-%d %H:%M:%SZ}")  # fmt: skip
+                       f"Timestamp: {when}")  # fmt: skip
         return status, {"error": error, "error_description": description, "error_codes": [number],
-                        "timestamp": f"{now:%Y-%m-%d %H:%M:%SZ}", "trace_id": str(trace),
+                        "timestamp": when, "trace_id": str(trace),
                         "correlation_id": str(correlation),
-                        "error_uri": f"https://login.microsoftonline.com/error?code={number}"}, {}  # fmt: skip
+                        "error_uri": f"https://login.microsoftonline.com/error?code={number}",
+                        }, {}  # fmt: skip
 
     def _discovery(self) -> Answer:
         base = self.authority  # msal reads authorization_endpoint and token_endpoint
         return 200, {"issuer": f"{base}/v2.0", "token_endpoint": f"{base}/oauth2/v2.0/token",
                      "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                      "jwks_uri": f"{base}/discovery/v2.0/keys",
-                     "token_endpoint_auth_methods_supported": ["client_secret_post",
-                                                               "private_key_jwt", "client_secret_basic"],
+                     "token_endpoint_auth_methods_supported":
+                         ["client_secret_post", "private_key_jwt", "client_secret_basic"],
                      "response_types_supported": ["code", "id_token", "code id_token"],
                      "subject_types_supported": ["pairwise"],
                      "id_token_signing_alg_values_supported": ["RS256"]}, {}  # fmt: skip
@@ -263,7 +265,7 @@ class GraphStandIn:
         if not secrets.compare_digest(form.get("client_secret", ""), self.client_secret):
             return self._aad(401, "invalid_client", 7000215, "Invalid client secret provided. "
                              "Ensure the secret being sent in the request is the client secret "
-                             f"value, not the client secret ID, for a secret added to app "
+                             "value, not the client secret ID, for a secret added to app "
                              f"'{self.client_id}'.")  # fmt: skip
         if form.get("scope") != SCOPE:
             return self._aad(400, "invalid_scope", 1002012, f"The provided value for scope "
@@ -278,22 +280,24 @@ class GraphStandIn:
 
     # -- Graph -----------------------------------------------------------------------------
 
-    def _handle(self, method: str, target: str, headers: Any, raw: bytes) -> Answer:
+    def _handle(self, method: str, target: str, authorization: str, raw: bytes) -> Answer:
         parts = urllib.parse.urlsplit(target)
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-        path = urllib.parse.unquote(parts.path)
+        path, tenant = urllib.parse.unquote(parts.path), f"/{self.tenant_id}"
         with self._lock:
             self.calls.append((method, parts.path))
-            tenant = f"/{self.tenant_id}"
             if (method, path) == ("GET", f"{tenant}/v2.0/.well-known/openid-configuration"):
                 return self._discovery()
             if (method, path) == ("POST", f"{tenant}/oauth2/v2.0/token"):
                 return self._token(dict(urllib.parse.parse_qsl(raw.decode())))
+            if path.startswith(f"{tenant}/"):
+                return 404, {"error": "not_found", "error_description": path}, {}
             if not path.startswith("/v1.0/"):
-                return self._aad(400, "invalid_tenant", 90002, f"Tenant '{path.split('/')[1]}' "
-                                 "not found. Check to make sure you have the correct tenant ID.")  # fmt: skip
+                unknown = path.split("/")[1]
+                return self._aad(400, "invalid_tenant", 90002, f"Tenant '{unknown}' not found. "
+                                 "Check that you have the correct tenant ID.")  # fmt: skip
             try:
-                self._authorise(headers.get("Authorization") or "")
+                self._authorise(authorization)
                 if self._throttled:
                     self._throttled -= 1
                     raise _Refusal(429, "TooManyRequests", "Too many requests.",
@@ -312,25 +316,32 @@ class GraphStandIn:
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Answer:
         q = {name: values[-1] for name, values in query.items()}
+        group, members = r"/v1.0/groups/([^/]+)", r"/v1.0/groups/([^/]+)/members"
+        # $select is taken but not applied: every property this stand-in knows comes back.
         routes = [("GET", r"/v1.0/users/([^/]+)", self._user, {"$select"}),
-                  ("GET", r"/v1.0/groups/([^/]+)", self._group, {"$select"}),
-                  ("GET", r"/v1.0/groups/([^/]+)/members", self._list, {"$select", "$top", "$skiptoken"}),
-                  ("POST", r"/v1.0/groups/([^/]+)/members/\$ref", self._add, set()),
-                  ("DELETE", r"/v1.0/groups/([^/]+)/members/([^/]+)/\$ref", self._remove, set()),
+                  ("GET", group, self._group, {"$select"}),
+                  ("GET", members, self._list, {"$select", "$top", "$skiptoken"}),
+                  ("POST", rf"{members}/\$ref", self._add, set()),
+                  ("DELETE", rf"{members}/([^/]+)/\$ref", self._remove, set()),
                   ("POST", rf"{PIM}/assignmentScheduleRequests", self._request, set()),
-                  ("GET", rf"{PIM}/assignmentScheduleInstances", self._instances, {"$filter", "$select"})]  # fmt: skip
+                  ("GET", rf"{PIM}/assignmentScheduleInstances", self._instances,
+                   {"$filter", "$select"})]  # fmt: skip
         for verb, pattern, answer, allowed in routes:
             match = re.fullmatch(pattern, path)
             if verb == method and match:
                 for name in set(q) - allowed:
                     raise _Refusal(400, "BadRequest", f"Query option '{name}' is not allowed here.")
-                body = json.loads(raw) if raw else {}
-                if not isinstance(body, dict):
-                    raise _Refusal(400, "BadRequest", "The request body must be a JSON object.")
+                try:
+                    body = json.loads(raw) if raw else {}
+                    assert isinstance(body, dict)
+                except (ValueError, AssertionError):
+                    raise _Refusal(
+                        400, "BadRequest", "Unable to read JSON request payload."
+                    ) from None
                 return answer(q, body, *match.groups())
-        if method == "DELETE" and re.fullmatch(r"/v1.0/groups/[^/]+/members/[^/]+", path):
-            raise _Refusal(400, "BadRequest", "DELETE .../members/{id} without /$ref: with "
-                           "User.ReadWrite.All Graph would delete the user object itself.")  # fmt: skip
+        if method == "DELETE" and re.fullmatch(rf"{members}/[^/]+", path):
+            raise _Refusal(400, "BadRequest", "members/{id} without /$ref: with User.ReadWrite.All "
+                           "Graph would delete the user object itself.")  # fmt: skip
         raise _Refusal(400, "BadRequest", f"Resource not found for the segment '{path}'.")
 
     def _find_user(self, ident: str) -> str:
@@ -349,14 +360,19 @@ class GraphStandIn:
             raise _not_found(ident)
         return ident.lower()
 
-    def _user(self, q: dict[str, str], _: dict[str, Any], ident: str) -> Answer:
+    def _user_id(self, ident: str) -> str:
+        """An object id only: references and PIM principals are never names."""
+        if ident.lower() not in self._users:
+            raise _not_found(ident)
+        return ident.lower()
+
+    def _user(self, _: dict[str, str], __: dict[str, Any], ident: str) -> Answer:
         return 200, self._user_json(self._find_user(ident)), {}
 
-    def _group(self, q: dict[str, str], _: dict[str, Any], ident: str) -> Answer:
+    def _group(self, _: dict[str, str], __: dict[str, Any], ident: str) -> Answer:
         gid = self._group_id(ident)
-        group = {"id": gid, "displayName": self._groups[gid], "securityEnabled": True,
-                 "mailEnabled": False, "groupTypes": []}  # fmt: skip
-        return 200, group, {}
+        return 200, {"id": gid, "displayName": self._groups[gid], "securityEnabled": True,
+                     "mailEnabled": False, "groupTypes": []}, {}  # fmt: skip
 
     def _list(self, q: dict[str, str], _: dict[str, Any], ident: str) -> Answer:
         gid = self._group_id(ident)
@@ -383,20 +399,19 @@ class GraphStandIn:
                            str(body.get("@odata.id", "")))  # fmt: skip
         if ref is None:
             raise _Refusal(400, "Request_BadRequest", "Invalid URL format specified in @odata.id.")
-        user_id = self._find_user(ref.group(1))
+        user_id = self._user_id(ref.group(1))
         if user_id in self._members(gid):
-            raise _Refusal(400, "Request_BadRequest", "One or more added object references "
-                           "already exist for the following modified properties: 'members'.")  # fmt: skip
+            raise _Refusal(400, "Request_BadRequest", _ALREADY)
         self._plain[gid].add(user_id)
         return 204, None, {}
 
     def _remove(self, _: dict[str, str], __: dict[str, Any], ident: str, member: str) -> Answer:
-        gid = self._group_id(ident)
-        if member.lower() not in self._members(gid):
+        gid, member = self._group_id(ident), member.lower()
+        if member not in self._members(gid):
             raise _not_found(member)
-        # Removing the membership overrides PIM too (Graph's warning about mixing the two).
-        self._plain[gid].discard(member.lower())
-        self._pim.pop((gid, member.lower(), "member"), None)
+        # Taking the membership away overrides PIM too (Graph warns about mixing the two).
+        self._plain[gid].discard(member)
+        self._pim.pop((gid, member, "member"), None)
         return 204, None, {}
 
     # -- PIM for Groups --------------------------------------------------------------------
@@ -406,17 +421,15 @@ class GraphStandIn:
         """scheduleInfo: its start, its end (None: permanent) and its echo in the answer."""
         if not isinstance(info, dict) or not isinstance(info.get("expiration"), dict):
             raise _Refusal(400, "BadRequest", "scheduleInfo.expiration is required.")
-        expiration, start = info["expiration"], info.get("startDateTime")
-        start = _moment(start, "startDateTime") if start else now
+        expiration, given = info["expiration"], info.get("startDateTime")
+        start = _moment(given, "startDateTime") if given else now
         kind, end = expiration.get("type"), None
         if kind == "afterDateTime":
             end = _moment(expiration.get("endDateTime"), "expiration.endDateTime")
         elif kind == "afterDuration":
             length = _DURATION.fullmatch(str(expiration.get("duration")))
             if length is None or not any(length.groups()):
-                raise _Refusal(
-                    400, "BadRequest", "expiration.duration is not an ISO 8601 duration."
-                )
+                raise _Refusal(400, "BadRequest", "expiration.duration is not ISO 8601.")
             d, h, m, s = (int(n or 0) for n in length.groups())
             end = start + timedelta(days=d, hours=h, minutes=m, seconds=s)
         elif kind != "noExpiration":
@@ -437,20 +450,20 @@ class GraphStandIn:
         if action not in ("adminAssign", "adminUpdate", "adminExtend", "adminRemove"):
             raise _Refusal(400, "BadRequest", f"action {action!r} is not imitated here.")
         gid = self._group_id(str(body.get("groupId")))
-        user_id = self._find_user(str(body.get("principalId")))
+        user_id = self._user_id(str(body.get("principalId")))
         key, now = (gid, user_id, access), datetime.now(UTC)
         existing = self._pim.get(key)
         if action == "adminAssign" and existing:
             raise _Refusal(400, "RoleAssignmentExists", "The Role assignment already exists.")
         if action != "adminAssign" and not existing:
             raise _Refusal(400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist.")
-        echo: dict[str, Any] | None = None
+        echo, start, end = None, now, None
         if action != "adminRemove":
             if not body.get("justification"):
-                raise _Refusal(400, "RoleAssignmentRequestPolicyValidationFailed",
-                               'The following policy rules failed: ["JustificationRule"]')  # fmt: skip
+                failed = 'The following policy rules failed: ["JustificationRule"]'
+                raise _Refusal(400, "RoleAssignmentRequestPolicyValidationFailed", failed)
             start, end, echo = self._schedule(body.get("scheduleInfo"), now)
-        assignment = existing or _Assignment(f"{gid}_{access}_{uuid.uuid4()}", now, None)
+        assignment = existing or _Assignment(f"{gid}_{access}_{uuid.uuid4()}", start, end)
         if not body.get("isValidationOnly"):  # a dry run checks, and changes nothing
             if action == "adminRemove":
                 del self._pim[key]
@@ -459,31 +472,28 @@ class GraphStandIn:
                 assignment.end = end
                 self._pim[key] = assignment
         status = "Revoked" if action == "adminRemove" else "Provisioned"
-        if echo and assignment.start > now:
-            status = "ScheduleCreated"
         return 201, {"id": str(uuid.uuid4()), "status": status, "action": action,
                      "accessId": access, "principalId": user_id, "groupId": gid,
                      "scheduleInfo": echo, "justification": body.get("justification"),
                      "createdDateTime": _stamp(now), "completedDateTime": _stamp(now),
-                     "approvalId": None, "customData": None, "targetScheduleId": assignment.id,
-                     "isValidationOnly": bool(body.get("isValidationOnly")),
-                     "createdBy": {"application": {"id": self.client_id}}}, {}  # fmt: skip
+                     "approvalId": None, "targetScheduleId": assignment.id,
+                     "isValidationOnly": bool(body.get("isValidationOnly"))}, {}  # fmt: skip
 
     def _instances(self, q: dict[str, str], _: dict[str, Any]) -> Answer:
-        terms: dict[str, str] = {}
         if not q.get("$filter"):  # Graph will not list every assignment in the tenant
             raise _Refusal(400, "BadRequest", "A $filter on groupId or principalId is required.")
-        for clause in re.split(r"\s+and\s+", q.get("$filter", "").strip()):
+        terms: dict[str, str] = {}
+        for clause in re.split(r"\s+and\s+", q["$filter"].strip()):
             match = _CLAUSE.fullmatch(clause)
             if match is None:
                 raise _Refusal(400, "BadRequest", f"Invalid filter clause: {clause!r}.")
-            terms[match.group(1)] = match.group(2)
+            terms[match.group(1)] = match.group(2).lower()
         if not {"groupId", "principalId"} & set(terms):
-            raise _Refusal(400, "BadRequest", "The $filter must name a groupId or a principalId.")
+            raise _Refusal(400, "BadRequest", "A $filter on groupId or principalId is required.")
         now, found = datetime.now(UTC), []
         for (gid, user_id, access), a in self._pim.items():
             fields = {"groupId": gid, "principalId": user_id, "accessId": access}
-            if a.start <= now and all(fields[k] == v.lower() for k, v in terms.items()):
+            if a.start <= now and all(fields[k] == v for k, v in terms.items()):
                 found.append({"id": a.id, **fields, "startDateTime": _stamp(a.start),
                               "endDateTime": _stamp(a.end), "assignmentType": "Assigned",
                               "memberType": "Direct", "assignmentScheduleId": a.id})  # fmt: skip
@@ -497,13 +507,8 @@ class GraphStandIn:
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    status, body, headers = standin._handle(
-                        self.command, self.path, self.headers, raw
-                    )
-                except ValueError:  # the body was not JSON
-                    status, body, headers = _Refusal(400, "BadRequest", "Unable to read JSON "
-                                                     "request payload.").answer  # fmt: skip
+                authorization = self.headers.get("Authorization") or ""
+                status, body, headers = standin._handle(self.command, self.path, authorization, raw)
                 data = b"" if body is None else json.dumps(body).encode()
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():

@@ -123,13 +123,16 @@ class OktaStandIn:
                 self._window, self._used = now + 60, 0
             self._used += 1
             remaining, reset = max(LIMIT - self._used, 0), self._window
+            limited = self._used > LIMIT  # the last request of the budget still passes
             if self._throttled:
                 self._throttled, remaining, reset = self._throttled - 1, 0, now + self._reset_in
+                limited = True
             headers = [("Date", email.utils.formatdate(now, usegmt=True)),
-                       ("X-Rate-Limit-Limit", str(LIMIT)), ("X-Rate-Limit-Remaining", str(remaining)),
+                       ("X-Rate-Limit-Limit", str(LIMIT)),
+                       ("X-Rate-Limit-Remaining", str(remaining)),
                        ("X-Rate-Limit-Reset", str(reset))]  # fmt: skip
             try:
-                if remaining == 0:
+                if limited:
                     raise _Refusal(429, "E0000047", "API call exceeded rate limit due to too "
                                                     "many requests.")  # fmt: skip
                 if authorization != f"SSWS {self.api_token}":
