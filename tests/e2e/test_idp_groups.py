@@ -67,6 +67,7 @@ def test_a_google_member_before_the_grant_is_left_as_they_were(stack: LocalStack
     google.add_member(GOOGLE_GROUP, person.email)  # a standing member
     request_id = _approved(stack, person, "google-group", "eng-admins")
     assert _granted_event(stack, request_id).details["already_member"] is True
+    dm_to(stack, person, "You were already a member there")
     dm_to(stack, person, "expired", timeout=30)
     assert google.members(GOOGLE_GROUP)[person.email] is None  # still a member, no end
 

@@ -136,6 +136,13 @@ def _text(ctx: CardContext, what: str, tz: str, now: datetime | None) -> str:
     return _status_text(ctx, target, tz, now)
 
 
+# An identity-provider group the requester was in before (app.held_before).
+ALREADY_MEMBER = (
+    "You were already a member there: nothing new was granted, and that membership is left "
+    "as it is when this access ends."
+)
+
+
 def _status_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -> str:
     request, grant = ctx.request, ctx.grant
     status = request.status
@@ -145,6 +152,8 @@ def _status_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -
         return f"Your request for {target} was approved; granting…"
     if status == S.ACTIVE and grant is not None:
         text = f":white_check_mark: You now have {target} until *{local_time(grant.expires_at, tz, now)}*."
+        if grant.details.get("already_member") is True:
+            text += f"\n{ALREADY_MEMBER}"
         shortened = clamp_line(ctx)
         return f"{text}\n{shortened}" if shortened else text
     if status == S.REVOKING:
