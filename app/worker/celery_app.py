@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 
@@ -46,6 +47,23 @@ def queue_of(task_name: str, celery: Celery) -> str:
     return str(route["queue"].name)
 
 
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    every_sweep = timedelta(seconds=settings.sweep_seconds)
+    schedule: dict[str, dict[str, Any]] = {
+        "sweep": {"task": SWEEP, "schedule": every_sweep},
+        "audit-checkpoint": {"task": AUDIT_CHECKPOINT, "schedule": CHECKPOINT_EVERY},
+        "reconcile": {
+            "task": RECONCILE,
+            "schedule": timedelta(seconds=settings.reconcile_seconds),
+        },
+    }
+    # Only with a webhook: without one the task had nothing to do but cost a message, a
+    # worker slot and a log line every sweep interval.
+    if settings.audit_webhook_url:
+        schedule["audit-deliver"] = {"task": AUDIT_DELIVER, "schedule": every_sweep}
+    return schedule
+
+
 def create_celery(settings: Settings) -> Celery:
     celery = Celery("latchkey", broker=settings.redis_url)
     celery.conf.update(
@@ -75,19 +93,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_proc_alive_timeout=60,
         timezone="UTC",
         enable_utc=True,
-        beat_schedule={
-            "sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
-            # Harmless when no webhook is configured: the task returns at once.
-            "audit-deliver": {
-                "task": AUDIT_DELIVER,
-                "schedule": timedelta(seconds=settings.sweep_seconds),
-            },
-            "audit-checkpoint": {"task": AUDIT_CHECKPOINT, "schedule": CHECKPOINT_EVERY},
-            "reconcile": {
-                "task": RECONCILE,
-                "schedule": timedelta(seconds=settings.reconcile_seconds),
-            },
-        },
+        beat_schedule=beat_schedule(settings),
         beat_schedule_filename=str(settings.beat_schedule_file),
         # Beat writes its heartbeat from its own loop; the worker from a bootstep (/healthz).
         beat_scheduler=f"{HeartbeatScheduler.__module__}:{HeartbeatScheduler.__name__}",

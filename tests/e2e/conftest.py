@@ -361,7 +361,13 @@ def _idp_groups(flows_dir: Path) -> IdpGroups:
         ),
         ("okta-group", f'OktaGroupTarget(name="prod-admins", group_id="{idp.okta_group}")'),
     ):
-        write_flow(flows_dir, name=name, targets=f"({target},)", durations=IDP_DURATIONS)
+        write_flow(
+            flows_dir,
+            name=name,
+            targets=f"({target},)",
+            durations=IDP_DURATIONS,
+            extra="extension_needs_approval=False, max_extensions=1,",
+        )
     return idp
 
 

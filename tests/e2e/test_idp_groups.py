@@ -5,9 +5,13 @@ stand-ins throttling, and someone who was a member before left a member at the e
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from app.models import AuditEvent
+from sqlalchemy import select, update
+
+from app.audit import chain_hash
+from app.db import utcnow
+from app.models import AuditEvent, Grant
 from app.queries import events_of, grant_of
 from app.slack import ids
 from app.testing.scenes import (
@@ -15,6 +19,7 @@ from app.testing.scenes import (
     approval_card_for,
     click,
     dm_to,
+    extend,
     new_person,
     request_id_on,
     submit_request,
@@ -28,9 +33,13 @@ def _idp(stack: LocalStack) -> IdpGroups:
     return stack.idp  # type: ignore[attr-defined,no-any-return]
 
 
-def _approved(stack: LocalStack, person: Person, flow: str, target: str) -> uuid.UUID:
-    """A 5-second request of `flow`, approved; its id once granted."""
-    response = submit_request(stack, person, flow=flow, target=target, seconds=5, reason="idp")
+def _approved(
+    stack: LocalStack, person: Person, flow: str, target: str, seconds: int = 5
+) -> uuid.UUID:
+    """A short request of `flow`, approved; its id once granted."""
+    response = submit_request(
+        stack, person, flow=flow, target=target, seconds=seconds, reason="idp"
+    )
     assert response.status == 200, response.body
     card = approval_card_for(stack, person)
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
@@ -70,6 +79,58 @@ def test_a_google_member_before_the_grant_is_left_as_they_were(stack: LocalStack
     dm_to(stack, person, "You were already a member there")
     dm_to(stack, person, "expired", timeout=30)
     assert google.members(GOOGLE_GROUP)[person.email] is None  # still a member, no end
+
+
+def test_an_extension_moves_googles_own_expiry(stack: LocalStack) -> None:
+    google = _idp(stack).google
+    person = new_person(stack, iam_user=False)
+    request_id = _approved(stack, person, "google-group", "eng-admins", seconds=8)
+    first = _end(stack, request_id)
+    assert extend(stack, person, request_id, 8, "still debugging").status == 200
+    dm_to(stack, person, "Extended")
+    later = _end(stack, request_id)
+    assert later == first + timedelta(seconds=8)
+    wait_until(
+        lambda: google.members(GOOGLE_GROUP).get(person.email) == later, 10, "the new expiry"
+    )
+    dm_to(stack, person, "expired", timeout=40)
+    assert person.email not in google.members(GOOGLE_GROUP)
+
+
+def test_already_member_forged_in_the_db_keeps_no_membership(stack: LocalStack) -> None:
+    """An insider writes a `granted` event saying the person was a member before (hashed
+    without the audit key), and edits the grant row to say so too: the membership Latchkey
+    made still goes at the end."""
+    idp = _idp(stack)
+    person = new_person(stack, iam_user=False)
+    user_id = idp.okta.add_user(person.email)
+    request_id = _approved(stack, person, "okta-group", "prod-admins", seconds=8)
+    with stack.database().session() as session:
+        head = session.execute(
+            select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)  # type: ignore[attr-defined]
+        ).scalar_one()
+        forged = AuditEvent(
+            seq=head.seq + 1,
+            at=utcnow(),
+            event="granted",
+            actor="latchkey",
+            request_id=request_id,
+            flow="okta-group",
+            target="prod-admins",
+            subject=person.user_id,
+            details={"already_member": True},
+            prev_hash=head.hash,
+            hash="",
+        )
+        forged.hash = chain_hash(b"an-insider-key-not-the-audit-key", head.hash, forged)
+        session.add(forged)
+        session.execute(
+            update(Grant)
+            .where(Grant.request_id == request_id)  # type: ignore[arg-type]
+            .values(details={"already_member": True})
+        )
+    dm_to(stack, person, "expired", timeout=30)
+    assert user_id not in idp.okta.members(idp.okta_group)
 
 
 def test_entra_pim_assignment_ends_with_the_grant(stack: LocalStack) -> None:
