@@ -8,6 +8,7 @@ import logging
 from app import lifecycle, queries
 from app.access import holding_key, reapply, target_of
 from app.db import lock_holding, utcnow
+from app.held_before import held_before
 from app.models import AccessRequest, Grant, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
 from app.runtime import Runtime
@@ -48,6 +49,11 @@ def repair_missing(rt: Runtime, grant: Grant) -> bool:
     # The pass read the DB before the provider: a grant that ended since is not drift.
     if not _still_active(rt, grant):
         return False
+    with rt.db.session() as session:
+        if held_before(session, rt.audit, grant.request_id):
+            # A membership the person held before the grant, since removed by someone:
+            # never Latchkey's to put back (the end would leave it for ever).
+            return False
     _drift(
         rt,
         grant,

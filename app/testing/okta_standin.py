@@ -101,6 +101,11 @@ class OktaStandIn:
         with self._lock:
             self._members[group_id].add(user_id)
 
+    def remove_member(self, group_id: str, user_id: str) -> None:
+        """As an admin removing someone by hand in the Admin console."""
+        with self._lock:
+            self._members[group_id].discard(user_id)
+
     def members(self, group_id: str) -> set[str]:
         with self._lock:
             return set(self._members[group_id])

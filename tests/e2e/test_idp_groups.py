@@ -18,6 +18,7 @@ from app.testing.scenes import (
     Person,
     approval_card_for,
     click,
+    click_in_dm,
     dm_to,
     extend,
     new_person,
@@ -172,3 +173,28 @@ def test_okta_membership_rides_out_the_rate_limit_and_ends_on_time(stack: LocalS
     dm_to(stack, standing, "expired", timeout=30)
     members = idp.okta.members(idp.okta_group)
     assert user_id not in members and standing_id in members
+
+
+def test_reconciliation_restores_latchkeys_membership_but_not_one_held_before(
+    stack: LocalStack,
+) -> None:
+    """Both removed by hand during their grants: the member Latchkey added is put back, the
+    one who was a member before is not (their membership was never Latchkey's: put back, the
+    end would leave it for ever)."""
+    idp = _idp(stack)
+    added, standing = new_person(stack, iam_user=False), new_person(stack, iam_user=False)
+    added_id, standing_id = idp.okta.add_user(added.email), idp.okta.add_user(standing.email)
+    idp.okta.add_member(idp.okta_group, standing_id)
+    added_request = _approved(stack, added, "okta-group", "prod-admins", seconds=3600)
+    standing_request = _approved(stack, standing, "okta-group", "prod-admins", seconds=3600)
+    for user_id in (added_id, standing_id):
+        idp.okta.remove_member(idp.okta_group, user_id)  # an admin, by hand
+    wait_until(lambda: added_id in idp.okta.members(idp.okta_group), 30, "the re-apply")
+    with stack.database().session() as session:
+        drift = events_of(session, standing_request, ("drift_found", "drift_repaired"))
+        assert drift == []
+    assert standing_id not in idp.okta.members(idp.okta_group)
+    for person, request_id in ((added, added_request), (standing, standing_request)):
+        click_in_dm(stack, person, ids.RELEASE_ACTION, request_id)
+        dm_to(stack, person, "was released by you", timeout=30)
+    assert not {added_id, standing_id} & idp.okta.members(idp.okta_group)
