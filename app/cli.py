@@ -6,12 +6,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.audit import cli as cli_audit
 from app.config import ConfigError, get_settings
 from app.flows.loader import FlowError
 from app.identity_links import cli as cli_identity
 from app.passkeys import cli as cli_passkey
+
+if TYPE_CHECKING:
+    from app.worker.pools import Pool
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -203,7 +207,6 @@ def cmd_web(_: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.logs import configure_logging
-    from app.runtime import build_runtime
     from app.worker.pools import parse_queues, supervise
 
     try:
@@ -212,33 +215,47 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"latchkey worker: {exc}", file=sys.stderr)
         return 2
     settings = get_settings()
+    from app.worker.tasks import runtime
+
+    # Fail closed: an invalid flow or setting stops start-up here, once, with one line.
+    # Cached, so the pools (forked from here) and their processes inherit it instead of
+    # each building it again.
+    runtime()
+    configure_logging(settings.log_level, settings.log_format)
     if len(pools) > 1:
-        build_runtime(settings)  # fail closed once, with one line, before starting the pools
-        configure_logging(settings.log_level, settings.log_format)
         return supervise(
             pools,
             concurrency=args.concurrency,
             name=args.name,
             metrics_port=settings.worker_metrics_port,
+            run_pool=_run_pool,
         )
+    return _run_pool(pools[0], args.concurrency, args.name)
+
+
+def _run_pool(pool: Pool, concurrency: int, name: str) -> int:
+    """One Celery worker consuming `pool`'s queues (in the supervisor's forked child, or
+    on its own with `--queues`)."""
     from app.worker.celery_app import create_celery
     from app.worker.tasks import runtime
 
-    # Fail closed: an invalid flow or setting stops start-up here. Cached, so the pool's
-    # processes inherit it instead of each building it on their first task.
-    runtime()
-    configure_logging(settings.log_level, settings.log_format)
+    # The settings again: a forked pool has its own metrics port in the environment.
+    get_settings.cache_clear()
+    settings = get_settings()
+    rt = runtime()
+    # Connections opened before a fork are the parent's: the pool opens its own.
+    rt.db.engine.dispose(close=False)
     create_celery(settings).worker_main(
         [
             "worker",
             "--loglevel",
             settings.log_level,
             "--concurrency",
-            str(args.concurrency),
+            str(concurrency),
             "-n",
-            args.name,
+            name,
             "--queues",
-            ",".join(pools[0].queues),
+            ",".join(pool.queues),
             # Mingle (revoked ids and clocks from other workers at start) and gossip (their
             # events while running) serve Celery's own remote revoke, which Latchkey never
             # uses: a claim in the database decides who works on what. Mingle alone held
