@@ -15,14 +15,16 @@ from pathlib import Path
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _part(cmdline: str, own: bool) -> str | None:
+def _part(cmdline: str, own: bool, name: str = "") -> str | None:
     if own:
         return "bench + stand-ins (Slack, moto)"
     if "gunicorn" in cmdline:
         return "web"
-    if "--queues access" in cmdline:
+    # The pools `latchkey worker` forks are named (app.worker.pools.process_name); one run
+    # with --queues has its own command line.
+    if name.startswith("lk-pool-access") or "--queues access" in cmdline:
         return "worker: access pool"
-    if "--queues messages" in cmdline:
+    if name.startswith("lk-pool-messag") or "--queues messages" in cmdline:
         return "worker: messages pool"
     if "app.cli worker" in cmdline:
         return "worker: supervisor"
@@ -44,9 +46,10 @@ def snapshot() -> dict[int, tuple[str, float]]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (entry / "comm").read_text().strip()
         except OSError:
             continue  # it exited meanwhile
-        part = _part(cmdline, int(entry.name) == os.getpid())
+        part = _part(cmdline, int(entry.name) == os.getpid(), name)
         if part is not None:
             # utime and stime: fields 14 and 15 of stat, 12 and 13 after the command name.
             found[int(entry.name)] = (part, (int(fields[11]) + int(fields[12])) / TICKS)

@@ -76,6 +76,22 @@ def _die_with_parent() -> None:
         pass
 
 
+def process_name(pool: Pool) -> str:
+    """What `top` and `ps -o comm` show for a pool's processes (at most 15 bytes)."""
+    return f"lk-pool-{pool.kind.split('+')[0]}"[:15]
+
+
+def _name_process(name: str) -> None:
+    """A forked pool keeps the supervisor's command line; its name says which pool it is
+    (Linux only; its own processes inherit it)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+    except Exception:  # noqa: S110 - not Linux: only the name is lost
+        pass
+
+
 def supervise(
     pools: Sequence[Pool],
     *,
@@ -151,6 +167,7 @@ def _pool_main(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     _die_with_parent()
+    _name_process(process_name(pool))
     if ACCESS not in pool.queues:
         os.nice(MESSAGES_NICENESS)
     if metrics_port:
