@@ -7,11 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-
-from app.audit import chain_hash
-from app.db import utcnow
-from app.models import AuditEvent, Grant
+from app.models import AuditEvent
 from app.queries import events_of, grant_of
 from app.slack import ids
 from app.testing.scenes import (
@@ -96,42 +92,6 @@ def test_an_extension_moves_googles_own_expiry(stack: LocalStack) -> None:
     )
     dm_to(stack, person, "expired", timeout=40)
     assert person.email not in google.members(GOOGLE_GROUP)
-
-
-def test_already_member_forged_in_the_db_keeps_no_membership(stack: LocalStack) -> None:
-    """An insider writes a `granted` event saying the person was a member before (hashed
-    without the audit key), and edits the grant row to say so too: the membership Latchkey
-    made still goes at the end."""
-    idp = _idp(stack)
-    person = new_person(stack, iam_user=False)
-    user_id = idp.okta.add_user(person.email)
-    request_id = _approved(stack, person, "okta-group", "prod-admins", seconds=8)
-    with stack.database().session() as session:
-        head = session.execute(
-            select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)  # type: ignore[attr-defined]
-        ).scalar_one()
-        forged = AuditEvent(
-            seq=head.seq + 1,
-            at=utcnow(),
-            event="granted",
-            actor="latchkey",
-            request_id=request_id,
-            flow="okta-group",
-            target="prod-admins",
-            subject=person.user_id,
-            details={"already_member": True},
-            prev_hash=head.hash,
-            hash="",
-        )
-        forged.hash = chain_hash(b"an-insider-key-not-the-audit-key", head.hash, forged)
-        session.add(forged)
-        session.execute(
-            update(Grant)
-            .where(Grant.request_id == request_id)  # type: ignore[arg-type]
-            .values(details={"already_member": True})
-        )
-    dm_to(stack, person, "expired", timeout=30)
-    assert user_id not in idp.okta.members(idp.okta_group)
 
 
 def test_entra_pim_assignment_ends_with_the_grant(stack: LocalStack) -> None:
