@@ -190,9 +190,10 @@ def extend_access(rt: Runtime, extension_id: uuid.UUID) -> bool:
                 session, rt.audit, extension, "extension_refused", "latchkey", {"reason": unproven}
             )
     if unproven is not None:
-        alert_unproven(rt, extension_id, f"was not applied: {unproven}")
+        # Failed first, then told: whoever reads the alert finds the request already failed.
         with rt.db.session() as session:
             lifecycle.fail(session=session, audit=rt.audit, request_id=extension_id, error=unproven)
+        alert_unproven(rt, extension_id, f"was not applied: {unproven}")
         rt.tasks.notify(extension_id, "failed")
         return False
     with rt.db.session() as session:

@@ -256,8 +256,10 @@ def _refuse_unproven(rt: Runtime, request_id: uuid.UUID, owner: str, problem: st
                 session, rt.audit, request, "grant_refused", "latchkey", {"reason": problem}
             )
     log.error("refused to grant request=%s: %s", request_id, problem)
+    # Failed first, then told: whoever reads the alert finds the request already failed.
+    failed = _fail(rt, request_id, f"refused: {problem}", owner)
     alert_unproven(rt, request_id, f"was not granted: {problem}")
-    return _fail(rt, request_id, f"refused: {problem}", owner)
+    return failed
 
 
 def alert_unproven(rt: Runtime, request_id: uuid.UUID, what: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, exists, func, null, or_, select
 from sqlmodel import Session
@@ -77,6 +78,17 @@ def covering_grants(session: Session, grant: Grant, now: datetime) -> list[Grant
     ]
 
 
+def _live_access(provider: str, resource: str, principal: str, now: datetime) -> tuple[Any, ...]:
+    """The conditions of a live grant of one access (with AccessRequest joined)."""
+    return (
+        Grant.provider == provider,  # type: ignore[arg-type]
+        Grant.resource == resource,  # type: ignore[arg-type]
+        Grant.principal == principal,  # type: ignore[arg-type]
+        AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
+        Grant.expires_at > now,  # type: ignore[arg-type]
+    )
+
+
 def live_grants(
     session: Session, provider: str, resource: str, principal: str, now: datetime
 ) -> list[Grant]:
@@ -84,13 +96,7 @@ def live_grants(
     rows = session.execute(
         select(Grant)
         .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-        .where(
-            Grant.provider == provider,  # type: ignore[arg-type]
-            Grant.resource == resource,  # type: ignore[arg-type]
-            Grant.principal == principal,  # type: ignore[arg-type]
-            AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
-            Grant.expires_at > now,  # type: ignore[arg-type]
-        )
+        .where(*_live_access(provider, resource, principal, now))
     )
     return list(rows.scalars().all())
 
@@ -102,13 +108,7 @@ def latest_live_end(
     return session.execute(
         select(func.max(Grant.expires_at))
         .join(AccessRequest, AccessRequest.id == Grant.request_id)  # type: ignore[arg-type]
-        .where(
-            Grant.provider == provider,  # type: ignore[arg-type]
-            Grant.resource == resource,  # type: ignore[arg-type]
-            Grant.principal == principal,  # type: ignore[arg-type]
-            AccessRequest.status == S.ACTIVE,  # type: ignore[arg-type]
-            Grant.expires_at > now,  # type: ignore[arg-type]
-        )
+        .where(*_live_access(provider, resource, principal, now))
     ).scalar_one_or_none()
 
 

@@ -26,8 +26,10 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Self
+
+from app.testing.http_standin import HttpStandIn, QuietHandler
 
 MEMBERSHIP_TYPE = "type.googleapis.com/google.apps.cloudidentity.groups.v1.Membership"
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
@@ -103,10 +105,9 @@ class _Membership:
     updated: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-class GoogleGroupsStandIn:
+class GoogleGroupsStandIn(HttpStandIn):
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self._emails: dict[str, str] = {}  # group email -> group id
         self._groups: dict[str, dict[str, _Membership]] = {}  # group id -> mid -> membership
         self._throttled = 0
@@ -129,8 +130,7 @@ class GoogleGroupsStandIn:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def add_group(self, email: str) -> str:
         """A new group; its resource name, "groups/<id>"."""
@@ -359,7 +359,7 @@ class GoogleGroupsStandIn:
     def start(self) -> Self:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 status, body = standin._handle(self.command, self.path, self.rfile.read(length))
@@ -372,23 +372,4 @@ class GoogleGroupsStandIn:
 
             do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
-            def log_message(self, *args: object) -> None:
-                pass  # keep test output clean
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                         name="google-groups-standin", daemon=True).start()  # fmt: skip
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._listen(ThreadingHTTPServer(("127.0.0.1", 0), Handler))

@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from app.testing.http_standin import HttpStandIn, QuietHandler
+
 SCOPE = "https://graph.microsoft.com/.default"
 PIM = "/v1.0/identityGovernance/privilegedAccess/group"
 _DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
@@ -146,11 +148,10 @@ class _Assignment:
     end: datetime | None  # None: permanent
 
 
-class GraphStandIn:
+class GraphStandIn(HttpStandIn):
     def __init__(self, tenant_id: str, client_id: str, client_secret: str) -> None:
         self.tenant_id, self.client_id, self.client_secret = tenant_id, client_id, client_secret
         self._lock = threading.Lock()
-        self._server: _TlsServer | None = None
         self._folder: Path | None = None
         self._users: dict[str, str] = {}  # id -> email (userPrincipalName and mail)
         self._groups: dict[str, str] = {}  # id -> displayName
@@ -165,8 +166,7 @@ class GraphStandIn:
 
     @property
     def graph_url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
+        return f"https://127.0.0.1:{self.port}"
 
     @property
     def authority(self) -> str:
@@ -504,7 +504,7 @@ class GraphStandIn:
     def start(self) -> Self:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 authorization = self.headers.get("Authorization") or ""
@@ -519,29 +519,14 @@ class GraphStandIn:
 
             do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
-            def log_message(self, *args: object) -> None:
-                pass  # keep test output clean
-
         self._folder = Path(tempfile.mkdtemp(prefix="graph-standin-"))
         _, cert, key = _certificates(self._folder)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        self._server = _TlsServer(Handler, context)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                         name="graph-standin", daemon=True).start()  # fmt: skip
-        return self
+        return self._listen(_TlsServer(Handler, context))
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

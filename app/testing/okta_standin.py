@@ -23,8 +23,10 @@ import threading
 import time
 import urllib.parse
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Self
+
+from app.testing.http_standin import HttpStandIn, QuietHandler
 
 LIMIT = 600  # requests a minute, as X-Rate-Limit-Limit reports for these endpoints
 MOST = 10000  # a larger `limit` is cut down to this
@@ -49,11 +51,10 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class OktaStandIn:
+class OktaStandIn(HttpStandIn):
     def __init__(self, api_token: str) -> None:
         self.api_token = api_token
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self._users: dict[str, dict[str, Any]] = {}  # id -> user object
         self._groups: dict[str, dict[str, Any]] = {}  # id -> group object
         self._members: dict[str, set[str]] = {}  # group id -> user ids
@@ -65,8 +66,7 @@ class OktaStandIn:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def add_user(self, login: str, email: str | None = None) -> str:
         """An ACTIVE user; its id ("00u…")."""
@@ -218,7 +218,7 @@ class OktaStandIn:
     def start(self) -> Self:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))  # unused
                 status, body, headers = standin._handle(
@@ -235,23 +235,4 @@ class OktaStandIn:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
-            def log_message(self, *args: object) -> None:
-                pass  # keep test output clean
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                         name="okta-standin", daemon=True).start()  # fmt: skip
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._listen(ThreadingHTTPServer(("127.0.0.1", 0), Handler))

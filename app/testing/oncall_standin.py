@@ -21,8 +21,10 @@ import json
 import threading
 import urllib.parse
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Self
+
+from app.testing.http_standin import HttpStandIn, QuietHandler
 
 Query = dict[str, list[str]]
 
@@ -42,25 +44,23 @@ def _parse(stamp: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class _StandIn:
+class _StandIn(HttpStandIn):
     """The server, the record of requests and the rate limiting both stand-ins share."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self._limited = 0
         # (method, path, query as parse_qs gives it), every request, refused ones too.
         self.requests: list[tuple[str, str, Query]] = []
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 status, body, headers = standin._serve(self.path, self.headers.get("Authorization"))
                 data = json.dumps(body).encode()
@@ -71,27 +71,7 @@ class _StandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args: object) -> None:
-                pass  # keep test output clean
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name=type(self).__name__, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._listen(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
     def rate_limit_next(self, n: int) -> None:
         """The next `n` requests are answered 429, whatever they ask."""

@@ -5,6 +5,7 @@ the audit key. The chain no longer verifies, so these stories run on a stack of 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -33,6 +34,39 @@ def stack(module_stack: LocalStack) -> LocalStack:
     return module_stack
 
 
+def _forge(
+    stack: LocalStack,
+    request_id: uuid.UUID,
+    event: str,
+    *,
+    flow: str,
+    target: str,
+    subject: str,
+    details: dict[str, Any],
+) -> None:
+    """Append an event as an insider would: chained onto the head, hashed with a key that is
+    not the audit key."""
+    with stack.database().session() as session:
+        head = session.execute(
+            select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)  # type: ignore[attr-defined]
+        ).scalar_one()
+        forged = AuditEvent(
+            seq=head.seq + 1,
+            at=utcnow(),
+            event=event,
+            actor="latchkey",
+            request_id=request_id,
+            flow=flow,
+            target=target,
+            subject=subject,
+            details=details,
+            prev_hash=head.hash,
+            hash="",
+        )
+        forged.hash = chain_hash(b"an-insider-key-not-the-audit-key", head.hash, forged)
+        session.add(forged)
+
+
 def test_an_escalation_forged_in_the_db_makes_nobody_an_approver(stack: LocalStack) -> None:
     """An insider writes an `escalated` event naming themselves (may_approve), chained onto
     the head but hashed without the audit key: their click is refused and the request
@@ -42,30 +76,20 @@ def test_an_escalation_forged_in_the_db_makes_nobody_an_approver(stack: LocalSta
     submit_request(stack, person, flow="escalating", target="admins", seconds=3600, reason="db")
     card = _posted_to(stack, CHANNEL, person, since=mark)
     request_id = uuid.UUID(request_id_on(card))
-    with stack.database().session() as session:
-        head = session.execute(
-            select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)  # type: ignore[attr-defined]
-        ).scalar_one()
-        forged = AuditEvent(
-            seq=head.seq + 1,
-            at=utcnow(),
-            event="escalated",
-            actor="latchkey",
-            request_id=request_id,
-            flow="escalating",
-            target="admins",
-            subject=person.user_id,
-            details={
-                "step": 1,
-                "after_seconds": 60,
-                "users": [insider.user_id],
-                "may_approve": True,
-            },
-            prev_hash=head.hash,
-            hash="",
-        )
-        forged.hash = chain_hash(b"an-insider-key-not-the-audit-key", head.hash, forged)
-        session.add(forged)
+    _forge(
+        stack,
+        request_id,
+        "escalated",
+        flow="escalating",
+        target="admins",
+        subject=person.user_id,
+        details={
+            "step": 1,
+            "after_seconds": 60,
+            "users": [insider.user_id],
+            "may_approve": True,
+        },
+    )
     assert click(stack, insider.user_id, ids.APPROVE_ACTION, card).status == 200
     said_to(stack, insider.user_id, "not an approver", since=mark)
     with stack.database().session() as session:
@@ -85,25 +109,16 @@ def test_already_member_forged_in_the_db_keeps_no_membership(stack: LocalStack) 
     person = new_person(stack, iam_user=False)
     user_id = idp.okta.add_user(person.email)
     request_id = _approved(stack, person, "okta-group", "prod-admins", seconds=8)
+    _forge(
+        stack,
+        request_id,
+        "granted",
+        flow="okta-group",
+        target="prod-admins",
+        subject=person.user_id,
+        details={"already_member": True},
+    )
     with stack.database().session() as session:
-        head = session.execute(
-            select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)  # type: ignore[attr-defined]
-        ).scalar_one()
-        forged = AuditEvent(
-            seq=head.seq + 1,
-            at=utcnow(),
-            event="granted",
-            actor="latchkey",
-            request_id=request_id,
-            flow="okta-group",
-            target="prod-admins",
-            subject=person.user_id,
-            details={"already_member": True},
-            prev_hash=head.hash,
-            hash="",
-        )
-        forged.hash = chain_hash(b"an-insider-key-not-the-audit-key", head.hash, forged)
-        session.add(forged)
         session.execute(
             update(Grant)
             .where(Grant.request_id == request_id)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from typing import Any
 
 from app.flows.targets import EntraGroupTarget
 from app.providers.base import GrantSpec, ProviderError
-from app.providers.idp.rest import Answer, RestApi
+from app.providers.idp.rest import Answer, RestApi, known_user
 from app.ttlcache import TTLCache
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -153,12 +153,9 @@ class EntraGroupProvider:
 
     def revoke(self, spec: GrantSpec) -> dict[str, Any]:
         target: EntraGroupTarget = spec.target
-        try:
-            user_id = self.user_id(spec.principal)
-        except ProviderError as exc:
-            if exc.transient:
-                raise
-            return {"group_id": target.group_id, "already_absent": True, "why": str(exc)}
+        user_id = known_user(self.user_id, spec.principal)
+        if user_id is None:
+            return {"group_id": target.group_id, "already_absent": True, "why": "no such user"}
         details = {"group_id": target.group_id, "entra_user_id": user_id, "mode": target.mode}
         if target.mode == "pim":
             return {**details, **self._unassign(target, user_id)}

@@ -17,7 +17,7 @@ from typing import Any
 
 from app.flows.targets import OktaGroupTarget
 from app.providers.base import GrantSpec, ProviderError
-from app.providers.idp.rest import Answer, RestApi
+from app.providers.idp.rest import Answer, RestApi, known_user
 from app.ttlcache import TTLCache
 
 # How long a login's Okta user id is reused: ids never change; a deleted and re-created
@@ -96,12 +96,9 @@ class OktaGroupProvider:
 
     def revoke(self, spec: GrantSpec) -> dict[str, Any]:
         target: OktaGroupTarget = spec.target
-        try:
-            user_id = self.user_id(spec.principal)
-        except ProviderError as exc:
-            if exc.transient:
-                raise
-            return {"group_id": target.group_id, "already_absent": True, "why": str(exc)}
+        user_id = known_user(self.user_id, spec.principal)
+        if user_id is None:
+            return {"group_id": target.group_id, "already_absent": True, "why": "no such user"}
         answer = self._api.call(
             "DELETE", f"/api/v1/groups/{target.group_id}/users/{user_id}", accept=(404,)
         )

@@ -117,3 +117,14 @@ class RestApi:
                     transient=False,
                 )
             answer = self.call("GET", following)
+
+
+def known_user(lookup: Callable[[str], str], principal: str) -> str | None:
+    """The provider's id for `principal`; None when the provider has no such user (for a
+    revoke, access already absent). Transient failures raise."""
+    try:
+        return lookup(principal)
+    except ProviderError as exc:
+        if exc.transient:
+            raise
+        return None
