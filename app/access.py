@@ -58,7 +58,7 @@ def revoke_access(
             return False
         session.refresh(grant)
         covering = queries.covering_grants(session, grant, utcnow())
-        kept = held_before(session, rt.audit, request_id)
+        kept = held_before(session, rt.audit, grant)
         loaded = rt.flows.get(request.flow)
         target = loaded.flow.target(request.target) if loaded else None
 
@@ -140,7 +140,7 @@ def reapply(rt: Runtime, grant: Grant, *, why: str) -> bool:
             )
         # A membership someone held before the grant was never Latchkey's to put back: were
         # it added now, the end would leave it (held_before) for ever.
-        kept = unbound is None and held_before(session, rt.audit, grant.request_id)
+        kept = unbound is None and fresh is not None and held_before(session, rt.audit, fresh)
     if kept:
         log.info("not re-applying request=%s: a membership held before its grant", grant.request_id)
         return False

@@ -10,23 +10,30 @@ into one that outlives its grant (an event that does not verify counts as Latchk
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
 from app.audit import AuditLog
+from app.models import Grant
 from app.queries import events_of, live_grants
 
 KEY = "already_member"
 
 
-def held_before(session: Session, audit: AuditLog, request_id: uuid.UUID) -> bool:
-    """Did the keyed `granted` event of this request find the access already there?"""
+def held_before(session: Session, audit: AuditLog, grant: Grant) -> bool:
+    """Did the keyed `granted` event of this grant find the access already there?
+
+    The row is asked first, so the grants of every other provider (and most of these) cost
+    no query: a row edited to drop the flag only makes the end remove the membership, the
+    safe way round; one edited to add it is checked against the keyed event.
+    """
+    if grant.details.get(KEY) is not True:
+        return False
     return any(
         e.details.get(KEY) is True and audit.authentic(e)
-        for e in events_of(session, request_id, ("granted",))
+        for e in events_of(session, grant.request_id, ("granted",))
     )
 
 
@@ -48,7 +55,7 @@ def settle(
     ours = [
         g
         for g in live_grants(session, provider, resource, principal, now)
-        if not held_before(session, audit, g.request_id)
+        if not held_before(session, audit, g)
     ]
     if not ours:
         return details

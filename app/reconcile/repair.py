@@ -50,7 +50,7 @@ def repair_missing(rt: Runtime, grant: Grant) -> bool:
     if not _still_active(rt, grant):
         return False
     with rt.db.session() as session:
-        if held_before(session, rt.audit, grant.request_id):
+        if held_before(session, rt.audit, grant):
             # A membership the person held before the grant, since removed by someone:
             # never Latchkey's to put back (the end would leave it for ever).
             return False

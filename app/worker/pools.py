@@ -66,14 +66,20 @@ def node_name(name: str, pool: Pool) -> str:
 MESSAGES_NICENESS = 5
 
 
-def _die_with_parent() -> None:
-    """A pool outlives a supervisor killed with SIGKILL otherwise (Linux only)."""
+def _prctl(option: int, value: int | bytes) -> None:
+    """Linux's prctl; elsewhere nothing (the process group still gets signals; the pool's
+    name is lost)."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: S110 - not Linux: the process group still gets the signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value, 0, 0, 0)
+    except Exception:  # noqa: S110 - not Linux
         pass
+
+
+def _die_with_parent() -> None:
+    """A pool outlives a supervisor killed with SIGKILL otherwise."""
+    _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def process_name(pool: Pool) -> str:
@@ -83,13 +89,8 @@ def process_name(pool: Pool) -> str:
 
 def _name_process(name: str) -> None:
     """A forked pool keeps the supervisor's command line; its name says which pool it is
-    (Linux only; its own processes inherit it)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
-    except Exception:  # noqa: S110 - not Linux: only the name is lost
-        pass
+    (its own processes inherit it)."""
+    _prctl(15, name.encode())  # PR_SET_NAME
 
 
 def supervise(
