@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     audit_webhook_secret: SecretStr = Field(
         default=SecretStr(""), alias="LATCHKEY_AUDIT_WEBHOOK_SECRET"
     )
+    # How often the beat delivers what the SIEM has not had yet; unset: every sweep.
+    audit_deliver_seconds: float | None = Field(
+        default=None, alias="LATCHKEY_AUDIT_DELIVER_SECONDS", gt=0
+    )
     # Extra request headers as a JSON object (e.g. {"Authorization": "Splunk …"}).
     audit_webhook_headers: SecretStr = Field(
         default=SecretStr("{}"), alias="LATCHKEY_AUDIT_WEBHOOK_HEADERS"

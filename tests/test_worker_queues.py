@@ -175,3 +175,22 @@ def test_without_redis_every_notification_publishes(rt: Runtime, slack: SlackSta
     refresh_home(rt, "U0HOME")
     assert len(slack.calls("views.publish")) == 2
     assert HOME_QUIET_SECONDS <= 5  # "a few seconds"
+
+
+def test_the_beat_feeds_the_siem_only_with_a_webhook_and_as_often_as_set() -> None:
+    """No webhook: nothing to deliver, so nothing scheduled. With one: every sweep, unless
+    LATCHKEY_AUDIT_DELIVER_SECONDS says otherwise."""
+    from app.worker.celery_app import beat_schedule
+
+    quiet = Settings(sweep_seconds=7)
+    assert "audit-deliver" not in beat_schedule(quiet)
+    hook = {
+        "audit_webhook_url": "https://siem.example.com/in",
+        "audit_webhook_secret": "siem-secret-0123456789",
+        "sweep_seconds": 7,
+    }
+    every_sweep = beat_schedule(Settings(**hook))  # type: ignore[arg-type]
+    assert every_sweep["audit-deliver"]["schedule"] == timedelta(seconds=7)
+    own = beat_schedule(Settings(**hook, audit_deliver_seconds=60))  # type: ignore[arg-type]
+    assert own["audit-deliver"]["schedule"] == timedelta(seconds=60)
+    assert own["sweep"]["schedule"] == timedelta(seconds=7)

@@ -60,7 +60,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     # Only with a webhook: without one the task had nothing to do but cost a message, a
     # worker slot and a log line every sweep interval.
     if settings.audit_webhook_url:
-        schedule["audit-deliver"] = {"task": AUDIT_DELIVER, "schedule": every_sweep}
+        every = settings.audit_deliver_seconds or settings.sweep_seconds
+        schedule["audit-deliver"] = {"task": AUDIT_DELIVER, "schedule": timedelta(seconds=every)}
     return schedule
 
 

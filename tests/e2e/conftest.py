@@ -269,6 +269,8 @@ def _standard_stack(
                 "LATCHKEY_AUDIT_WEBHOOK_URL": receiver.url,
                 "LATCHKEY_AUDIT_WEBHOOK_SECRET": SIEM_SECRET,
                 "LATCHKEY_AUDIT_WEBHOOK_HEADERS": '{"Authorization": "Bearer siem-token"}',
+                # Not every 1 s sweep: a delivery each second was a tenth of an idle stack's CPU.
+                "LATCHKEY_AUDIT_DELIVER_SECONDS": "3",
                 "LATCHKEY_POSTGRES_ROLE_URL": POSTGRES_URL or "",
                 "LATCHKEY_GCP_ENDPOINT": google.endpoint,
                 "LATCHKEY_GCP_GRPC_ENDPOINT": google.grpc_endpoint,

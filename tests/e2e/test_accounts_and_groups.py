@@ -307,7 +307,7 @@ def test_a_deactivation_whose_event_never_arrived_is_caught_by_reconciliation(
     wait_until(lambda: status(stack, request_id) == S.ACTIVE, 15, "the grant")
     asked = len(stack.slack.calls("users.info"))
     stack.slack.set_user_flags(person.user_id, deleted=True)  # and no event is sent
-    wait_until(lambda: status(stack, request_id) == S.REVOKED, 30, "the request revoked")
+    stack.reconcile_until(lambda: status(stack, request_id) == S.REVOKED, 30, "the revoke")
     assert person.email not in group_members(stack, GROUP_NAME)
     assert len(stack.slack.calls("users.info")) > asked
     revoking = next(e for e in events(stack, request_id) if e.event == "revoking")

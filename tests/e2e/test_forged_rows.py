@@ -96,7 +96,9 @@ def test_a_forged_active_grant_is_not_reapplied(stack: LocalStack) -> None:
                 expires_at=utcnow() + timedelta(hours=1),
             )
         )
-    wait_until(lambda: "reapply_refused" in _events(stack, request_id), 30, "the refusal")
+    stack.reconcile_until(
+        lambda: "reapply_refused" in _events(stack, request_id), 30, "the refusal"
+    )
     wait_until(lambda: _channel_alert(stack, request_id), 15, "the channel to be alerted")
     assert person.email not in group_members(stack, GROUP_NAME)
 
@@ -123,7 +125,9 @@ def test_an_end_moved_in_the_db_is_not_honoured_at_the_provider(stack: LocalStac
         )
     # Take the access away at AWS: reconciliation sees it missing, and must not put it back.
     stack.iam().remove_user_from_group(GroupName=GROUP_NAME, UserName=person.email)
-    wait_until(lambda: "reapply_refused" in _events(stack, request_id), 30, "the refusal")
+    stack.reconcile_until(
+        lambda: "reapply_refused" in _events(stack, request_id), 30, "the refusal"
+    )
     assert person.email not in group_members(stack, GROUP_NAME)
 
 

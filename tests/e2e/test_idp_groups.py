@@ -149,7 +149,7 @@ def test_reconciliation_restores_latchkeys_membership_but_not_one_held_before(
     standing_request = _approved(stack, standing, "okta-group", "prod-admins", seconds=3600)
     for user_id in (added_id, standing_id):
         idp.okta.remove_member(idp.okta_group, user_id)  # an admin, by hand
-    wait_until(lambda: added_id in idp.okta.members(idp.okta_group), 30, "the re-apply")
+    stack.reconcile_until(lambda: added_id in idp.okta.members(idp.okta_group), 30, "the re-apply")
     with stack.database().session() as session:
         drift = events_of(session, standing_request, ("drift_found", "drift_repaired"))
         assert drift == []

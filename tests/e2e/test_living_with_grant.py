@@ -274,7 +274,7 @@ def test_reconciliation_repairs_drift_both_ways(stack: LocalStack) -> None:
     request_id, card = _granted(stack, person, "test-admin", 3600)
 
     stack.iam().remove_user_from_group(GroupName=GROUP_NAME, UserName=person.email)
-    wait_until(lambda: _holds(stack, person), 20, "reconciliation to re-apply missing access")
+    stack.reconcile_until(lambda: _holds(stack, person), 20, "reconciliation to re-apply access")
 
     def drift_events() -> list[AuditEvent]:
         return [e for e in _events(stack, request_id) if e.event.startswith("drift_")]
@@ -292,7 +292,7 @@ def test_reconciliation_repairs_drift_both_ways(stack: LocalStack) -> None:
     click_in_dm(stack, person, ids.RELEASE_ACTION, request_id)
     wait_until(lambda: not _holds(stack, person), 10, "the release")
     stack.iam().add_user_to_group(GroupName=GROUP_NAME, UserName=person.email)
-    wait_until(lambda: not _holds(stack, person), 20, "reconciliation to revoke lingering access")
+    stack.reconcile_until(lambda: not _holds(stack, person), 20, "reconciliation to revoke it")
 
     def repairs() -> list[str]:
         return [

@@ -53,7 +53,7 @@ def test_a_latchkey_binding_without_a_grant_is_removed_and_audited(stack: LocalS
     stack.google.put_binding(  # type: ignore[attr-defined]
         PROJECT, "roles/viewer", ["user:ghost@example.com"], LATCHKEY_UNTIL_2099
     )
-    wait_until(
+    stack.reconcile_until(
         lambda: "user:ghost@example.com" not in _viewers(stack),
         20,
         "reconciliation to remove the orphaned binding",
