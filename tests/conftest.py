@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -156,3 +157,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytrace=False,
         )
     yield url
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Stop when xdist's loadgroup dropped the e2e stack groups (tests/e2e/conftest.py):
+    nothing would fail, but each module's stack would start again for every test, at seconds
+    of CPU each. pytest 9.2 with pytest-xdist 3.8 did (pytest-xdist#1386)."""
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    lost = [i for i in ids if "/e2e/" in i and "@" not in i.rsplit("]", 1)[-1]]
+    if lost:
+        pytest.exit(
+            f"--dist loadgroup ignored the e2e stack groups (first: {lost[0]}): this pytest "
+            "and pytest-xdist disagree on node ids; install the versions of requirements.lock",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
