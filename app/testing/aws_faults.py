@@ -22,6 +22,10 @@ from typing import Any
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
+# Which of its accounts moto serves a request from (moto server mode).
+MOTO_ACCOUNT_HEADER = "x-moto-account-id"
+
+
 @dataclass(frozen=True)
 class Refusal:
     code: str
@@ -51,8 +55,11 @@ def error_body(refusal: Refusal, json_protocol: bool) -> tuple[str, bytes]:
 
 
 class AwsFaultProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, account: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        # moto's account for every relayed call (its x-moto-account-id header): one moto
+        # process holds the state of every stack in it, kept apart by account.
+        self.account = account
         self._refusals: dict[str, Refusal] = {}
         # Seconds to hold a call of an action before relaying it: a slow AWS.
         self._delays: dict[str, float] = {}
@@ -130,7 +137,10 @@ class AwsFaultProxy:
                     proxy.upstream + self.path,
                     data=body if body or self.command not in ("GET", "HEAD") else None,
                     method=self.command,
-                    headers={k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP},
+                    headers={
+                        **{k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP},
+                        **({MOTO_ACCOUNT_HEADER: proxy.account} if proxy.account else {}),
+                    },
                 )
                 try:
                     with urllib.request.urlopen(forward, timeout=30) as response:

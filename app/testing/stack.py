@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,8 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.testing.aws_faults import AwsFaultProxy
-from app.testing.moto import reset as reset_moto
+from app.testing.aws_faults import MOTO_ACCOUNT_HEADER, AwsFaultProxy
 from app.testing.slack_driver import SlackDriver
 from app.testing.slack_standin import SlackStandIn
 
@@ -88,8 +88,11 @@ class LocalStack:
         self.worker_metrics_port = free_port()
         self.slack = SlackStandIn(token=BOT_TOKEN)
         self._moto: Any = None
+        # An AWS account of its own: moto keeps one state per process, which a stack
+        # sharing the test worker with another would otherwise see (and once reset for all).
+        self.aws_account = f"{secrets.randbelow(10**12):012d}"
         # The processes reach moto through this proxy, so a test can make AWS refuse calls.
-        self.aws_faults = AwsFaultProxy("http://placeholder")
+        self.aws_faults = AwsFaultProxy("http://placeholder", account=self.aws_account)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._launched_at: dict[str, int] = {}
         # Clicks and commands carry response_urls served (and recorded) by the Slack stand-in.
@@ -123,8 +126,6 @@ class LocalStack:
         self._moto.start()
         self.aws_faults.upstream = self.aws_endpoint
         self.aws_faults.start()
-        # moto keeps its accounts in process-wide state; start every stack from a clean AWS.
-        reset_moto(self.aws_endpoint)
         if not self.migrated:
             self._run(["migrate"], "migrate")
         # Started side by side: each spends its first seconds importing, which overlaps
@@ -150,10 +151,7 @@ class LocalStack:
             self.stop_process(name, sig)
         self.aws_faults.stop()
         if self._moto is not None:
-            try:
-                reset_moto(self.aws_endpoint)  # what it held must not slow the next moto
-            finally:
-                self._moto.stop()
+            self._moto.stop()
             self._moto = None
         self.slack.stop()
 
@@ -198,13 +196,19 @@ class LocalStack:
     def iam(self) -> Any:
         import boto3
 
-        return boto3.client(
+        client = boto3.client(
             "iam",
             endpoint_url=self.aws_endpoint,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+        def in_our_account(request: Any, **_: Any) -> None:
+            request.headers[MOTO_ACCOUNT_HEADER] = self.aws_account
+
+        client.meta.events.register("before-send.iam", in_our_account)
+        return client
 
     def database(self) -> Any:
         from app.db import Database
