@@ -57,7 +57,9 @@ def _is_member(conn: psycopg.Connection, member: str) -> bool:
 def test_custom_provider_request_approve_expire(
     stack: LocalStack, database: psycopg.Connection
 ) -> None:
-    person = new_person(stack, iam_user=False)
+    # Roles are cluster-wide and the test workers count people each from 1: a name of its
+    # own, or two workers both create person17@example.com (seen with 6 workers).
+    person = new_person(stack, iam_user=False, name=f"role{uuid.uuid4().hex[:8]}x")
     database.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(person.email)))
     try:
         response = submit_request(
