@@ -2,14 +2,15 @@
 
 moto keeps one AWS per process, shared by every server started in it: a module that seeded
 thousands of IAM users left every later module's calls seconds slower (each listing walked
-them) and its groups visible to the next. So a server here starts from an empty AWS and
-empties it again when it stops.
+them) and its groups visible to the next. Its accounts are apart, though: a server here
+empties moto's default account (the one its callers use) when it starts and stops, and a
+test stack (app.testing.stack) works in an account of its own, which it empties at its end.
+Emptying all of moto instead would take the AWS from under a stack still running beside it.
 """
 
 from __future__ import annotations
 
 import logging
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,11 +18,21 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+# moto's account when a request names none (no x-moto-account-id header, no MOTO_ACCOUNT_ID).
+DEFAULT_ACCOUNT = "123456789012"
 
-def reset(endpoint: str) -> None:
-    """Forget every account's state (moto's own reset endpoint)."""
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=5).close()
+
+def forget(account: str) -> None:
+    """Empty one account's state in every service moto has used in this process, leaving the
+    other accounts as they are (moto's /moto-api/reset empties them all)."""
+    from moto.core.base_backend import BackendDict, backend_lock
+
+    # moto's list of the services in use: it has no public per-account reset.
+    with backend_lock:
+        for service in list(BackendDict._instances):
+            held = service.pop(account, None)
+            if held is not None:
+                held.reset()
 
 
 @contextmanager
@@ -34,11 +45,11 @@ def moto_server() -> Iterator[str]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     try:
-        reset(endpoint)
+        forget(DEFAULT_ACCOUNT)
         yield endpoint
     finally:
         try:
-            reset(endpoint)
+            forget(DEFAULT_ACCOUNT)
         finally:
             server.stop()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.testing.aws_faults import MOTO_ACCOUNT_HEADER, AwsFaultProxy
+from app.testing.moto import forget as forget_aws
 from app.testing.slack_driver import SlackDriver
 from app.testing.slack_standin import SlackStandIn
 
@@ -151,7 +152,10 @@ class LocalStack:
             self.stop_process(name, sig)
         self.aws_faults.stop()
         if self._moto is not None:
-            self._moto.stop()
+            try:
+                forget_aws(self.aws_account)  # what it held must not slow the next stack
+            finally:
+                self._moto.stop()
             self._moto = None
         self.slack.stop()
 
