@@ -161,7 +161,10 @@ class AwsFaultProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # Polls every 50 ms, not the default 500: stop() waits for the poll, once per test.
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="aws-faults", daemon=True
+        ).start()
 
     def stop(self) -> None:
         if self._server is not None:

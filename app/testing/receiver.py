@@ -65,7 +65,10 @@ class AuditReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # Polls every 50 ms, not the default 500: stop() waits for the poll, once per test.
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="audit-receiver", daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:

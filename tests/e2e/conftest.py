@@ -1,8 +1,10 @@
-"""Real stacks (web, worker, beat, Redis, DB, moto, Slack stand-in): one per backend shared
-by the modules that take `stack`, and one per module and backend for `module_stack`."""
+"""Real stacks (web, worker, beat, Redis, DB, moto, Slack stand-in): a shared one per
+backend on each of SHARED_STACKS workers for the tests that take `stack`, and one per module
+and backend for `module_stack`."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -411,10 +413,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(_stack_group(item)))
 
 
+# How many test workers hold a shared stack of each backend. A shared stack lives for the
+# whole run, and an idle one still sweeps every second: one on every worker (5 workers, two
+# backends) cost more CPU than the tests run on them. Two per backend each serve about two
+# minutes of tests, so the groups still spread over the workers.
+SHARED_STACKS = 2
+
+
 def _stack_group(item: pytest.Item) -> str:
-    """The module, and the values of its module-wide parametrized fixtures (the backend)."""
+    """The stack a test runs on, as an xdist group: a test on the session's shared stack
+    goes to one of SHARED_STACKS groups of its backend (by a stable hash of its name, the
+    same on every worker); any other e2e test to its module's group with the values of its
+    module-wide parametrized fixtures (the backend)."""
     callspec = getattr(item, "callspec", None)
     defs = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    if "stack" in defs and defs["stack"][-1].scope == "session":
+        slot = zlib.crc32(item.nodeid.split("[", 1)[0].encode()) % SHARED_STACKS
+        return f"shared-{callspec.params['stack']}-{slot}"
     shared = [
         str(value)
         for name, value in (callspec.params.items() if callspec else ())
