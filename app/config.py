@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     # Okta: the org's URL (https://acme.okta.com) and an API token of a limited admin.
     okta_url: str = Field(default="", alias="LATCHKEY_OKTA_URL")
     okta_api_token: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_OKTA_API_TOKEN")
+    # Ephemeral PostgreSQL logins (PostgresLoginTarget): the admin connection that makes and
+    # drops them (CREATEROLE, pg_signal_backend; never a superuser), and the key their
+    # passwords are derived from (app/providers/databases/credentials.py). Changing the key
+    # changes the password shown for a live login: change it with no login live.
+    postgres_login_url: SecretStr = Field(
+        default=SecretStr(""), alias="LATCHKEY_POSTGRES_LOGIN_URL"
+    )
+    credentials_key: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_CREDENTIALS_KEY")
     # How long an answer about who is on call (or an open incident) is reused: a burst of
     # clicks asks once; a handover shows within this time.
     oncall_cache_seconds: float = Field(default=30.0, alias="LATCHKEY_ONCALL_CACHE_SECONDS", ge=0)
@@ -284,9 +292,17 @@ class Settings(BaseSettings):
                 ("LATCHKEY_OKTA_URL", self.okta_url),
                 ("LATCHKEY_OKTA_API_TOKEN", self.okta_api_token.get_secret_value()),
             ),
+            "postgres_login": (
+                ("LATCHKEY_POSTGRES_LOGIN_URL", self.postgres_login_url.get_secret_value()),
+                ("LATCHKEY_CREDENTIALS_KEY", self.credentials_key.get_secret_value()),
+            ),
         }.get(provider, ())
         missing = [name for name, value in needed if not value]
-        return f"{', '.join(missing)} not set" if missing else None
+        if missing:
+            return f"{', '.join(missing)} not set"
+        if provider == "postgres_login" and len(self.credentials_key.get_secret_value()) < 16:
+            return "LATCHKEY_CREDENTIALS_KEY of at least 16 characters (openssl rand -hex 32)"
+        return None
 
     @property
     def socket_mode(self) -> bool:

@@ -4,13 +4,16 @@ group, role or project is found before anyone requests it."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from app.testing.gcp_standin import GcpStandIn
 from app.testing.moto import client, moto_server
+from tests.conftest import POSTGRES_URL
 from tests.factories import write_flow
 from tests.test_cli_startup import _run
 
@@ -221,3 +224,46 @@ def test_online_check_names_a_missing_identity_provider_group(
     assert failures[2] == (
         "FAIL test-admin/nope (okta_group): Okta group 00gNOSUCHGROUP000000 does not exist"
     )
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="LATCHKEY_TEST_POSTGRES_URL is not set (CI sets it)")
+def test_a_postgres_login_flow_needs_its_settings_and_its_roles(tmp_path: Path) -> None:
+    assert POSTGRES_URL is not None
+    role = f"lk_test_read_{uuid.uuid4().hex[:8]}"
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write_flow(
+        flows,
+        targets=_targets(
+            f'PostgresLoginTarget(name="read", database="test", roles=("{role}",))',
+            'PostgresLoginTarget(name="gone", database="test", roles=("no_such_role",))',
+        ),
+    )
+    env = {
+        "LATCHKEY_FLOWS": str(flows),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    unset = _run(["flows", "check"], env, tmp_path)
+    assert unset.returncode != 0
+    assert (
+        "postgres_login targets need LATCHKEY_POSTGRES_LOGIN_URL, LATCHKEY_CREDENTIALS_KEY "
+        "not set" in unset.stderr
+    )
+    env["LATCHKEY_POSTGRES_LOGIN_URL"] = POSTGRES_URL
+    env["LATCHKEY_CREDENTIALS_KEY"] = "short"
+    weak = _run(["flows", "check"], env, tmp_path)
+    assert "LATCHKEY_CREDENTIALS_KEY of at least 16 characters" in weak.stderr
+    env["LATCHKEY_CREDENTIALS_KEY"] = "credentials-key-0123456789abcdef"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+    try:
+        done = _run(["flows", "check", "--online"], env, tmp_path)
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {role}")
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ok   test-admin/read (postgres_login): exists and can be managed" in lines, lines
+    assert any(
+        line.startswith("FAIL") and "'no_such_role' does not exist" in line for line in lines
+    ), lines

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from app.flows.base_targets import SLACK_CHANNEL, Routed, Strict  # noqa: F401 (re-exported)
+from app.flows.db_targets import PostgresLoginTarget
 
 # IAM names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateGroup.html
 _IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
@@ -37,28 +40,6 @@ _ENTRA_ID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 _OKTA_GROUP_ID = re.compile(r"00g[A-Za-z0-9]{17}")
-SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
-
-
-class Strict(BaseModel):
-    """Unknown fields are errors and models are immutable: a typo fails the check."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Routed(Strict):
-    """What every target may say about where its requests are decided."""
-
-    # This target's cards go to this channel instead of the flow's approval_channel
-    # (production databases to the DBAs' channel, say).
-    approval_channel: str | None = None
-
-    @field_validator("approval_channel")
-    @classmethod
-    def _channel_id(cls, value: str | None) -> str | None:
-        if value is not None and not SLACK_CHANNEL.match(value):
-            raise ValueError(f"{value!r} is not a Slack channel id (C… or G…)")
-        return value
 
 
 class AwsIamGroupTarget(Routed):
@@ -299,6 +280,7 @@ Target = Annotated[
     | GoogleGroupTarget
     | EntraGroupTarget
     | OktaGroupTarget
+    | PostgresLoginTarget
     | CustomTarget,
     Field(discriminator="provider"),
 ]
@@ -311,6 +293,7 @@ BUILTIN_PROVIDERS = (
     "google_group",
     "entra_group",
     "okta_group",
+    "postgres_login",
 )
 
 

@@ -53,6 +53,13 @@ def okta_login_problem(principal: str) -> str | None:
     return "an Okta login is 1-100 characters without spaces (an email by default)"
 
 
+def login_owner_problem(principal: str) -> str | None:
+    # Whom an ephemeral login is for (its comment): the person's email by default.
+    if 0 < len(principal) <= 200 and principal.isprintable():
+        return None
+    return "the person an ephemeral login is for is named in 1-200 printable characters"
+
+
 BUILTIN: dict[str, Callable[[str], str | None]] = {
     "aws_iam_group": iam_user_problem,
     "aws_role": iam_user_problem,
@@ -62,4 +69,5 @@ BUILTIN: dict[str, Callable[[str], str | None]] = {
     "google_group": email_problem,
     "entra_group": email_problem,
     "okta_group": okta_login_problem,
+    "postgres_login": login_owner_problem,
 }

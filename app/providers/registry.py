@@ -164,6 +164,15 @@ def default_providers(
         _needs(settings, "okta_group")
         return OktaGroupProvider(settings.okta_url, settings.okta_api_token.get_secret_value())
 
+    def postgres_login() -> Provider:
+        from app.providers.databases.postgres import PostgresLoginProvider
+
+        _needs(settings, "postgres_login")
+        return PostgresLoginProvider(
+            settings.postgres_login_url.get_secret_value(),
+            settings.credentials_key.get_secret_value().encode(),
+        )
+
     factories: dict[str, Callable[[], Provider]] = {
         "aws_iam_group": aws_iam_group,
         "aws_sso": aws_sso,
@@ -173,6 +182,7 @@ def default_providers(
         "google_group": google_group,
         "entra_group": entra_group,
         "okta_group": okta_group,
+        "postgres_login": postgres_login,
     }
     for name, cls in (custom or {}).items():
         factories[name] = lambda c=cls: Guarded(c)

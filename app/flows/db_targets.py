@@ -1,0 +1,45 @@
+"""Targets that make a database login for the grant (issue 18), checked when flows load."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from app.flows.base_targets import Routed
+
+# Unquoted PostgreSQL identifiers (63 bytes at most: a longer one is silently truncated).
+_PG_NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
+
+
+class PostgresLoginTarget(Routed):
+    """A PostgreSQL login made for the grant (`lk_…`, random password, `VALID UNTIL` its
+    end) and a member of `roles`; dropped at the end with its sessions terminated. The
+    holder sees the login and password in a private modal, never in Slack history."""
+
+    provider: Literal["postgres_login"] = "postgres_login"
+    name: str
+    # The database the holder connects to (and where what the login owned is dropped).
+    database: str
+    roles: tuple[str, ...] = Field(min_length=1)
+    description: str = ""
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not _PG_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a PostgreSQL database name (a-z, 0-9, _)")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for role in value:
+            if not _PG_NAME.fullmatch(role):
+                raise ValueError(f"{role!r} is not a PostgreSQL role name (a-z, 0-9, _)")
+        return value
+
+    @property
+    def resource(self) -> str:
+        return f"postgres/{self.database}/{'+'.join(sorted(self.roles))}"

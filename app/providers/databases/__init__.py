@@ -1,0 +1,1 @@
+"""Providers that make database logins: ephemeral ones per grant (issue 18)."""
