@@ -19,7 +19,16 @@ from slack_sdk.errors import SlackApiError
 
 from app.runtime import Runtime
 from app.slack.clicks import ClickKeeper, LateNotices
-from app.slack.listeners import approvals, commands, errors, events, grants, home, requests
+from app.slack.listeners import (
+    approvals,
+    commands,
+    credentials,
+    errors,
+    events,
+    grants,
+    home,
+    requests,
+)
 from app.slack.routes import Routes
 
 log = logging.getLogger(__name__)
@@ -200,6 +209,7 @@ def create_app(rt: Runtime, *, identity: BotIdentity | None = None) -> App:
     approvals.register(routes, rt, ClickKeeper(rt, rt.slack, LateNotices(rt, rt.slack)))
     approvals.register_reviews(routes, rt)
     grants.register(routes, rt)
+    credentials.register(routes, rt)
     requests.register(routes, rt)
     routes.register(app)
     commands.register(app, rt)

@@ -34,6 +34,8 @@ REVIEW_FLAG_ACTION = "latchkey.review_flag"
 EXTEND_ACTION = "latchkey.extend"
 RELEASE_ACTION = "latchkey.release"
 REQUEST_AGAIN_ACTION = "latchkey.request_again"
+# The login and password of an ephemeral account, in a modal only the holder sees.
+SHOW_CREDENTIALS_ACTION = "latchkey.show_credentials"
 EXTEND_VIEW = "latchkey.extend"
 EXTEND_DURATION_BLOCK, EXTEND_DURATION_ACTION = "extend_duration", "extend_duration_select"
 EXTEND_REASON_BLOCK, EXTEND_REASON_ACTION = "extend_reason", "extend_reason_input"

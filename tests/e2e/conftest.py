@@ -54,6 +54,7 @@ GOOGLE_GROUP = "eng-admins@example.com"
 ENTRA_TENANT, ENTRA_CLIENT = "72f988bf-86f1-41af-91ab-2d7cd011db47", "latchkey-e2e"
 ENTRA_SECRET = "entra-client-secret-0123456789"
 OKTA_TOKEN = "okta-api-token-0123456789"
+CREDENTIALS_KEY = "local-credentials-key-0123456789"
 IDP_DURATIONS = "timedelta(seconds=5), timedelta(seconds=8), timedelta(hours=1)"
 
 ONCALL_HOOK = """
@@ -163,6 +164,18 @@ def _standard_stack(
         name="db-read",
         targets=f'(CustomTarget(name="db-read", using="postgres_role", settings={{"role": "{DB_ROLE}"}}),)',
     )
+    # Ephemeral PostgreSQL logins (issue 18), made in the machine's PostgreSQL: the password
+    # semantics (a server that asks for it) are tested in tests/providers/test_postgres_login.py.
+    if POSTGRES_URL:
+        write_flow(
+            flows_dir,
+            name="ephemeral-db",
+            targets=(
+                f'(PostgresLoginTarget(name="warehouse", database="{make_url(POSTGRES_URL).database}", '
+                f'roles=("{DB_ROLE}",)),)'
+            ),
+            durations=IDP_DURATIONS,
+        )
     # Google Cloud: a project role and a service account, granted through local stand-ins.
     write_flow(
         flows_dir,
@@ -274,6 +287,8 @@ def _standard_stack(
                 # Not every 1 s sweep: a delivery each second was a tenth of an idle stack's CPU.
                 "LATCHKEY_AUDIT_DELIVER_SECONDS": "3",
                 "LATCHKEY_POSTGRES_ROLE_URL": POSTGRES_URL or "",
+                "LATCHKEY_POSTGRES_LOGIN_URL": POSTGRES_URL or "",
+                "LATCHKEY_CREDENTIALS_KEY": CREDENTIALS_KEY,
                 "LATCHKEY_GCP_ENDPOINT": google.endpoint,
                 "LATCHKEY_GCP_GRPC_ENDPOINT": google.grpc_endpoint,
                 "LATCHKEY_PAGERDUTY_URL": pagerduty.url,

@@ -24,6 +24,7 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.stack import LocalStack
+from tests.conftest import POSTGRES_URL
 from tests.factories import APPROVER, GROUP_APPROVER, GROUP_NAME, SECOND_APPROVER
 
 
@@ -63,6 +64,8 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "passkey-two",
         "passkey-glass",
         "verified",
+        # Written only where there is a PostgreSQL to make logins in (tests/e2e/conftest.py).
+        *(["ephemeral-db"] if POSTGRES_URL else []),
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(

@@ -11,6 +11,7 @@ from typing import Any
 
 from app.flows.schema import format_duration
 from app.models import Decision, RequestStatus
+from app.providers.databases import WITH_CREDENTIALS
 from app.slack import ids
 from app.slack.blocks.cards import CardContext, clamp_line
 from app.slack.blocks.text import (
@@ -237,9 +238,17 @@ def _buttons(ctx: CardContext) -> list[dict[str, Any]]:
     if request.status == S.ACTIVE:
         # Extend only while an extension can still fit (count and total-length caps).
         buttons = [button(ids.EXTEND_ACTION, EXTEND_LABEL, value, "primary")]
-        return ([] if not ctx.extensions_allowed else buttons) + [
-            button(ids.RELEASE_ACTION, "I'm done", value)
-        ]
+        # A login made for the grant: its password is shown in a modal, never in the DM.
+        shown = (
+            [button(ids.SHOW_CREDENTIALS_ACTION, "Show credentials", value)]
+            if ctx.grant is not None and ctx.grant.provider in WITH_CREDENTIALS
+            else []
+        )
+        return (
+            shown
+            + ([] if not ctx.extensions_allowed else buttons)
+            + [button(ids.RELEASE_ACTION, "I'm done", value)]
+        )
     if request.status in (S.EXPIRED, S.REVOKED, S.TIMED_OUT, S.DENIED, S.CANCELLED, S.FAILED):
         return [button(ids.REQUEST_AGAIN_ACTION, "Request again", value)]
     return []

@@ -12,6 +12,7 @@ from typing import Any
 
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Grant
+from app.providers.databases import WITH_CREDENTIALS
 from app.slack import ids
 from app.slack.blocks.text import EXTEND_LABEL, button, escape, local_time, mrkdwn, plain
 
@@ -70,6 +71,8 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
         if held.extension_pending:
             text += "\n_An extension is waiting for approval._"
         buttons = []
+        if grant.provider in WITH_CREDENTIALS:
+            buttons.append(button(ids.SHOW_CREDENTIALS_ACTION, "Show credentials", value))
         if held.can_extend and not held.extension_pending:
             buttons.append(button(ids.EXTEND_ACTION, EXTEND_LABEL, value, "primary"))
         buttons.append(button(ids.RELEASE_ACTION, "I'm done", value))

@@ -70,7 +70,7 @@ def _refusal_event(body: dict[str, Any]) -> str:
     return f"{body['actions'][0]['action_id'].rpartition('.')[2]}_refused"
 
 
-def _holder_request(rt: Runtime, body: dict[str, Any]) -> AccessRequest:
+def holder_request(rt: Runtime, body: dict[str, Any]) -> AccessRequest:
     """The grant behind a requester's button, refused (and audited) for anyone else."""
     request_id = request_id_from(body["actions"][0]["value"])
     user_id = body["user"]["id"]
@@ -117,7 +117,7 @@ def register(routes: Routes, rt: Runtime) -> None:
     @guarded
     def ask_extension(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        request = _holder_request(rt, body)
+        request = holder_request(rt, body)
         choices, problem = _extension_choices(rt, request)
         if not choices:
             why = problem or "This grant cannot be extended."
@@ -187,7 +187,7 @@ def register(routes: Routes, rt: Runtime) -> None:
     @guarded
     def release(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        request = _holder_request(rt, body)
+        request = holder_request(rt, body)
         refusal = end_grant(
             rt, request.id, cause=EndCause.RELEASED, actor=body["user"]["id"], reason=""
         )
@@ -200,7 +200,7 @@ def register(routes: Routes, rt: Runtime) -> None:
     @guarded
     def request_again(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        request = _holder_request(rt, body)
+        request = holder_request(rt, body)
         flows = requestable_flows(rt, request.requester_id)
         chosen = next((f for f in flows if f.name == request.flow), None)
         if chosen is None:

@@ -1,0 +1,145 @@
+"""An ephemeral PostgreSQL login through the real processes (issue 18): made at approval,
+shown only to its holder in a modal, dropped at the end; the password in no log line, audit
+row or task message of the stack."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+from sqlalchemy import select
+
+from app.models import AuditEvent
+from app.providers.databases.credentials import login_name
+from app.slack import ids
+from app.testing.scenes import (
+    approval_card_for,
+    click,
+    click_in_dm,
+    dm_to,
+    new_person,
+    request_id_on,
+    said_to,
+    submit_request,
+)
+from app.testing.stack import LocalStack, wait_until
+from tests.conftest import POSTGRES_URL
+from tests.e2e.conftest import CREDENTIALS_KEY, DB_ROLE
+from tests.factories import APPROVER, OUTSIDER
+
+
+@pytest.fixture
+def server() -> Iterator[psycopg.Connection]:
+    if POSTGRES_URL is None:
+        pytest.skip("LATCHKEY_TEST_POSTGRES_URL is not set: no PostgreSQL to make logins in")
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_ROLE,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(DB_ROLE)))
+        yield conn
+
+
+def _login_of(conn: psycopg.Connection, email: str) -> tuple[str, bool] | None:
+    """(login, can log in) of the Latchkey login made for this person. Its name is derived
+    from the target (this worker's role) and the person: the test workers count people
+    alike, so another worker's person17@example.com has a login of their own."""
+    database = conn.info.dbname
+    name = login_name(CREDENTIALS_KEY.encode(), f"postgres/{database}/{DB_ROLE}", email)
+    row = conn.execute(
+        "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = %s", (name,)
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _shown(stack: LocalStack, since: int) -> dict[str, str]:
+    """The login, password and connection string of the credentials modal opened since."""
+    wait_until(
+        lambda: [
+            c for c in stack.slack.calls("views.open", since=since) if "Credentials" in str(c.args)
+        ],
+        10,
+        "the credentials modal",
+    )
+    call = next(
+        c for c in stack.slack.calls("views.open", since=since) if "Credentials" in str(c.args)
+    )
+    fields = call.args["view"]["blocks"][1]["fields"]
+    login = fields[0]["text"].split("`")[1]
+    password = fields[1]["text"].split("`")[1]
+    connection = call.args["view"]["blocks"][2]["text"]["text"].split("```")[1]
+    return {"login": login, "password": password, "connection": connection}
+
+
+def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_at_the_end(
+    stack: LocalStack, server: psycopg.Connection
+) -> None:
+    person = new_person(stack, iam_user=False)
+    response = submit_request(
+        stack, person, flow="ephemeral-db", target="warehouse", seconds=8, reason="vendor audit"
+    )
+    assert response.status == 200, response.body
+    card = approval_card_for(stack, person)
+    request_id = uuid.UUID(request_id_on(card))
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+    granted = dm_to(stack, person, "You now have", timeout=30)
+    assert "Show credentials" in json.dumps(granted.args.get("blocks"))
+    made = _login_of(server, person.email)
+    assert made is not None and made[1] is True
+
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, person, ids.SHOW_CREDENTIALS_ACTION, request_id).status == 200
+    shown = _shown(stack, mark)
+    assert shown["login"] == made[0]
+    with psycopg.connect(shown["connection"], connect_timeout=5) as held:
+        row = held.execute("SELECT current_user").fetchone()
+        assert row is not None and row[0] == made[0]
+
+    # Someone else pressing the holder's button sees nothing but a refusal.
+    mark = stack.slack.mark()
+    forged = stack.driver.block_action(
+        OUTSIDER,
+        ids.SHOW_CREDENTIALS_ACTION,
+        str(request_id),
+        channel_id=f"D0{person.user_id[1:]}",
+        message_ts="1.000001",
+    )
+    assert forged.status == 200
+    said_to(stack, OUTSIDER, "Only the person who holds this access", since=mark)
+    assert not [
+        c
+        for c in stack.slack.calls("views.open", since=mark)
+        if "Credentials" in json.dumps(c.args)
+    ]
+
+    dm_to(stack, person, "expired", timeout=30)
+    wait_until(lambda: _login_of(server, person.email) is None, 15, "the login to be dropped")
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, person, ids.SHOW_CREDENTIALS_ACTION, request_id).status == 200
+    said_to(stack, person.user_id, "This access has ended", since=mark)
+
+    with stack.database().session() as session:
+        events = session.execute(
+            select(AuditEvent.event, AuditEvent.actor, AuditEvent.details).where(
+                AuditEvent.request_id == request_id  # type: ignore[arg-type]
+            )
+        ).all()
+    names = [e for e, _, _ in events]
+    viewed = [(a, d) for e, a, d in events if e == "credentials_viewed"]
+    assert viewed == [(person.user_id, {"login": made[0]})]
+    assert names.count("show_credentials_refused") == 2
+    revoked = next(d for e, _, d in events if e in ("revoked", "expired") and "login" in d)
+    assert revoked["login"] == made[0] and revoked.get("dropped") is True
+
+    # The password: in the modal only. Not in any process's log, any audit row, any
+    # message on the broker.
+    secret = shown["password"]
+    assert secret not in stack.all_logs()
+    assert all(secret not in json.dumps(d) for _, _, d in events)
+    broker = redis.Redis.from_url(stack.redis_url)
+    for key in broker.keys("*"):
+        if broker.type(key) == b"list":
+            assert all(secret.encode() not in item for item in broker.lrange(key, 0, -1))
