@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -95,6 +96,9 @@ class LocalStack:
         # The processes reach moto through this proxy, so a test can make AWS refuse calls.
         self.aws_faults = AwsFaultProxy("http://placeholder", account=self.aws_account)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._clients_lock = threading.Lock()
+        self._iam: Any = None
+        self._database: Any = None
         self._launched_at: dict[str, int] = {}
         # Clicks and commands carry response_urls served (and recorded) by the Slack stand-in.
         self.driver = SlackDriver(
@@ -119,7 +123,7 @@ class LocalStack:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
         # moto's werkzeug server logs every request; the process logs are what matter here.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.slack.start()
@@ -151,6 +155,10 @@ class LocalStack:
         for name in list(self._processes):
             self.stop_process(name, sig)
         self.aws_faults.stop()
+        if self._database is not None:
+            self._database.dispose()
+            self._database = None
+        self._iam = None
         if self._moto is not None:
             try:
                 forget_aws(self.aws_account)  # what it held must not slow the next stack
@@ -193,31 +201,44 @@ class LocalStack:
             AWS_SECRET_ACCESS_KEY="testing",
             AWS_DEFAULT_REGION="us-east-1",
             PYTHONUNBUFFERED="1",
+            # Temp files (metrics, Celery's pool) in the stack's folder: a stack stopped with
+            # SIGKILL left hundreds of folders a test run in /tmp.
+            TMPDIR=str(self.workdir / "tmp"),
         )
         env.update(self.extra_env)
         return env
 
     def iam(self) -> Any:
-        import boto3
+        """The stack's IAM (moto, this stack's account), one client for the stack's life:
+        tests poll it, and building a boto3 client costs some 50 ms of CPU each time."""
+        with self._clients_lock:
+            if self._iam is None:
+                import boto3
 
-        client = boto3.client(
-            "iam",
-            endpoint_url=self.aws_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+                client = boto3.client(
+                    "iam",
+                    endpoint_url=self.aws_endpoint,
+                    region_name="us-east-1",
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                )
 
-        def in_our_account(request: Any, **_: Any) -> None:
-            request.headers[MOTO_ACCOUNT_HEADER] = self.aws_account
+                def in_our_account(request: Any, **_: Any) -> None:
+                    request.headers[MOTO_ACCOUNT_HEADER] = self.aws_account
 
-        client.meta.events.register("before-send.iam", in_our_account)
-        return client
+                client.meta.events.register("before-send.iam", in_our_account)
+                self._iam = client
+            return self._iam
 
     def database(self) -> Any:
+        """The stack's database, one engine (and pool) for the stack's life: tests poll it,
+        and a new engine each time connected anew each time."""
         from app.db import Database
 
-        return Database(self.database_url)
+        with self._clients_lock:
+            if self._database is None:
+                self._database = Database(self.database_url)
+            return self._database
 
     # -- beat's periodic work, started now ------------------------------------------------
 
