@@ -4,6 +4,7 @@ and backend for `module_stack`."""
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,7 +289,10 @@ def _standard_stack(
                 "LATCHKEY_AUDIT_DELIVER_SECONDS": "3",
                 "LATCHKEY_POSTGRES_ROLE_URL": POSTGRES_URL or "",
                 "LATCHKEY_POSTGRES_LOGIN_URL": POSTGRES_URL or "",
-                "LATCHKEY_CREDENTIALS_KEY": CREDENTIALS_KEY,
+                # One per stack: the logins' names are derived from it, and a stack's
+                # reconciliation drops any login of its targets' that it holds no grant for,
+                # which another stack's would be if both derived the same names.
+                "LATCHKEY_CREDENTIALS_KEY": f"{CREDENTIALS_KEY}-{uuid.uuid4().hex}",
                 "LATCHKEY_GCP_ENDPOINT": google.endpoint,
                 "LATCHKEY_GCP_GRPC_ENDPOINT": google.grpc_endpoint,
                 "LATCHKEY_PAGERDUTY_URL": pagerduty.url,

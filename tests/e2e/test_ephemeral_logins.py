@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -14,8 +15,12 @@ import redis
 from psycopg import sql
 from sqlalchemy import select
 
+from app.db import utcnow
+from app.flows.db_targets import PostgresLoginTarget
 from app.models import AuditEvent
+from app.providers.base import GrantSpec
 from app.providers.databases.credentials import login_name
+from app.providers.databases.postgres import PostgresLoginProvider
 from app.slack import ids
 from app.testing.scenes import (
     approval_card_for,
@@ -29,7 +34,7 @@ from app.testing.scenes import (
 )
 from app.testing.stack import LocalStack, wait_until
 from tests.conftest import POSTGRES_URL
-from tests.e2e.conftest import CREDENTIALS_KEY, DB_ROLE
+from tests.e2e.conftest import DB_ROLE
 from tests.factories import APPROVER, OUTSIDER
 
 
@@ -43,12 +48,16 @@ def server() -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def _login_of(conn: psycopg.Connection, email: str) -> tuple[str, bool] | None:
+def _key(stack: LocalStack) -> bytes:
+    return stack.extra_env["LATCHKEY_CREDENTIALS_KEY"].encode()
+
+
+def _login_of(stack: LocalStack, conn: psycopg.Connection, email: str) -> tuple[str, bool] | None:
     """(login, can log in) of the Latchkey login made for this person. Its name is derived
-    from the target (this worker's role) and the person: the test workers count people
-    alike, so another worker's person17@example.com has a login of their own."""
+    from the stack's key, the target and the person: the test workers count people alike,
+    so another stack's person17@example.com has a login of their own."""
     database = conn.info.dbname
-    name = login_name(CREDENTIALS_KEY.encode(), f"postgres/{database}/{DB_ROLE}", email)
+    name = login_name(_key(stack), f"postgres/{database}/{DB_ROLE}", email)
     row = conn.execute(
         "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = %s", (name,)
     ).fetchone()
@@ -87,7 +96,7 @@ def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_a
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
     granted = dm_to(stack, person, "You now have", timeout=30)
     assert "Show credentials" in json.dumps(granted.args.get("blocks"))
-    made = _login_of(server, person.email)
+    made = _login_of(stack, server, person.email)
     assert made is not None and made[1] is True
 
     mark = stack.slack.mark()
@@ -116,7 +125,9 @@ def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_a
     ]
 
     dm_to(stack, person, "expired", timeout=30)
-    wait_until(lambda: _login_of(server, person.email) is None, 15, "the login to be dropped")
+    wait_until(
+        lambda: _login_of(stack, server, person.email) is None, 15, "the login to be dropped"
+    )
     mark = stack.slack.mark()
     assert click_in_dm(stack, person, ids.SHOW_CREDENTIALS_ACTION, request_id).status == 200
     said_to(stack, person.user_id, "This access has ended", since=mark)
@@ -143,3 +154,32 @@ def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_a
     for key in broker.keys("*"):
         if broker.type(key) == b"list":
             assert all(secret.encode() not in item for item in broker.lrange(key, 0, -1))
+
+
+def test_a_latchkey_login_that_no_grant_holds_is_dropped_by_reconciliation(
+    stack: LocalStack, server: psycopg.Connection
+) -> None:
+    """A revoke lost for good (the database was restored from a backup taken during a
+    grant, say): the login is Latchkey's, no grant holds it, reconciliation drops it."""
+    person = new_person(stack, iam_user=False)
+    database = server.info.dbname
+    target = PostgresLoginTarget(name="warehouse", database=database, roles=(DB_ROLE,))
+    left = PostgresLoginProvider(POSTGRES_URL or "", _key(stack))
+    spec = GrantSpec(person.email, target, utcnow() + timedelta(hours=1))
+    login = left.grant(spec)["login"]
+    assert _login_of(stack, server, person.email) == (login, True)
+
+    stack.reconcile_until(
+        lambda: _login_of(stack, server, person.email) is None,
+        60,
+        "the orphaned login to be dropped",
+    )
+    with stack.database().session() as session:
+        repaired = [
+            e.details
+            for e in session.execute(
+                select(AuditEvent).where(AuditEvent.event == "drift_repaired")  # type: ignore[arg-type]
+            ).scalars()
+            if e.details.get("principal") == person.email
+        ]
+    assert len(repaired) == 1 and repaired[0]["result"]["login"] == login

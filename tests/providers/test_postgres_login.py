@@ -132,8 +132,10 @@ def test_postgres_itself_refuses_the_password_after_its_end(
     time.sleep(max(0.0, (spec.expires_at - datetime.now(UTC)).total_seconds()) + 0.5)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         _orders(creds["connection"])
-    assert not provider.check(spec)
+    # Still there, for Latchkey's revoke (or reconciliation) to drop.
+    assert provider.check(spec)
     provider.revoke(spec)
+    assert not provider.check(spec)
 
 
 def test_a_new_grant_after_the_end_has_a_new_password(provider: PostgresLoginProvider) -> None:

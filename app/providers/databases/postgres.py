@@ -141,12 +141,12 @@ class PostgresLoginProvider:
         return {"login": login, "sessions_terminated": terminated, "dropped": True}
 
     def check(self, spec: GrantSpec) -> bool:
-        """The login exists, may log in, and its password has not expired."""
+        """The login exists and may log in. Its `VALID UNTIL` is not asked: that is the
+        native expiry (as a policy's end date is at AWS), and a login past it that still
+        exists is Latchkey's to drop, which reconciliation does when no grant holds it."""
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now()) "
-                "FROM pg_roles WHERE rolname = %s",
-                (self.login(spec),),
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (self.login(spec),)
             ).fetchone()
         return bool(row and row[0])
 
