@@ -9,8 +9,10 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from app.testing.gcp_standin import GcpStandIn
@@ -95,6 +97,18 @@ BROKEN_HOOK = """
 def on_request(request):
     raise RuntimeError("pagerduty unreachable")
 """
+
+
+@pytest.fixture
+def db_role_server() -> Iterator[psycopg.Connection]:
+    """The machine's PostgreSQL, with this worker's DB_ROLE, which the stack's flows hand
+    out (a custom provider's role membership; ephemeral logins' role). CI always has it."""
+    if POSTGRES_URL is None:
+        pytest.skip("LATCHKEY_TEST_POSTGRES_URL is not set: no PostgreSQL to grant roles in")
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_ROLE,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(DB_ROLE)))
+        yield conn
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
-import pytest
 import redis
-from psycopg import sql
 from sqlalchemy import select
 
 from app.db import utcnow
@@ -36,16 +33,6 @@ from app.testing.stack import LocalStack, wait_until
 from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import DB_ROLE
 from tests.factories import APPROVER, OUTSIDER
-
-
-@pytest.fixture
-def server() -> Iterator[psycopg.Connection]:
-    if POSTGRES_URL is None:
-        pytest.skip("LATCHKEY_TEST_POSTGRES_URL is not set: no PostgreSQL to make logins in")
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_ROLE,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(DB_ROLE)))
-        yield conn
 
 
 def _key(stack: LocalStack) -> bytes:
@@ -84,7 +71,7 @@ def _shown(stack: LocalStack, since: int) -> dict[str, str]:
 
 
 def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_at_the_end(
-    stack: LocalStack, server: psycopg.Connection
+    stack: LocalStack, db_role_server: psycopg.Connection
 ) -> None:
     person = new_person(stack, iam_user=False)
     response = submit_request(
@@ -96,7 +83,7 @@ def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_a
     assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
     granted = dm_to(stack, person, "You now have", timeout=30)
     assert "Show credentials" in json.dumps(granted.args.get("blocks"))
-    made = _login_of(stack, server, person.email)
+    made = _login_of(stack, db_role_server, person.email)
     assert made is not None and made[1] is True
 
     mark = stack.slack.mark()
@@ -126,7 +113,9 @@ def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_a
 
     dm_to(stack, person, "expired", timeout=30)
     wait_until(
-        lambda: _login_of(stack, server, person.email) is None, 15, "the login to be dropped"
+        lambda: _login_of(stack, db_role_server, person.email) is None,
+        15,
+        "the login to be dropped",
     )
     mark = stack.slack.mark()
     assert click_in_dm(stack, person, ids.SHOW_CREDENTIALS_ACTION, request_id).status == 200
@@ -157,20 +146,20 @@ def test_an_ephemeral_login_is_shown_only_to_its_holder_while_live_and_dropped_a
 
 
 def test_a_latchkey_login_that_no_grant_holds_is_dropped_by_reconciliation(
-    stack: LocalStack, server: psycopg.Connection
+    stack: LocalStack, db_role_server: psycopg.Connection
 ) -> None:
     """A revoke lost for good (the database was restored from a backup taken during a
     grant, say): the login is Latchkey's, no grant holds it, reconciliation drops it."""
     person = new_person(stack, iam_user=False)
-    database = server.info.dbname
+    database = db_role_server.info.dbname
     target = PostgresLoginTarget(name="warehouse", database=database, roles=(DB_ROLE,))
     left = PostgresLoginProvider(POSTGRES_URL or "", _key(stack))
     spec = GrantSpec(person.email, target, utcnow() + timedelta(hours=1))
     login = left.grant(spec)["login"]
-    assert _login_of(stack, server, person.email) == (login, True)
+    assert _login_of(stack, db_role_server, person.email) == (login, True)
 
     stack.reconcile_until(
-        lambda: _login_of(stack, server, person.email) is None,
+        lambda: _login_of(stack, db_role_server, person.email) is None,
         60,
         "the orphaned login to be dropped",
     )

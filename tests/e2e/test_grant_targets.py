@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -29,20 +28,8 @@ from app.testing.scenes import (
     wait_until,
 )
 from app.testing.stack import LocalStack
-from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import DB_ROLE, GCP_PROJECT, GCP_SERVICE_ACCOUNT
 from tests.factories import APPROVED_BY_CLICK, APPROVER
-
-
-@pytest.fixture
-def database() -> Iterator[psycopg.Connection]:
-    # The custom example grants PostgreSQL roles; CI always has PostgreSQL (.ci/run).
-    if POSTGRES_URL is None:
-        pytest.skip("LATCHKEY_TEST_POSTGRES_URL is not set: no PostgreSQL to grant roles in")
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_ROLE,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(DB_ROLE)))
-        yield conn
 
 
 def _is_member(conn: psycopg.Connection, member: str) -> bool:
@@ -55,12 +42,12 @@ def _is_member(conn: psycopg.Connection, member: str) -> bool:
 
 
 def test_custom_provider_request_approve_expire(
-    stack: LocalStack, database: psycopg.Connection
+    stack: LocalStack, db_role_server: psycopg.Connection
 ) -> None:
     # Roles are cluster-wide and the test workers count people each from 1: a name of its
     # own, or two workers both create person17@example.com (seen with 6 workers).
     person = new_person(stack, iam_user=False, name=f"role{uuid.uuid4().hex[:8]}x")
-    database.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(person.email)))
+    db_role_server.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(person.email)))
     try:
         response = submit_request(
             stack, person, flow="db-read", target="db-read", seconds=4, reason="check a report"
@@ -68,14 +55,14 @@ def test_custom_provider_request_approve_expire(
         assert response.status == 200 and not response.body
         card = approval_card_for(stack, person)
         request_id = uuid.UUID(request_id_on(card))
-        assert not _is_member(database, person.email)
+        assert not _is_member(db_role_server, person.email)
 
         assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
         dm_to(stack, person, "You now have")
-        assert _is_member(database, person.email), "GRANT ran in PostgreSQL"
+        assert _is_member(db_role_server, person.email), "GRANT ran in PostgreSQL"
 
         dm_to(stack, person, "expired", timeout=20)
-        assert not _is_member(database, person.email), "REVOKE ran at the end"
+        assert not _is_member(db_role_server, person.email), "REVOKE ran at the end"
         card_update(stack, card, "Access expired")
         with stack.database().session() as session:
             events = session.execute(
@@ -91,7 +78,9 @@ def test_custom_provider_request_approve_expire(
         assert granted["principal"] == person.email
         assert (granted["role"], granted["member"]) == (DB_ROLE, person.email)
     finally:
-        database.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(person.email)))
+        db_role_server.execute(
+            sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(person.email))
+        )
 
 
 def _latchkey_bindings(stack: LocalStack, resource: str, role: str) -> list[tuple[list[str], str]]:
