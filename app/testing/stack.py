@@ -68,7 +68,9 @@ class LocalStack:
         # starts one with reconcile_now or reconcile_until instead of waiting for the period.
         reconcile_seconds: float = 15.0,
         extra_env: dict[str, str] | None = None,
-        worker_concurrency: int = 2,
+        # One process per pool: each costs its start-up and its share of the idle polling,
+        # 40-odd stacks a test run; a story that needs two tasks at once asks for 2.
+        worker_concurrency: int = 1,
         command_prefix: list[str] | None = None,
         migrated: bool = False,
     ) -> None:

@@ -64,6 +64,8 @@ def faulty(
             workdir=workdir,
             flows_dir=flows_dir,
             redis_url=broker.url,
+            # A slow provider's task and the one racing it run at once: two per pool.
+            worker_concurrency=2,
             database_url=database_url,
             migrated=True,
             sweep_seconds=SWEEP,

@@ -50,7 +50,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
     flows_dir.mkdir()
     write_flow(flows_dir)
     redis.Redis.from_url(redis_url).flushdb()
-    local = LocalStack(workdir=workdir, flows_dir=flows_dir, redis_url=redis_url)
+    # Two processes per pool: these stories need a second task to run beside a stuck one.
+    local = LocalStack(
+        workdir=workdir, flows_dir=flows_dir, redis_url=redis_url, worker_concurrency=2
+    )
     try:
         local.start()
         local.slack.add_user(APPROVER, name="ann", email="ann@example.com")
