@@ -28,3 +28,9 @@ class Routed(Strict):
         if value is not None and not SLACK_CHANNEL.match(value):
             raise ValueError(f"{value!r} is not a Slack channel id (C… or G…)")
         return value
+
+
+def _matching(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{value!r} is not {what}")
+    return value

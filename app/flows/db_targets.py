@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from app.flows.base_targets import Routed
+from app.flows.base_targets import Routed, _matching
 
 # Unquoted PostgreSQL identifiers (63 bytes at most: a longer one is silently truncated).
 _PG_NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
@@ -28,16 +28,13 @@ class PostgresLoginTarget(Routed):
     @field_validator("database")
     @classmethod
     def _database(cls, value: str) -> str:
-        if not _PG_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a PostgreSQL database name (a-z, 0-9, _)")
-        return value
+        return _matching(value, _PG_NAME, "a PostgreSQL database name (a-z, 0-9, _)")
 
     @field_validator("roles")
     @classmethod
     def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for role in value:
-            if not _PG_NAME.fullmatch(role):
-                raise ValueError(f"{role!r} is not a PostgreSQL role name (a-z, 0-9, _)")
+            _matching(role, _PG_NAME, "a PostgreSQL role name (a-z, 0-9, _)")
         return value
 
     @property

@@ -11,7 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from app.flows.base_targets import SLACK_CHANNEL, Routed, Strict  # noqa: F401 (re-exported)
+from app.flows.base_targets import (  # noqa: F401 (re-exported)
+    SLACK_CHANNEL,
+    Routed,
+    Strict,
+    _matching,
+)
 from app.flows.db_targets import PostgresLoginTarget
 
 # IAM names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateGroup.html
@@ -300,9 +305,3 @@ BUILTIN_PROVIDERS = (
 def provider_of(target: Any) -> str:
     """The registry name of the provider that grants this target."""
     return target.using if isinstance(target, CustomTarget) else target.provider
-
-
-def _matching(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.fullmatch(value):
-        raise ValueError(f"{value!r} is not {what}")
-    return value

@@ -53,8 +53,16 @@ class PostgresLoginProvider:
             # One grant of a login at a time: two overlapping grants may make it together.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (login,))
             held = _comment_of(conn, login)
-            if held is None and _exists(conn, login):
-                held = ("", "")  # a role of that name without Latchkey's comment
+            if (held is None and _exists(conn, login)) or (
+                held is not None and held[1] != spec.principal
+            ):
+                # The name is derived from the person: a role of that name without Latchkey's
+                # comment for them is one Latchkey did not make this way (or an edited
+                # comment). Never take it.
+                raise ProviderError(
+                    f"PostgreSQL role {login} exists and is not {spec.principal}'s Latchkey login",
+                    transient=False,
+                )
             if held is None:
                 nonce = credentials.new_nonce()
                 verifier = conn.pgconn.encrypt_password(
@@ -80,13 +88,6 @@ class PostgresLoginProvider:
                     )
                 )
                 made = True
-            elif held[1] != spec.principal:
-                # The name is derived from the person: another principal's comment means a
-                # role Latchkey did not make this way (or an edited comment). Never take it.
-                raise ProviderError(
-                    f"PostgreSQL role {login} exists and is not {spec.principal}'s Latchkey login",
-                    transient=False,
-                )
             else:
                 conn.execute(
                     sql.SQL("ALTER ROLE {} LOGIN VALID UNTIL {}").format(
@@ -127,11 +128,10 @@ class PostgresLoginProvider:
             ).fetchone()
         terminated = int(row[0]) if row else 0
         # What it owns or was granted in its database goes with it (DROP OWNED works in the
-        # database it runs in), then the login itself.
-        with self._connect(spec.target.database) as conn:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+        # database it runs in), then the login itself (a role is the cluster's: any will do).
         try:
-            with self._connect() as conn:
+            with self._connect(spec.target.database) as conn:
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
         except psycopg.errors.DependentObjectsStillExist as exc:
             # Objects in another database: access has ended (no login, no session), the
