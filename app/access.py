@@ -10,7 +10,7 @@ import logging
 import uuid
 from typing import Any
 
-from app import extensions, lifecycle, proof, queries
+from app import checkouts, extensions, lifecycle, proof, queries
 from app.db import lock_holding, utcnow
 from app.eligibility import current_members, requester_verdict
 from app.flows.hooks import HookRequest, HookResult, call_hook
@@ -92,6 +92,9 @@ def revoke_access(
         voided = extensions.void_pending_extensions(
             session=session, audit=rt.audit, request_id=request_id
         )
+        # A shared account is back (rotated above): the next in its queue may have it.
+        returned = ended is not None and checkouts.release(session, request_id)
+        next_up = checkouts.next_in_line(session, request) if returned else None
         # A grant of the same access that became active while our provider call ran
         # would have lost its access to that call: put it back.
         covering_now = [] if covering else queries.covering_grants(session, grant, utcnow())
@@ -101,6 +104,8 @@ def revoke_access(
         reapply(rt, covering_now[0], why=f"an overlapping grant ({request_id}) ended")
     for extension_id in voided:
         rt.tasks.notify(extension_id, "void")
+    if next_up is not None:
+        rt.tasks.grant(next_up)
     rt.tasks.notify(request_id, "ended")
     log.info(
         "revoked request=%s cause=%s principal=%s", request_id, ended.end_cause, ended.principal

@@ -113,9 +113,10 @@ class Settings(BaseSettings):
     # Okta: the org's URL (https://acme.okta.com) and an API token of a limited admin.
     okta_url: str = Field(default="", alias="LATCHKEY_OKTA_URL")
     okta_api_token: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_OKTA_API_TOKEN")
-    # Ephemeral PostgreSQL logins (PostgresLoginTarget): the admin connection that makes and
-    # drops them (CREATEROLE, pg_signal_backend; never a superuser), and the key their
-    # passwords are derived from (app/providers/databases/credentials.py). Changing the key
+    # Ephemeral PostgreSQL logins (PostgresLoginTarget) and checked-out accounts
+    # (PostgresAccountTarget): the admin connection that makes and drops the logins and
+    # rotates the accounts' passwords (CREATEROLE, pg_signal_backend; never a superuser,
+    # unless a checked-out account is one), and the key their passwords are derived from (app/providers/databases/credentials.py). Changing the key
     # changes the password shown for a live login: change it with no login live.
     postgres_login_url: SecretStr = Field(
         default=SecretStr(""), alias="LATCHKEY_POSTGRES_LOGIN_URL"
@@ -282,6 +283,8 @@ class Settings(BaseSettings):
 
     def provider_problem(self, provider: str) -> str | None:
         """What the identity-provider group targets of `provider` lack here, or None."""
+        if provider == "postgres_account":  # the same admin connection and key
+            provider = "postgres_login"
         needed = {
             "entra_group": (
                 ("LATCHKEY_ENTRA_TENANT_ID", self.entra_tenant_id),

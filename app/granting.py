@@ -11,10 +11,11 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from app import checkouts, lifecycle, proof, queries
 from app import held_before as held
-from app import lifecycle, proof, queries
 from app.accounts import withdrawal_reason
 from app.audit import AuditLog
 from app.db import lock_holding, utcnow
@@ -54,31 +55,37 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
     target = loaded.flow.target(request.target) if loaded else None
     # Whole seconds, as providers keep them: start + duration is then the exact end.
     now = utcnow().replace(microsecond=0)
-    with rt.db.session() as session:
-        claimed = lifecycle.claim_grant(
-            session=session,
-            audit=rt.audit,
-            request_id=request_id,
-            owner=owner,
-            lease=timedelta(seconds=rt.settings.grant_lease_seconds),
-            now=now,
-        )
-        if claimed is None:
-            return False  # another caller holds a live claim, or it moved on
-        refusal = (
-            proof.decision_problem(
-                session=session, audit=rt.audit, flow=loaded.flow, request=claimed
+    exclusive = target is not None and checkouts.exclusive(target)
+    if exclusive:
+        # A shared account: only its holder's request goes to the provider.
+        turn = checkouts.wait_turn(rt, request_id, target)
+        if turn is not None:
+            return _waits(rt, request_id, turn)
+    try:
+        with rt.db.session() as session:
+            claimed = _claim(rt, session, request_id, owner, now)
+            if claimed is None:
+                return False  # another caller holds a live claim, or it moved on
+            if exclusive:
+                assert target is not None
+                checkouts.take(session, request_id, target.resource)
+            refusal = (
+                proof.decision_problem(
+                    session=session, audit=rt.audit, flow=loaded.flow, request=claimed
+                )
+                if loaded is not None
+                else None
             )
-            if loaded is not None
-            else None
-        )
-        # Clamped to the flow as it is now, after the claim and before the provider call.
-        too_long = (
-            clamp_to_flow(session, rt.audit, loaded.flow, claimed)
-            if loaded is not None and refusal is None
-            else None
-        )
-        duration, requester_id = claimed.duration, claimed.requester_id
+            # Clamped to the flow as it is now, after the claim and before the provider call.
+            too_long = (
+                clamp_to_flow(session, rt.audit, loaded.flow, claimed)
+                if loaded is not None and refusal is None
+                else None
+            )
+            duration, requester_id = claimed.duration, claimed.requester_id
+    except (checkouts.Busy, IntegrityError):
+        # Checked out by another request meanwhile (the claim was rolled back with it).
+        return _waits(rt, request_id, checkouts.wait_turn(rt, request_id, target))
     if loaded is None or target is None:
         return _fail(
             rt,
@@ -161,6 +168,27 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
     log.info("granted request=%s principal=%s until=%s", request_id, principal, grant.expires_at)
     withdraw_if_account_changed(rt, request_id, loaded.flow, requester_id)
     return True
+
+
+def _waits(rt: Runtime, request_id: uuid.UUID, turn: str | None) -> bool:
+    """Not granted now: queued (the sweep tries again), or refused by a flow that does not
+    queue. None (free after all, a race): the sweep's next try takes it."""
+    if turn not in (None, "queued"):
+        _fail(rt, request_id, str(turn))
+    return False
+
+
+def _claim(
+    rt: Runtime, session: Session, request_id: uuid.UUID, owner: str, now: datetime
+) -> AccessRequest | None:
+    return lifecycle.claim_grant(
+        session=session,
+        audit=rt.audit,
+        request_id=request_id,
+        owner=owner,
+        lease=timedelta(seconds=rt.settings.grant_lease_seconds),
+        now=now,
+    )
 
 
 def withdraw_if_account_changed(
@@ -304,6 +332,8 @@ def _fail(rt: Runtime, request_id: uuid.UUID, error: str, owner: str | None = No
         failed = lifecycle.fail(
             session=session, audit=rt.audit, request_id=request_id, error=error, lease_owner=owner
         )
+        if failed is not None:
+            checkouts.release(session, request_id)  # a shared account's next in line goes
     if failed is not None:
         rt.tasks.notify(request_id, "failed")
     log.warning("grant failed request=%s error=%s", request_id, error)

@@ -317,3 +317,16 @@ class IdentityLink(SQLModel, table=True):
     email: str = Field(sa_type=String(320))
     audit_seq: int = Field(sa_type=BigInteger)
     linked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AccountCheckout(SQLModel, table=True):
+    """A shared account out to one holder (an exclusive target: PostgresAccountTarget).
+    The primary key is the account, so two requests can never hold it at once, whatever
+    races: the second insert fails and that request waits its turn (app.checkouts). The
+    row goes when the account is back (rotated at check-in) or the grant failed."""
+
+    __tablename__ = "account_checkout"
+
+    resource: str = Field(sa_type=String(700), primary_key=True)
+    request_id: uuid.UUID = Field(foreign_key="access_request.id", unique=True)
+    taken_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlmodel import Session
 
+from app.checkouts import exclusive, place
 from app.copies import sync_copies, undecided_approver_copies
 from app.db import utcnow
 from app.escalation import escalation_line, steps_taken
@@ -24,7 +25,7 @@ from app.flows.schema import Flow
 from app.identity import principal_for
 from app.identity_links.resolve import email_for
 from app.lifecycle import BREAK_GLASS_REVIEWS
-from app.models import AccessRequest, AuditEvent, Grant
+from app.models import AccessRequest, AuditEvent, Grant, RequestStatus
 from app.queries import approvals_of, events_of, grant_of
 from app.runtime import Runtime
 from app.slack.blocks.cards import (
@@ -83,6 +84,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         if loaded and loaded.flow.approval_assurance == "passkey"
         else frozenset(),
         escalations=tuple(escalation_line(e) for e in steps),
+        queued=_queued(session, loaded, request),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
@@ -92,6 +94,21 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         )
         if loaded
         else "",
+    )
+
+
+def _queued(session: Session, loaded: LoadedFlow | None, request: AccessRequest) -> str | None:
+    """Who has the shared account this approved request waits for, and until when."""
+    target = loaded.flow.target(request.target) if loaded else None
+    if request.status != RequestStatus.APPROVED or target is None or not exclusive(target):
+        return None
+    spot = place(session, request, target.resource)
+    if spot is None:
+        return None
+    return spot.words(
+        f"*{escape(target.account)}*",
+        f"<@{spot.holder}>",
+        lambda at: slack_date(at, f"{at:%H:%M} UTC"),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -40,3 +40,37 @@ class PostgresLoginTarget(Routed):
     @property
     def resource(self) -> str:
         return f"postgres/{self.database}/{'+'.join(sorted(self.roles))}"
+
+
+class PostgresAccountTarget(Routed):
+    """An existing PostgreSQL account (a break-glass DBA login, say) checked out to one
+    holder at a time: its password is rotated when it goes out (the holder sees the new
+    one in a private modal) and again when it comes back, so what they saw stops working.
+    A request while it is out waits in a queue (`when_checked_out="queue"`, told who has
+    it and until when) or is refused (`"refuse"`)."""
+
+    provider: Literal["postgres_account"] = "postgres_account"
+    name: str
+    # The login that is checked out; Latchkey sets its password, VALID UNTIL and comment.
+    account: str
+    # The database its connection string names.
+    database: str
+    when_checked_out: Literal["queue", "refuse"] = "queue"
+    description: str = ""
+
+    # One holder at a time (app.checkouts): the DB, not the provider, decides who is next.
+    exclusive: ClassVar[bool] = True
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str) -> str:
+        return _matching(value, _PG_NAME, "a PostgreSQL role name (a-z, 0-9, _)")
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return _matching(value, _PG_NAME, "a PostgreSQL database name (a-z, 0-9, _)")
+
+    @property
+    def resource(self) -> str:
+        return f"postgres-account/{self.account}"

@@ -39,6 +39,7 @@ from app.flows.targets import (  # noqa: F401
     GcpRoleBindingTarget,
     GoogleGroupTarget,
     OktaGroupTarget,
+    PostgresAccountTarget,
     PostgresLoginTarget,
     Target,
     provider_of,

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from app.audit import AuditLog
+from app.checkouts import told_queued
 from app.flows.policy import (
     RequestInput,
     Verdict,
@@ -205,21 +206,24 @@ def decide(
 def cancel(
     *, session: Session, audit: AuditLog, request_id: uuid.UUID, actor: str
 ) -> DecisionOutcome:
-    """The requester withdraws their own pending request."""
+    """The requester withdraws their own pending request, or leaves a shared account's
+    queue (approved, waiting its turn: nothing was granted yet)."""
     request = lock_request(session, request_id)
     if request is None:
         return DecisionOutcome(None, False, "That request no longer exists.")
     if request.requester_id != actor:
         record(session, audit, request, "cancel_refused", actor, {"reason": "not the requester"})
         return DecisionOutcome(request, False, "Only the requester can cancel a request.")
+    queued = request.status == S.APPROVED and told_queued(session, request_id)
     moved = transition(
         session,
         audit,
         request_id,
-        expected=S.PENDING,
+        expected=S.APPROVED if queued else S.PENDING,
         new=S.CANCELLED,
         event="cancelled",
         actor=actor,
+        details={"left_queue": True} if queued else None,
     )
     _counted(moved, "cancelled")
     if moved is None:

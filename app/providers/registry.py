@@ -173,6 +173,15 @@ def default_providers(
             settings.credentials_key.get_secret_value().encode(),
         )
 
+    def postgres_account() -> Provider:
+        from app.providers.databases.postgres_account import PostgresAccountProvider
+
+        _needs(settings, "postgres_account")
+        return PostgresAccountProvider(
+            settings.postgres_login_url.get_secret_value(),
+            settings.credentials_key.get_secret_value().encode(),
+        )
+
     factories: dict[str, Callable[[], Provider]] = {
         "aws_iam_group": aws_iam_group,
         "aws_sso": aws_sso,
@@ -183,6 +192,7 @@ def default_providers(
         "entra_group": entra_group,
         "okta_group": okta_group,
         "postgres_login": postgres_login,
+        "postgres_account": postgres_account,
     }
     for name, cls in (custom or {}).items():
         factories[name] = lambda c=cls: Guarded(c)

@@ -50,3 +50,20 @@ def parse_comment(text: str | None) -> tuple[str, str] | None:
     """(nonce, principal) of a comment Latchkey wrote; None for any other."""
     match = COMMENT.fullmatch(text or "")
     return (match["nonce"], match["principal"]) if match else None
+
+
+# A shared account checked out through Latchkey (app.providers.databases.postgres_account):
+# its comment names the holder and the nonce of the password they were shown, until the
+# account is checked in (rotated to a password nobody was shown).
+CHECKOUT = re.compile(r"latchkey checkout (?P<nonce>[0-9a-f]{32}) for (?P<principal>.+)", re.S)
+CHECKED_IN = "latchkey checked in"
+
+
+def checkout_comment(nonce: str, principal: str) -> str:
+    return f"latchkey checkout {nonce} for {principal}"
+
+
+def parse_checkout(text: str | None) -> tuple[str, str] | None:
+    """(nonce, holder) while the account is out; None when it is in (or never was)."""
+    match = CHECKOUT.fullmatch(text or "")
+    return (match["nonce"], match["principal"]) if match else None

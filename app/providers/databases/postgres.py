@@ -19,15 +19,16 @@ superuser.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from app.providers.base import GrantSpec, ProviderError
-from app.providers.databases import credentials
+from app.providers.databases import credentials, pg_admin
+from app.providers.databases.pg_admin import PgAdmin, exists, set_comment, terminate_sessions
+from app.providers.databases.pg_admin import timestamp as _timestamp
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,8 @@ class PostgresLoginProvider:
     native_expiry = True
 
     def __init__(self, admin_url: str, key: bytes, *, connect_timeout: float = 10) -> None:
-        self._admin = _libpq(admin_url)
+        self._admin = PgAdmin(admin_url, connect_timeout=connect_timeout)
         self._key = key
-        self._timeout = connect_timeout
 
     # -- the provider ----------------------------------------------------------------------
 
@@ -65,11 +65,9 @@ class PostgresLoginProvider:
                 )
             if held is None:
                 nonce = credentials.new_nonce()
-                verifier = conn.pgconn.encrypt_password(
-                    credentials.password(self._key, login, nonce).encode(),
-                    login.encode(),
-                    b"scram-sha-256",
-                ).decode()
+                verifier = pg_admin.verifier(
+                    conn, login, credentials.password(self._key, login, nonce)
+                )
                 conn.execute(
                     sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} VALID UNTIL {} IN ROLE {}").format(
                         sql.Identifier(login),
@@ -81,12 +79,7 @@ class PostgresLoginProvider:
                 # The admin a member of the login: DROP OWNED at the end needs the login's
                 # privileges (a CREATEROLE admin is not given them by creating it).
                 conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(login)))
-                conn.execute(
-                    sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                        sql.Identifier(login),
-                        sql.Literal(credentials.comment(nonce, spec.principal)),
-                    )
-                )
+                set_comment(conn, login, credentials.comment(nonce, spec.principal))
                 made = True
             else:
                 conn.execute(
@@ -121,12 +114,7 @@ class PostgresLoginProvider:
                 )
             # No new session from here on, then the open ones are ended.
             conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(login)))
-            row = conn.execute(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
-                "FROM pg_stat_activity WHERE usename = %s",
-                (login,),
-            ).fetchone()
-        terminated = int(row[0]) if row else 0
+            terminated = terminate_sessions(conn, login)
         # What it owns or was granted in its database goes with it (DROP OWNED works in the
         # database it runs in), then the login itself (a role is the cluster's: any will do).
         try:
@@ -167,18 +155,10 @@ class PostgresLoginProvider:
         if held is None or held[1] != spec.principal:
             return None
         secret = credentials.password(self._key, login, held[0])
-        admin = conninfo_to_dict(self._admin)
         return {
             "login": login,
             "password": secret,
-            "connection": make_conninfo(
-                "",
-                host=str(admin.get("host") or "localhost"),
-                port=str(admin.get("port") or "5432"),
-                dbname=spec.target.database,
-                user=login,
-                password=secret,
-            ),
+            "connection": self._admin.connection_string(spec.target.database, login, secret),
         }
 
     def provisioned(self, target: Any) -> list[str]:
@@ -209,41 +189,13 @@ class PostgresLoginProvider:
                 problems.append("the admin login of LATCHKEY_POSTGRES_LOGIN_URL lacks CREATEROLE")
         return problems
 
-    # -- the connection --------------------------------------------------------------------
-
     def _connect(self, database: str | None = None) -> psycopg.Connection[Any]:
-        """The admin connection; to `database` instead of the URL's own when named."""
-        more = {"dbname": database} if database else {}
-        try:
-            return psycopg.connect(
-                self._admin, connect_timeout=self._timeout, autocommit=True, **more
-            )
-        except psycopg.OperationalError as exc:
-            # Unreachable or refused: the grant task retries, the revoke is retried by the
-            # sweep. The message never carries the URL (it may hold a password).
-            raise ProviderError(
-                f"PostgreSQL (logins) unreachable: {str(exc).splitlines()[0][:200]}",
-                transient=True,
-            ) from None
-
-
-def _libpq(url: str) -> str:
-    """SQLAlchemy's spelling (postgresql+psycopg://) as libpq reads it."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _timestamp(at: datetime) -> str:
-    aware = at if at.tzinfo else at.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat()
+        return self._admin.connect(database)
 
 
 def _exists(conn: psycopg.Connection[Any], role: str) -> bool:
-    row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-    return row is not None
+    return exists(conn, role)
 
 
 def _comment_of(conn: psycopg.Connection[Any], login: str) -> tuple[str, str] | None:
-    row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (login,)
-    ).fetchone()
-    return credentials.parse_comment(row[0]) if row else None
+    return credentials.parse_comment(pg_admin.comment(conn, login))

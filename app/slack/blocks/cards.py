@@ -77,6 +77,9 @@ class CardContext:
     principal_verified: bool = False
     # Approvers whose approval a passkey confirmed (keyed approval events), for the card.
     passkey_approvers: frozenset[str] = frozenset()
+    # An approved request for a shared account that is out to someone else: who has it and
+    # until when (mrkdwn, app.checkouts.Place.words), while it waits its turn.
+    queued: str | None = None
 
     @property
     def progress(self) -> str:
@@ -161,6 +164,8 @@ def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
     status = f"*{status_line(request)}*"
     if request.status == S.PENDING and ctx.approvals_required > 1:
         status += f" — {ctx.progress}"
+    if request.status == S.APPROVED and ctx.queued:
+        status = f"*:busts_in_silhouette: Approved, waiting its turn*: {ctx.queued}."
     blocks.append({"type": "section", "text": mrkdwn(status)})
     history = _history(ctx)
     if history:

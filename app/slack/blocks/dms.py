@@ -38,6 +38,7 @@ DM_MOMENTS = frozenset(
         "cancelled",
         "expiring",
         "extended",
+        "queued",
     }
 )
 
@@ -57,6 +58,7 @@ _MOMENT_STATES = {
     "revoke_failed": {S.REVOKE_FAILED},
     "timed_out": {S.TIMED_OUT},
     "cancelled": {S.CANCELLED},
+    "queued": {S.APPROVED},
 }
 
 
@@ -82,7 +84,7 @@ def requester_message(
 
 # New DMs that follow the one sent when the request was submitted.
 _AFTER_SUBMISSION = frozenset(
-    {"submitted", "granted", "denied", "timed_out", "cancelled", "failed"}
+    {"submitted", "granted", "denied", "timed_out", "cancelled", "failed", "queued"}
 )
 
 
@@ -149,6 +151,12 @@ def _status_text(ctx: CardContext, target: str, tz: str, now: datetime | None) -
     status = request.status
     if status == S.PENDING:
         return f"Your request for {target} for {format_duration(request.duration)} is waiting for approval."
+    if status == S.APPROVED and ctx.queued:
+        return (
+            f":busts_in_silhouette: Your request for {target} was approved, and waits its "
+            f"turn: {ctx.queued}. It is yours as soon as it is back; leave the queue if you "
+            "no longer need it."
+        )
     if status in (S.APPROVED, S.GRANTING):
         return f"Your request for {target} was approved; granting…"
     if status == S.ACTIVE and grant is not None:
@@ -235,6 +243,8 @@ def _buttons(ctx: CardContext) -> list[dict[str, Any]]:
         return [button(ids.CANCEL_ACTION, label, value)]
     if request.extends_id is not None:
         return []
+    if request.status == S.APPROVED and ctx.queued:
+        return [button(ids.CANCEL_ACTION, "Leave the queue", value)]
     if request.status == S.ACTIVE:
         # Extend only while an extension can still fit (count and total-length caps).
         buttons = [button(ids.EXTEND_ACTION, EXTEND_LABEL, value, "primary")]
