@@ -17,7 +17,7 @@ from app.flows.base_targets import (  # noqa: F401 (re-exported)
     Strict,
     _matching,
 )
-from app.flows.db_targets import PostgresLoginTarget
+from app.flows.db_targets import MariaDBLoginTarget, PostgresLoginTarget
 
 # IAM names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateGroup.html
 _IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
@@ -286,6 +286,7 @@ Target = Annotated[
     | EntraGroupTarget
     | OktaGroupTarget
     | PostgresLoginTarget
+    | MariaDBLoginTarget
     | CustomTarget,
     Field(discriminator="provider"),
 ]
@@ -299,6 +300,7 @@ BUILTIN_PROVIDERS = (
     "entra_group",
     "okta_group",
     "postgres_login",
+    "mariadb_login",
 )
 
 

@@ -70,4 +70,5 @@ BUILTIN: dict[str, Callable[[str], str | None]] = {
     "entra_group": email_problem,
     "okta_group": okta_login_problem,
     "postgres_login": login_owner_problem,
+    "mariadb_login": login_owner_problem,
 }
