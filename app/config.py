@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     postgres_login_url: SecretStr = Field(
         default=SecretStr(""), alias="LATCHKEY_POSTGRES_LOGIN_URL"
     )
+    # Ephemeral MariaDB/MySQL logins (MariaDBLoginTarget): the admin connection, e.g.
+    # mysql://latchkey_admin:…@db:3306/latchkey, whose database holds Latchkey's bookkeeping
+    # of its logins (docs/providers.md has the grants it needs; never root).
+    mariadb_login_url: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_MARIADB_LOGIN_URL")
     credentials_key: SecretStr = Field(default=SecretStr(""), alias="LATCHKEY_CREDENTIALS_KEY")
     # How long an answer about who is on call (or an open incident) is reused: a burst of
     # clicks asks once; a handover shows within this time.
@@ -299,11 +303,16 @@ class Settings(BaseSettings):
                 ("LATCHKEY_POSTGRES_LOGIN_URL", self.postgres_login_url.get_secret_value()),
                 ("LATCHKEY_CREDENTIALS_KEY", self.credentials_key.get_secret_value()),
             ),
+            "mariadb_login": (
+                ("LATCHKEY_MARIADB_LOGIN_URL", self.mariadb_login_url.get_secret_value()),
+                ("LATCHKEY_CREDENTIALS_KEY", self.credentials_key.get_secret_value()),
+            ),
         }.get(provider, ())
         missing = [name for name, value in needed if not value]
         if missing:
             return f"{', '.join(missing)} not set"
-        if provider == "postgres_login" and len(self.credentials_key.get_secret_value()) < 16:
+        key = self.credentials_key.get_secret_value()
+        if provider in ("postgres_login", "mariadb_login") and len(key) < 16:
             return "LATCHKEY_CREDENTIALS_KEY of at least 16 characters (openssl rand -hex 32)"
         return None
 

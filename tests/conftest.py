@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from app.audit import AuditLog
 from app.db import Database
 from app.flows.loader import FlowRegistry, load_flows
+from app.testing.mariadb_server import DEFAULT_ROOT_URL
 from tests.databases import (
     PostgresPool,
     copy_sqlite,
@@ -31,6 +32,9 @@ from tests.factories import AUDIT_KEY, write_flow
 REDIS_URL = os.environ.get("LATCHKEY_TEST_REDIS_URL")
 POSTGRES_URL = os.environ.get("LATCHKEY_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
+# MariaDB, root's connection: the machine's own by default (a new machine and CI have it, so
+# the tests of MariaDB logins fail, rather than skip, where it is not running).
+MARIADB_URL = os.environ.get("LATCHKEY_TEST_MARIADB_URL", DEFAULT_ROOT_URL)
 
 
 def worker_index() -> int:

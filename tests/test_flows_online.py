@@ -12,8 +12,9 @@ import psycopg
 import pytest
 
 from app.testing.gcp_standin import GcpStandIn
+from app.testing.mariadb_server import MariaDBCorner
 from app.testing.moto import client, moto_server
-from tests.conftest import POSTGRES_URL
+from tests.conftest import MARIADB_URL, POSTGRES_URL
 from tests.factories import write_flow
 from tests.test_cli_startup import _run
 
@@ -266,4 +267,43 @@ def test_a_postgres_login_flow_needs_its_settings_and_its_roles(tmp_path: Path) 
     assert "ok   test-admin/read (postgres_login): exists and can be managed" in lines, lines
     assert any(
         line.startswith("FAIL") and "'no_such_role' does not exist" in line for line in lines
+    ), lines
+
+
+def test_a_mariadb_login_flow_needs_its_settings_and_its_role(tmp_path: Path) -> None:
+    corner = MariaDBCorner(MARIADB_URL).create()
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write_flow(
+        flows,
+        targets=_targets(
+            f'MariaDBLoginTarget(name="read", database="{corner.data}", role="{corner.role}")',
+            f'MariaDBLoginTarget(name="gone", database="{corner.data}", role="no_such_role")',
+        ),
+    )
+    env = {
+        "LATCHKEY_FLOWS": str(flows),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    try:
+        unset = _run(["flows", "check"], env, tmp_path)
+        assert unset.returncode != 0
+        assert (
+            "mariadb_login targets need LATCHKEY_MARIADB_LOGIN_URL, LATCHKEY_CREDENTIALS_KEY "
+            "not set" in unset.stderr
+        )
+        env["LATCHKEY_MARIADB_LOGIN_URL"] = corner.admin_url
+        env["LATCHKEY_CREDENTIALS_KEY"] = "short"
+        weak = _run(["flows", "check"], env, tmp_path)
+        assert "LATCHKEY_CREDENTIALS_KEY of at least 16 characters" in weak.stderr
+        env["LATCHKEY_CREDENTIALS_KEY"] = "credentials-key-0123456789abcdef"
+        done = _run(["flows", "check", "--online"], env, tmp_path)
+    finally:
+        corner.drop()
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ok   test-admin/read (mariadb_login): exists and can be managed" in lines, lines
+    assert any(
+        line.startswith("FAIL") and "MariaDB role 'no_such_role' does not exist" in line
+        for line in lines
     ), lines

@@ -11,6 +11,12 @@ from app.flows.base_targets import Routed, _matching
 
 # Unquoted PostgreSQL identifiers (63 bytes at most: a longer one is silently truncated).
 _PG_NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
+# MariaDB/MySQL database and role names: stricter than the server (which takes almost any
+# quoted text) so a name in a flow is one an admin can type unquoted; 64 characters is
+# MariaDB's limit for a database name.
+_MY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,63}")
+# Words MariaDB gives a meaning in role statements (SET DEFAULT ROLE NONE, GRANT … PUBLIC).
+_MY_RESERVED_ROLES = frozenset({"none", "public", "current_role", "current_user"})
 
 
 class PostgresLoginTarget(Routed):
@@ -74,3 +80,35 @@ class PostgresAccountTarget(Routed):
     @property
     def resource(self) -> str:
         return f"postgres-account/{self.account}"
+
+
+class MariaDBLoginTarget(Routed):
+    """A MariaDB (or MySQL) login made for the grant (`lk_…`, a derived password), given
+    `role` as its default role; locked, its sessions killed and dropped at the end. One
+    role: a MariaDB session has one role active at a time (grant several to one role to
+    combine them). The holder sees the login and password in a private modal."""
+
+    provider: Literal["mariadb_login"] = "mariadb_login"
+    name: str
+    # The database the holder is told to connect to; what the login may do there is the
+    # role's privileges, which the database's admins decide.
+    database: str
+    role: str
+    description: str = ""
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return _matching(value, _MY_NAME, "a MariaDB database name (letters, digits, _, $)")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        _matching(value, _MY_NAME, "a MariaDB role name (letters, digits, _, $)")
+        if value.lower() in _MY_RESERVED_ROLES:
+            raise ValueError(f"{value!r} is a word MariaDB reserves, not a role name")
+        return value
+
+    @property
+    def resource(self) -> str:
+        return f"mariadb/{self.database}/{self.role}"

@@ -38,6 +38,7 @@ from app.flows.targets import (  # noqa: F401
     GcpImpersonationTarget,
     GcpRoleBindingTarget,
     GoogleGroupTarget,
+    MariaDBLoginTarget,
     OktaGroupTarget,
     PostgresAccountTarget,
     PostgresLoginTarget,

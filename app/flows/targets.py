@@ -17,7 +17,7 @@ from app.flows.base_targets import (  # noqa: F401 (re-exported)
     Strict,
     _matching,
 )
-from app.flows.db_targets import PostgresAccountTarget, PostgresLoginTarget
+from app.flows.db_targets import MariaDBLoginTarget, PostgresAccountTarget, PostgresLoginTarget
 
 # IAM names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateGroup.html
 _IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
@@ -287,6 +287,7 @@ Target = Annotated[
     | OktaGroupTarget
     | PostgresLoginTarget
     | PostgresAccountTarget
+    | MariaDBLoginTarget
     | CustomTarget,
     Field(discriminator="provider"),
 ]
@@ -301,6 +302,7 @@ BUILTIN_PROVIDERS = (
     "okta_group",
     "postgres_login",
     "postgres_account",
+    "mariadb_login",
 )
 
 

@@ -71,4 +71,5 @@ BUILTIN: dict[str, Callable[[str], str | None]] = {
     "okta_group": okta_login_problem,
     "postgres_login": login_owner_problem,
     "postgres_account": login_owner_problem,
+    "mariadb_login": login_owner_problem,
 }

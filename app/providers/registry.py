@@ -182,6 +182,15 @@ def default_providers(
             settings.credentials_key.get_secret_value().encode(),
         )
 
+    def mariadb_login() -> Provider:
+        from app.providers.databases.mariadb import MariaDBLoginProvider
+
+        _needs(settings, "mariadb_login")
+        return MariaDBLoginProvider(
+            settings.mariadb_login_url.get_secret_value(),
+            settings.credentials_key.get_secret_value().encode(),
+        )
+
     factories: dict[str, Callable[[], Provider]] = {
         "aws_iam_group": aws_iam_group,
         "aws_sso": aws_sso,
@@ -193,6 +202,7 @@ def default_providers(
         "okta_group": okta_group,
         "postgres_login": postgres_login,
         "postgres_account": postgres_account,
+        "mariadb_login": mariadb_login,
     }
     for name, cls in (custom or {}).items():
         factories[name] = lambda c=cls: Guarded(c)

@@ -18,13 +18,20 @@ from sqlalchemy.engine import make_url
 from app.testing.gcp_standin import GcpStandIn
 from app.testing.google_groups_standin import GoogleGroupsStandIn
 from app.testing.graph_standin import GraphStandIn
+from app.testing.mariadb_server import MariaDBCorner
 from app.testing.oidc_standin import OidcStandIn
 from app.testing.okta_standin import OktaStandIn
 from app.testing.opsgenie_standin import OpsgenieStandIn
 from app.testing.pagerduty_standin import PagerDutyStandIn
 from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
-from tests.conftest import BACKENDS, POSTGRES_URL, migrated_database_for, worker_index
+from tests.conftest import (
+    BACKENDS,
+    MARIADB_URL,
+    POSTGRES_URL,
+    migrated_database_for,
+    worker_index,
+)
 from tests.factories import (
     APPROVER,
     APPROVER_GROUP,
@@ -147,6 +154,21 @@ def _apart(redis_url: str) -> str:
 def _standard_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[LocalStack]:
+    # Ephemeral MariaDB logins (issue 18): a corner of the machine's MariaDB per stack, with
+    # its own least-privilege admin, bookkeeping, role and data.
+    mariadb = MariaDBCorner(MARIADB_URL).create()
+    try:
+        yield from _stack_with(request, tmp_path_factory, redis_url, mariadb)
+    finally:
+        mariadb.drop()
+
+
+def _stack_with(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    mariadb: MariaDBCorner,
+) -> Iterator[LocalStack]:
     workdir = tmp_path_factory.mktemp("stack")
     flows_dir = workdir / "flows"
     flows_dir.mkdir()
@@ -191,6 +213,14 @@ def _standard_stack(
             ),
             durations=IDP_DURATIONS,
         )
+    write_flow(
+        flows_dir,
+        name="ephemeral-mariadb",
+        targets=(
+            f'(MariaDBLoginTarget(name="shop", database="{mariadb.data}", role="{mariadb.role}"),)'
+        ),
+        durations=IDP_DURATIONS,
+    )
     # Google Cloud: a project role and a service account, granted through local stand-ins.
     write_flow(
         flows_dir,
@@ -303,6 +333,7 @@ def _standard_stack(
                 "LATCHKEY_AUDIT_DELIVER_SECONDS": "3",
                 "LATCHKEY_POSTGRES_ROLE_URL": POSTGRES_URL or "",
                 "LATCHKEY_POSTGRES_LOGIN_URL": POSTGRES_URL or "",
+                "LATCHKEY_MARIADB_LOGIN_URL": mariadb.admin_url,
                 # One per stack: the logins' names are derived from it, and a stack's
                 # reconciliation drops any login of its targets' that it holds no grant for,
                 # which another stack's would be if both derived the same names.
@@ -336,6 +367,7 @@ def _standard_stack(
         local.pagerduty = pagerduty  # type: ignore[attr-defined]
         local.opsgenie = opsgenie  # type: ignore[attr-defined]
         local.idp = idp  # type: ignore[attr-defined]
+        local.mariadb = mariadb  # type: ignore[attr-defined]
         try:
             local.start()
             _people(local)

@@ -1,24 +1,29 @@
-"""An ephemeral PostgreSQL login through the real processes (issue 18): made at approval,
-shown only to its holder in a modal, dropped at the end; the password in no log line, audit
-row or task message of the stack."""
+"""Ephemeral PostgreSQL and MariaDB logins through the real processes (issue 18): made at
+approval, shown only to its holder in a modal, dropped at the end; the password in no log
+line, audit row or task message of the stack."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import psycopg
+import pymysql
+import pytest
 import redis
 from sqlalchemy import select
 
 from app.db import utcnow
-from app.flows.db_targets import PostgresLoginTarget
+from app.flows.db_targets import MariaDBLoginTarget, PostgresLoginTarget
 from app.models import AuditEvent
 from app.providers.base import GrantSpec
 from app.providers.databases.credentials import login_name
+from app.providers.databases.mariadb import MariaDBLoginProvider
 from app.providers.databases.postgres import PostgresLoginProvider
 from app.slack import ids
+from app.testing.mariadb_server import MariaDBCorner
 from app.testing.scenes import (
     approval_card_for,
     click,
@@ -160,6 +165,102 @@ def test_a_latchkey_login_that_no_grant_holds_is_dropped_by_reconciliation(
 
     stack.reconcile_until(
         lambda: _login_of(stack, db_role_server, person.email) is None,
+        60,
+        "the orphaned login to be dropped",
+    )
+    with stack.database().session() as session:
+        repaired = [
+            e.details
+            for e in session.execute(
+                select(AuditEvent).where(AuditEvent.event == "drift_repaired")  # type: ignore[arg-type]
+            ).scalars()
+            if e.details.get("principal") == person.email
+        ]
+    assert len(repaired) == 1 and repaired[0]["result"]["login"] == login
+
+
+def _mariadb_login_of(stack: LocalStack, email: str) -> tuple[str, bool] | None:
+    """(login, locked) of the Latchkey MariaDB login made for this person, as root sees it."""
+    corner: MariaDBCorner = stack.mariadb  # type: ignore[attr-defined]
+    name = login_name(_key(stack), f"mariadb/{corner.data}/{corner.role}", email)
+    with corner.root() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT User, IFNULL(JSON_VALUE(Priv, '$.account_locked'), 0) IN ('1', 'true')"
+            " FROM mysql.global_priv WHERE User = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+    return (row[0], bool(row[1])) if row else None
+
+
+def test_an_ephemeral_mariadb_login_reads_while_live_and_is_dropped_at_the_end(
+    stack: LocalStack,
+) -> None:
+    person = new_person(stack, iam_user=False)
+    response = submit_request(
+        stack, person, flow="ephemeral-mariadb", target="shop", seconds=8, reason="vendor audit"
+    )
+    assert response.status == 200, response.body
+    card = approval_card_for(stack, person)
+    request_id = uuid.UUID(request_id_on(card))
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+    granted = dm_to(stack, person, "You now have", timeout=30)
+    assert "Show credentials" in json.dumps(granted.args.get("blocks"))
+    made = _mariadb_login_of(stack, person.email)
+    assert made is not None and made[1] is False
+
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, person, ids.SHOW_CREDENTIALS_ACTION, request_id).status == 200
+    shown = _shown(stack, mark)
+    assert shown["login"] == made[0]
+    # What the holder pastes opens the database with the role's privileges.
+    url = urlsplit(shown["connection"])
+    held = pymysql.connect(
+        host=url.hostname,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.path.strip("/"),
+        connect_timeout=5,
+    )
+    with held.cursor() as cur:
+        cur.execute("SELECT count(*) FROM orders")
+        assert cur.fetchone() == (2,)
+
+    dm_to(stack, person, "expired", timeout=30)
+    wait_until(
+        lambda: _mariadb_login_of(stack, person.email) is None, 15, "the login to be dropped"
+    )
+    # The session held open through the end was killed with it.
+    with pytest.raises(pymysql.MySQLError), held.cursor() as cur:
+        cur.execute("SELECT count(*) FROM orders")
+    held.close()
+    with stack.database().session() as session:
+        events = session.execute(
+            select(AuditEvent.event, AuditEvent.details).where(
+                AuditEvent.request_id == request_id  # type: ignore[arg-type]
+            )
+        ).all()
+    revoked = next(d for e, d in events if e in ("revoked", "expired") and "login" in d)
+    assert revoked["login"] == made[0] and revoked["dropped"] is True
+    assert revoked["sessions_terminated"] == 1
+    secret = shown["password"]
+    assert secret not in stack.all_logs()
+    assert all(secret not in json.dumps(d) for _, d in events)
+
+
+def test_a_mariadb_login_that_no_grant_holds_is_dropped_by_reconciliation(
+    stack: LocalStack,
+) -> None:
+    person = new_person(stack, iam_user=False)
+    corner: MariaDBCorner = stack.mariadb  # type: ignore[attr-defined]
+    target = MariaDBLoginTarget(name="shop", database=corner.data, role=corner.role)
+    left = MariaDBLoginProvider(corner.admin_url, _key(stack))
+    login = left.grant(GrantSpec(person.email, target, utcnow() + timedelta(hours=1)))["login"]
+    assert _mariadb_login_of(stack, person.email) == (login, False)
+
+    stack.reconcile_until(
+        lambda: _mariadb_login_of(stack, person.email) is None,
         60,
         "the orphaned login to be dropped",
     )
