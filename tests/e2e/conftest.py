@@ -157,10 +157,34 @@ def _standard_stack(
     # Ephemeral MariaDB logins (issue 18): a corner of the machine's MariaDB per stack, with
     # its own least-privilege admin, bookkeeping, role and data.
     mariadb = MariaDBCorner(MARIADB_URL).create()
+    accounts = _shared_accounts()
     try:
-        yield from _stack_with(request, tmp_path_factory, redis_url, mariadb)
+        yield from _stack_with(request, tmp_path_factory, redis_url, mariadb, accounts)
     finally:
         mariadb.drop()
+        _drop_shared_accounts(accounts)
+
+
+def _shared_accounts() -> tuple[str, str]:
+    """Two accounts that exist before Latchkey, checked out through the stack's flow
+    `checkout-dba` (issue 18.3): one queues, one refuses while it is out."""
+    names = (f"dba_{uuid.uuid4().hex[:10]}", f"dba_{uuid.uuid4().hex[:10]}")
+    if POSTGRES_URL:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for name in names:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    return names
+
+
+def _drop_shared_accounts(names: tuple[str, str]) -> None:
+    if POSTGRES_URL:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for name in names:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                    (name,),
+                )
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def _stack_with(
@@ -168,6 +192,7 @@ def _stack_with(
     tmp_path_factory: pytest.TempPathFactory,
     redis_url: str,
     mariadb: MariaDBCorner,
+    accounts: tuple[str, str],
 ) -> Iterator[LocalStack]:
     workdir = tmp_path_factory.mktemp("stack")
     flows_dir = workdir / "flows"
@@ -210,6 +235,19 @@ def _stack_with(
             targets=(
                 f'(PostgresLoginTarget(name="warehouse", database="{make_url(POSTGRES_URL).database}", '
                 f'roles=("{DB_ROLE}",)),)'
+            ),
+            durations=IDP_DURATIONS,
+        )
+        # Shared accounts checked out to one holder at a time (issue 18.3): the rotation
+        # itself against a server that asks for passwords is in test_postgres_account.py.
+        write_flow(
+            flows_dir,
+            name="checkout-dba",
+            targets=(
+                f'(PostgresAccountTarget(name="dba", account="{accounts[0]}", '
+                f'database="{make_url(POSTGRES_URL).database}"), '
+                f'PostgresAccountTarget(name="dba-now", account="{accounts[1]}", '
+                f'database="{make_url(POSTGRES_URL).database}", when_checked_out="refuse"))'
             ),
             durations=IDP_DURATIONS,
         )
@@ -368,6 +406,7 @@ def _stack_with(
         local.opsgenie = opsgenie  # type: ignore[attr-defined]
         local.idp = idp  # type: ignore[attr-defined]
         local.mariadb = mariadb  # type: ignore[attr-defined]
+        local.shared_accounts = accounts  # type: ignore[attr-defined]
         try:
             local.start()
             _people(local)

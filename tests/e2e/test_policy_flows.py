@@ -65,7 +65,7 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "passkey-glass",
         "verified",
         # Written only where there is a PostgreSQL to make logins in (tests/e2e/conftest.py).
-        *(["ephemeral-db"] if POSTGRES_URL else []),
+        *(["ephemeral-db", "checkout-dba"] if POSTGRES_URL else []),
         "ephemeral-mariadb",
     }
     # A forged submission for the restricted flow is refused on the server.

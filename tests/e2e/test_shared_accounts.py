@@ -1,0 +1,135 @@
+"""Shared accounts checked out to one holder at a time, through the real processes (issue
+18.3): the second requester waits, told who has it and until when, and gets it when the
+first gives it back; a target that does not queue refuses; leaving the queue works.
+
+The machine's PostgreSQL trusts local connections, so whether a rotated password opens the
+account is shown against a private server in tests/providers/test_postgres_account.py;
+here the account's comment (its holder and nonce) and the modal say who holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg
+from sqlalchemy import select
+
+from app.models import AccessRequest, AccountCheckout, AuditEvent, RequestStatus
+from app.providers.databases.credentials import CHECKED_IN, parse_checkout
+from app.slack import ids
+from app.testing.scenes import (
+    Person,
+    approval_card_for,
+    click,
+    click_in_dm,
+    dm_to,
+    new_person,
+    request_id_on,
+    said_to,
+    submit_request,
+)
+from app.testing.stack import LocalStack, wait_until
+from tests.e2e.test_ephemeral_logins import _shown
+from tests.factories import APPROVER
+
+HOUR = 3600
+
+
+def _approved(stack: LocalStack, person: Person, target: str, seconds: int) -> uuid.UUID:
+    response = submit_request(
+        stack, person, flow="checkout-dba", target=target, seconds=seconds, reason="db incident"
+    )
+    assert response.status == 200, response.body
+    card = approval_card_for(stack, person)
+    assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+    return uuid.UUID(request_id_on(card))
+
+
+def _comment(conn: psycopg.Connection, account: str) -> str | None:
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (account,)
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _status(stack: LocalStack, request_id: uuid.UUID) -> RequestStatus:
+    with stack.database().session() as session:
+        request = session.get(AccessRequest, request_id)
+        assert request is not None
+        return request.status
+
+
+def test_the_second_requester_waits_told_who_has_it_and_gets_it_when_it_is_back(
+    stack: LocalStack, db_role_server: psycopg.Connection
+) -> None:
+    account = stack.shared_accounts[0]  # type: ignore[attr-defined]
+    ann, bob, eve = (new_person(stack, iam_user=False) for _ in range(3))
+
+    first = _approved(stack, ann, "dba", HOUR)
+    dm_to(stack, ann, "You now have", timeout=30)
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, ann, ids.SHOW_CREDENTIALS_ACTION, first).status == 200
+    anns = _shown(stack, mark)
+    assert anns["login"] == account
+    held = parse_checkout(_comment(db_role_server, account))
+    assert held is not None and held[1] == ann.email
+
+    # Bob is approved while Ann has it: he waits, and hears who has it and until when.
+    second = _approved(stack, bob, "dba", 8)
+    queued = dm_to(stack, bob, "waits its turn", timeout=30)
+    assert f"checked out to <@{ann.user_id}> until" in queued.args["text"]
+    assert "Leave the queue" in json.dumps(queued.args["blocks"])
+    assert _status(stack, second) == RequestStatus.APPROVED
+    # Eve too, behind Bob, then she leaves the queue: nothing is granted to her.
+    third = _approved(stack, eve, "dba", 8)
+    told = dm_to(stack, eve, "waits its turn", timeout=30)
+    assert "1 request before yours" in told.args["text"]
+    assert click_in_dm(stack, eve, ids.CANCEL_ACTION, third).status == 200
+    wait_until(lambda: _status(stack, third) == RequestStatus.CANCELLED, 15, "Eve out of the queue")
+
+    # Ann gives it back: rotated, and Bob has it at once with a password of his own.
+    assert click_in_dm(stack, ann, ids.RELEASE_ACTION, first).status == 200
+    dm_to(stack, bob, "You now have", timeout=30)
+    held = parse_checkout(_comment(db_role_server, account))
+    assert held is not None and held[1] == bob.email
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, bob, ids.SHOW_CREDENTIALS_ACTION, second).status == 200
+    assert _shown(stack, mark)["password"] != anns["password"]
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, ann, ids.SHOW_CREDENTIALS_ACTION, first).status == 200
+    said_to(stack, ann.user_id, "This access has ended", since=mark)
+
+    # Bob's time runs out: checked in, nobody holds it, Eve (who left) never had it.
+    dm_to(stack, bob, "expired", timeout=30)
+    wait_until(lambda: _comment(db_role_server, account) == CHECKED_IN, 15, "the check-in")
+    with stack.database().session() as session:
+        assert session.get(AccountCheckout, f"postgres-account/{account}") is None
+        events = session.execute(
+            select(AuditEvent.event, AuditEvent.request_id, AuditEvent.details).where(
+                AuditEvent.request_id.in_([first, second, third])  # type: ignore[union-attr]
+            )
+        ).all()
+    waits = [(r, d) for e, r, d in events if e == "checkout_queued"]
+    assert {r for r, _ in waits} == {second, third}
+    assert all(d["holder"] == ann.user_id for _, d in waits)
+    assert not [r for e, r, _ in events if e == "granted" and r == third]
+    ends = [d for e, r, d in events if e in ("revoked", "expired") and r in (first, second)]
+    assert len(ends) == 2 and all(d.get("rotated") is True for d in ends)
+
+
+def test_a_target_that_does_not_queue_refuses_while_it_is_out(
+    stack: LocalStack, db_role_server: psycopg.Connection
+) -> None:
+    ann, bob = new_person(stack, iam_user=False), new_person(stack, iam_user=False)
+    first = _approved(stack, ann, "dba-now", 8)
+    dm_to(stack, ann, "You now have", timeout=30)
+    _approved(stack, bob, "dba-now", 8)
+    refused = dm_to(stack, bob, "Granting", timeout=30)
+    text = refused.args["text"]
+    assert "is checked out to" in text and "does not queue" in text
+    # Ann's check-out is untouched by Bob's refusal.
+    assert _status(stack, first) == RequestStatus.ACTIVE
+    held = parse_checkout(_comment(db_role_server, stack.shared_accounts[1]))  # type: ignore[attr-defined]
+    assert held is not None and held[1] == ann.email
