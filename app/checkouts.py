@@ -90,20 +90,21 @@ def release(session: Session, request_id: uuid.UUID) -> bool:
 
 def place(session: Session, request: AccessRequest, resource: str) -> Place | None:
     """Where an approved request stands in the account's queue; None when it may go now."""
-    ahead = session.execute(
-        select(func.count())
-        .select_from(AccessRequest)
-        .where(
-            AccessRequest.flow == request.flow,  # type: ignore[arg-type]
-            AccessRequest.target == request.target,  # type: ignore[arg-type]
-            AccessRequest.extends_id.is_(None),  # type: ignore[union-attr]
-            AccessRequest.status == S.APPROVED,  # type: ignore[arg-type]
-            AccessRequest.created_at < request.created_at,  # type: ignore[arg-type]
-        )
-    ).scalar_one()
     held = session.get(AccountCheckout, resource)
     if held is not None and held.request_id == request.id:
         return None
+    earlier = [
+        AccessRequest.flow == request.flow,
+        AccessRequest.target == request.target,
+        AccessRequest.extends_id.is_(None),  # type: ignore[union-attr]
+        AccessRequest.status == S.APPROVED,
+        AccessRequest.created_at < request.created_at,
+    ]
+    if held is not None:  # the holder's own request is not waiting
+        earlier.append(AccessRequest.id != held.request_id)
+    ahead = session.execute(
+        select(func.count()).select_from(AccessRequest).where(*earlier)  # type: ignore[arg-type]
+    ).scalar_one()
     if held is None and not ahead:
         return None
     if held is None:
