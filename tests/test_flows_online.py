@@ -307,3 +307,35 @@ def test_a_mariadb_login_flow_needs_its_settings_and_its_role(tmp_path: Path) ->
         line.startswith("FAIL") and "MariaDB role 'no_such_role' does not exist" in line
         for line in lines
     ), lines
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "flows" / "examples"
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="LATCHKEY_TEST_POSTGRES_URL is not set (CI sets it)")
+def test_the_database_example_flows_check_and_name_what_the_server_lacks(tmp_path: Path) -> None:
+    """The shipped examples (flows/examples/, not loaded unless copied into a flows folder):
+    valid as written, refused without their settings, and `--online` names the account and
+    role a new server does not have yet."""
+    assert POSTGRES_URL is not None
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    for name in ("vendor_db_read.py", "dba_breakglass.py"):
+        (flows / name).write_text((EXAMPLES / name).read_text())
+    env = {"LATCHKEY_FLOWS": str(flows), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    unset = _run(["flows", "check"], env, tmp_path)
+    assert unset.returncode != 0
+    assert "postgres_account targets need LATCHKEY_POSTGRES_LOGIN_URL" in unset.stderr
+    env["LATCHKEY_POSTGRES_LOGIN_URL"] = POSTGRES_URL
+    env["LATCHKEY_CREDENTIALS_KEY"] = "credentials-key-0123456789abcdef"
+    assert _run(["flows", "check"], env, tmp_path).returncode == 0
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        present = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname IN ('dba_breakglass', 'warehouse_read')"
+        ).fetchall()
+    if present:
+        pytest.fail(f"the machine's PostgreSQL already has {present}: the check needs them absent")
+    lacking = _run(["flows", "check", "--online"], env, tmp_path)
+    assert lacking.returncode == 1
+    assert "PostgreSQL account 'dba_breakglass' does not exist" in lacking.stdout
+    assert "PostgreSQL role 'warehouse_read' does not exist" in lacking.stdout
