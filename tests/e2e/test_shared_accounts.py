@@ -13,6 +13,7 @@ import json
 import uuid
 
 import psycopg
+import redis
 from sqlalchemy import select
 
 from app.models import AccessRequest, AccountCheckout, AuditEvent, RequestStatus
@@ -96,7 +97,8 @@ def test_the_second_requester_waits_told_who_has_it_and_gets_it_when_it_is_back(
     assert held is not None and held[1] == bob.email
     mark = stack.slack.mark()
     assert click_in_dm(stack, bob, ids.SHOW_CREDENTIALS_ACTION, second).status == 200
-    assert _shown(stack, mark)["password"] != anns["password"]
+    bobs = _shown(stack, mark)
+    assert bobs["password"] != anns["password"]
     mark = stack.slack.mark()
     assert click_in_dm(stack, ann, ids.SHOW_CREDENTIALS_ACTION, first).status == 200
     said_to(stack, ann.user_id, "This access has ended", since=mark)
@@ -117,6 +119,19 @@ def test_the_second_requester_waits_told_who_has_it_and_gets_it_when_it_is_back(
     assert not [r for e, r, _ in events if e == "granted" and r == third]
     ends = [d for e, r, d in events if e in ("revoked", "expired") and r in (first, second)]
     assert len(ends) == 2 and all(d.get("rotated") is True for d in ends)
+    # The passwords: in the modals only. Not in a log line, an audit row or a task message.
+    logs = stack.all_logs()
+    broker = redis.Redis.from_url(stack.redis_url)
+    messages = [
+        item
+        for key in broker.keys("*")
+        if broker.type(key) == b"list"
+        for item in broker.lrange(key, 0, -1)
+    ]
+    for secret in (anns["password"], bobs["password"]):
+        assert secret not in logs
+        assert all(secret not in json.dumps(d) for _, _, d in events)
+        assert all(secret.encode() not in item for item in messages)
 
 
 def test_a_target_that_does_not_queue_refuses_while_it_is_out(
