@@ -10,13 +10,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
+import psycopg
 import pytest
 import redis
 from celery import Celery
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from app.db import utcnow
 from app.models import AccessRequest, AuditEvent, RequestStatus
+from app.providers.databases.credentials import login_name, parse_comment
 from app.queries import grant_of
 from app.slack import ids
 from app.testing.redis_server import RedisServer
@@ -24,6 +27,7 @@ from app.testing.scenes import (
     Person,
     approval_card_for,
     click,
+    click_in_dm,
     dm_to,
     group_members,
     new_person,
@@ -32,8 +36,8 @@ from app.testing.scenes import (
     submit_request,
 )
 from app.testing.stack import LocalStack, wait_until
-from tests.conftest import BACKENDS, migrated_database_for
-from tests.e2e.conftest import _people
+from tests.conftest import BACKENDS, POSTGRES_URL, migrated_database_for
+from tests.e2e.conftest import CREDENTIALS_KEY, DB_ROLE, _people
 from tests.factories import APPROVER, GROUP_NAME, write_flow
 
 S = RequestStatus
@@ -58,6 +62,15 @@ def faulty(
         flows_dir,
         durations="timedelta(seconds=20), timedelta(seconds=40), timedelta(hours=1)",
     )
+    if POSTGRES_URL:  # ephemeral logins, for a worker killed in the middle of making one
+        write_flow(
+            flows_dir,
+            name="ephemeral-db",
+            targets=(
+                f'(PostgresLoginTarget(name="warehouse", '
+                f'database="{make_url(POSTGRES_URL).database}", roles=("{DB_ROLE}",)),)'
+            ),
+        )
     broker = RedisServer(workdir / "redis").start()
     for database_url in migrated_database_for(request, request.param, workdir):
         local = LocalStack(
@@ -70,7 +83,11 @@ def faulty(
             migrated=True,
             sweep_seconds=SWEEP,
             # A short lease, so a slow provider call outlives it within a test.
-            extra_env={"LATCHKEY_GRANT_LEASE_SECONDS": str(LEASE)},
+            extra_env={
+                "LATCHKEY_GRANT_LEASE_SECONDS": str(LEASE),
+                "LATCHKEY_POSTGRES_LOGIN_URL": POSTGRES_URL or "",
+                "LATCHKEY_CREDENTIALS_KEY": f"{CREDENTIALS_KEY}-{uuid.uuid4().hex}",
+            },
         )
         try:
             local.start()
@@ -258,3 +275,67 @@ def test_no_message_waits_in_the_broker_for_a_far_end(
     ]
     horizon = utcnow() + timedelta(seconds=SWEEP + 10)
     assert all(eta <= horizon for eta in etas), f"timed messages far ahead: {etas}"
+
+
+@pytest.mark.parametrize("faulty", [PRODUCTION], indirect=True)
+def test_a_worker_killed_between_making_a_login_and_recording_it_grants_it_once(
+    faulty: tuple[LocalStack, RedisServer], db_role_server: psycopg.Connection
+) -> None:
+    """The login is made and committed in PostgreSQL, the worker dies before its grant is
+    recorded: the next claim finds Latchkey's login for that person, keeps it (and its
+    password) and records the grant. Nothing is made twice; nothing is left behind."""
+    stack, _ = faulty
+    if not stack.database_url.startswith("postgresql"):
+        pytest.skip("holds a row lock of the stack's own PostgreSQL database")
+    person = new_person(stack, iam_user=False)
+    key = stack.extra_env["LATCHKEY_CREDENTIALS_KEY"].encode()
+    database = make_url(POSTGRES_URL or "").database
+    login = login_name(key, f"postgres/{database}/{DB_ROLE}", person.email)
+    stack_db = make_url(stack.database_url).set(drivername="postgresql")
+    with (
+        psycopg.connect(POSTGRES_URL or "", autocommit=True) as gate,
+        psycopg.connect(stack_db.render_as_string(hide_password=False)) as rows,
+    ):
+        # The provider waits at its advisory lock: the worker has claimed, not yet made it.
+        gate.execute("SELECT pg_advisory_lock(hashtext(%s))", (login,))
+        submit_request(
+            stack, person, flow="ephemeral-db", target="warehouse", seconds=3600, reason="fault"
+        )
+        card = approval_card_for(stack, person)
+        request_id = uuid.UUID(request_id_on(card))
+        click(stack, APPROVER, ids.APPROVE_ACTION, card)
+        wait_until(lambda: _status(stack, request_id) == S.GRANTING, 20, "the claim")
+        # Its activation will wait for this row; the login is made and committed meanwhile.
+        rows.execute("SELECT 1 FROM access_request WHERE id = %s FOR UPDATE", (request_id,))
+        gate.execute("SELECT pg_advisory_unlock(hashtext(%s))", (login,))
+        wait_until(lambda: _comment(gate, login) is not None, 20, "the login to be made")
+        made = parse_comment(_comment(gate, login))
+        stack.kill_process("worker")
+        rows.rollback()
+    assert made is not None and made[1] == person.email
+    assert _status(stack, request_id) == S.GRANTING
+
+    stack.start_process("worker")
+    dm_to(stack, person, "You now have", timeout=60)
+    with psycopg.connect(POSTGRES_URL or "", autocommit=True) as conn:
+        assert parse_comment(_comment(conn, login)) == made  # the same login, same nonce
+        others = conn.execute(
+            "SELECT count(*) FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",
+            (f"latchkey login % for {person.email}",),
+        ).fetchone()
+    assert others == (1,)
+    events = _events(stack, request_id)
+    granted = [e for e in events if e.event == "granted"]
+    assert len(granted) == 1 and granted[0].details["created"] is False
+    assert [e.event for e in events].count("granting") >= 2
+    # Given back: dropped, so no login outlives the test.
+    assert click_in_dm(stack, person, ids.RELEASE_ACTION, request_id).status == 200
+    with psycopg.connect(POSTGRES_URL or "", autocommit=True) as conn:
+        wait_until(lambda: _comment(conn, login) is None, 30, "the login to be dropped")
+
+
+def _comment(conn: psycopg.Connection, role: str) -> str | None:
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    return row[0] if row else None
