@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.checkouts import told_queued
 from app.db import utcnow
 from app.eligibility import approver_verdict
 from app.identity_links.store import linked
@@ -51,6 +52,17 @@ def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
                     extension_pending=request.id in extending,
                 )
             )
+        # Approved, waiting for a shared account someone else has checked out.
+        queued = [
+            r
+            for r in session.execute(
+                select(AccessRequest).where(
+                    AccessRequest.requester_id == user_id,  # type: ignore[arg-type]
+                    AccessRequest.status == S.APPROVED,  # type: ignore[arg-type]
+                )
+            ).scalars()
+            if told_queued(session, r.id)
+        ]
     asked = [r for r in waiting_all if r.requester_id == user_id]
     waiting = []
     for request in waiting_all:
@@ -71,6 +83,7 @@ def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
         _passkeys(rt, user_id),
         identity_offered=offered,
         identity_email=_linked_email(rt, user_id) if offered else None,
+        queued=queued,
     )
 
 

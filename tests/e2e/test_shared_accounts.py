@@ -83,6 +83,17 @@ def test_the_second_requester_waits_told_who_has_it_and_gets_it_when_it_is_back(
     assert f"checked out to <@{ann.user_id}> until" in queued.args["text"]
     assert "Leave the queue" in json.dumps(queued.args["blocks"])
     assert _status(stack, second) == RequestStatus.APPROVED
+    # His App Home says so too, with the same way out.
+    wait_until(
+        lambda: any(
+            c.args.get("user_id") == bob.user_id
+            and "waiting its turn" in json.dumps(c.args.get("view"))
+            and "Leave the queue" in json.dumps(c.args.get("view"))
+            for c in stack.slack.calls("views.publish")
+        ),
+        15,
+        "Bob's Home to show him in the queue",
+    )
     # Eve too, behind Bob, then she leaves the queue: nothing is granted to her.
     third = _approved(stack, eve, "dba", 8)
     told = dm_to(stack, eve, "waits its turn", timeout=30)

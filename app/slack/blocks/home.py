@@ -41,6 +41,8 @@ class HomeData:
     # Identity links: offered (the OIDC settings are complete), and the linked email.
     identity_offered: bool = False
     identity_email: str | None = None
+    # Approved requests waiting their turn for a shared account (Leave the queue).
+    queued: list[AccessRequest] = field(default_factory=list)
 
 
 def _left(until: datetime, now: datetime) -> str:
@@ -83,8 +85,20 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
     blocks += _more(len(data.held))
 
     blocks.append({"type": "header", "text": plain("Your pending requests")})
-    if not data.asked:
+    if not data.asked and not data.queued:
         blocks.append({"type": "section", "text": mrkdwn("Nothing is waiting for approval.")})
+    for request in data.queued[:MAX_ITEMS]:
+        blocks.append(
+            {
+                "type": "section",
+                "text": mrkdwn(
+                    f"*{escape(request.target)}* ({escape(request.flow)}) for "
+                    f"{format_duration(request.duration)}: approved, waiting its turn "
+                    "(someone else has it checked out)"
+                ),
+                "accessory": button(ids.CANCEL_ACTION, "Leave the queue", str(request.id)),
+            }
+        )
     for request in data.asked[:MAX_ITEMS]:
         kind = "Extension of" if request.extends_id else "Request for"
         blocks.append(
