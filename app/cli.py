@@ -133,6 +133,8 @@ def _routes(flow) -> str:  # type: ignore[no-untyped-def]
         said += ", break-glass confirmed with a passkey"
     if flow.identity.verified:
         said += ", grants to verified identities"
+    if flow.service_clients:
+        said += f", service clients {', '.join(flow.service_clients)} (API)"
     return said
 
 
