@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from app import checkouts, extensions, lifecycle, proof, queries
+from app.clients import is_client
 from app.db import lock_holding, utcnow
 from app.eligibility import current_members, requester_verdict
 from app.flows.hooks import HookRequest, HookResult, call_hook
@@ -282,9 +283,16 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
         rt.tasks.notify(request_id, "submitted")
         return
     flow = loaded.flow
-    user = rt.directory.user(requester_id)
     eligible = requester_verdict(rt, loaded, requester_id)
-    if request.extends_id is not None and not flow.extension_needs_approval:
+    if is_client(requester_id):
+        # A machine's request is decided by a person in Slack, always: no hook, on-call or
+        # group rule approves it (a leaked token must not be enough for access).
+        decision = (
+            AutoDecision("human", "service clients are approved by a person")
+            if eligible.allowed
+            else AutoDecision("deny", f"not eligible: {eligible.reason}")
+        )
+    elif request.extends_id is not None and not flow.extension_needs_approval:
         # The flow lets its limits (checked when the extension was asked for, and again
         # when it is applied) decide; eligibility is checked as for any request.
         decision = (
@@ -293,14 +301,15 @@ def process_submission(rt: Runtime, request_id: uuid.UUID) -> None:
             else AutoDecision("deny", eligible.reason)
         )
     else:
-        hook = run_request_hook(rt, loaded, "on_request", request, user.email)
+        email = rt.directory.user(requester_id).email
+        hook = run_request_hook(rt, loaded, "on_request", request, email)
         # Membership as of Slack's last change event: auto-approval is a decision too.
         groups = current_members(rt, flow.auto_approve.usergroups) if flow.auto_approve else {}
         on_call, no_incident = _on_call_for_auto_approval(rt, flow, request_id)
         decision = auto_decide(
             flow,
             requester_id=requester_id,
-            email=user.email,
+            email=email,
             group_members=groups,
             hook_defined=hook.defined,
             hook_value=hook.value,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
+from app.clients import client_name, is_client
 from app.models import AccessRequest, AccountCheckout, Grant, RequestStatus
 
 if TYPE_CHECKING:
@@ -157,7 +158,12 @@ def wait_turn(rt: Runtime, request_id: uuid.UUID, target: Any) -> str | None:
                 },
             )
     if refuse:
-        who = rt.directory.user(spot.holder).name if spot.holder else "someone"
+        if spot.holder is None:
+            who = "someone"
+        elif is_client(spot.holder):
+            who = f"service client {client_name(spot.holder)}"
+        else:
+            who = rt.directory.user(spot.holder).name
         said = spot.words(target.account, who, lambda at: f"{at:%Y-%m-%d %H:%M} UTC")
         return f"{said}. This flow does not queue: ask again when it is back"
     if first:

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.api import client as cli_request
 from app.audit import cli as cli_audit
+from app.clients import cli as cli_clients
 from app.config import ConfigError, get_settings
 from app.flows.loader import FlowError
 from app.identity_links import cli as cli_identity
@@ -131,6 +133,8 @@ def _routes(flow) -> str:  # type: ignore[no-untyped-def]
         said += ", break-glass confirmed with a passkey"
     if flow.identity.verified:
         said += ", grants to verified identities"
+    if flow.service_clients:
+        said += f", service clients {', '.join(flow.service_clients)} (API)"
     return said
 
 
@@ -409,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_audit.register(sub)
     cli_identity.register(sub)
     cli_passkey.register(sub)
+    cli_clients.register(sub)
+    cli_request.register(sub)
     demo = sub.add_parser("demo", help="run everything locally with stand-ins for Slack and AWS")
     demo.add_argument("--seconds", type=int, default=20, help="how long the demo grant lasts")
     demo.set_defaults(fn=cmd_demo)

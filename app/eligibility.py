@@ -4,12 +4,16 @@ about that person or group (see app.slack.directory)."""
 
 from __future__ import annotations
 
+from sqlmodel import Session
+
 from app.accounts import account_problem
+from app.clients import is_client
+from app.clients.eligibility import client_principal, client_verdict
 from app.flows.hooks import call_hook
 from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, may_decide, may_request, refuse
 from app.flows.schema import Flow
-from app.identity import principal_for
+from app.identity import Principal, principal_for
 from app.identity_links.resolve import email_for
 from app.runtime import Runtime
 from app.slack.directory import SlackChanges, SlackUser, group_key, user_key
@@ -33,7 +37,10 @@ def current_members(rt: Runtime, group_ids: tuple[str, ...]) -> dict[str, frozen
 
 
 def requester_account_problem(rt: Runtime, flow: Flow, user_id: str) -> str | None:
-    """Why this person's Slack account may not request this flow (None: it may)."""
+    """Why this person's Slack account may not request this flow (None: it may). A service
+    client has no Slack account: requester_verdict decides about it."""
+    if is_client(user_id):
+        return None
     account = current_user(rt, user_id).account
     if account is None:
         return None
@@ -49,6 +56,8 @@ def requester_verdict(rt: Runtime, loaded: LoadedFlow, user_id: str) -> Verdict:
     """Whether this person may request this flow now, per Slack's current account, profile
     and groups and the flow's get_requesters hook (which, if it fails, adds nobody: fail
     closed). Group members are asked of Slack only for someone not listed by id."""
+    if is_client(user_id):
+        return client_verdict(rt, loaded, user_id)
     flow = loaded.flow
     problem = requester_account_problem(rt, flow, user_id)
     if problem is not None:
@@ -148,5 +157,20 @@ def request_problem(rt: Runtime, loaded: LoadedFlow, target: str, user_id: str) 
     eligible = requester_verdict(rt, loaded, user_id)
     if not eligible.allowed:
         return eligible.reason
-    email = email_for(rt, loaded.flow, user_id, current_user(rt, user_id).email)
-    return principal_for(rt.providers, loaded, target, user_id=user_id, email=email).problem
+    return requester_principal(rt, loaded, target, user_id).problem
+
+
+def requester_email(rt: Runtime, requester_id: str) -> str | None:
+    """The requester's Slack profile email, for hooks; a service client has none."""
+    return None if is_client(requester_id) else rt.directory.user(requester_id).email
+
+
+def requester_principal(
+    rt: Runtime, loaded: LoadedFlow, target: str, requester_id: str, session: Session | None = None
+) -> Principal:
+    """Who the requester is at the target's provider, as the grant will decide it: a
+    service client's own principal, or a person's through the flow's identity rules."""
+    if is_client(requester_id):
+        return client_principal(rt, loaded, target, requester_id, session)
+    email = email_for(rt, loaded.flow, requester_id, current_user(rt, requester_id).email, session)
+    return principal_for(rt.providers, loaded, target, user_id=requester_id, email=email)

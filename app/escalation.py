@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import Session
 
 from app import lifecycle
-from app.eligibility import current_members
+from app.eligibility import current_members, requester_email
 from app.flows.loader import LoadedFlow
 from app.flows.schema import Escalation, format_duration
 from app.models import AccessRequest, AuditEvent
@@ -58,7 +58,7 @@ def _named_by_hook(rt: Runtime, loaded: LoadedFlow, request_id: uuid.UUID, hook:
         request = session.get(AccessRequest, request_id)
     if request is None:
         return []
-    email = rt.directory.user(request.requester_id).email
+    email = requester_email(rt, request.requester_id)
     named = run_request_hook(rt, loaded, hook, request, email).names()
     found = {n if "@" not in n else rt.directory.user_id_for_email(n) for n in named}
     return sorted(u for u in found if u and u[0] in "UW")

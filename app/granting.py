@@ -18,12 +18,11 @@ from app import checkouts, lifecycle, proof, queries
 from app import held_before as held
 from app.accounts import withdrawal_reason
 from app.audit import AuditLog
+from app.clients import mention
 from app.db import lock_holding, utcnow
-from app.eligibility import current_user, requester_account_problem, requester_verdict
+from app.eligibility import requester_account_problem, requester_principal, requester_verdict
 from app.flows.policy import clamp_duration
 from app.flows.schema import Flow, provider_of
-from app.identity import principal_for
-from app.identity_links.resolve import email_for
 from app.metrics import process as metrics
 from app.models import AccessRequest, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
@@ -110,10 +109,10 @@ def grant_access(rt: Runtime, request_id: uuid.UUID, owner: str | None = None) -
             f"the requester may no longer request {loaded.flow.name}: {eligible.reason}",
             owner,
         )
-    user = current_user(rt, requester_id)
-    # Checked when the request was made too; checked again because maps and hooks change.
-    email = email_for(rt, loaded.flow, requester_id, user.email)  # a verified link's, if asked
-    mapped = principal_for(rt.providers, loaded, target.name, user_id=requester_id, email=email)
+    # Checked when the request was made too; checked again because maps and hooks change:
+    # a person's through the flow's identity rules (a verified link's email, if asked), a
+    # service client's its own, as its keyed record says now.
+    mapped = requester_principal(rt, loaded, target.name, requester_id)
     if mapped.value is None:
         return _fail(
             rt, request_id, mapped.problem or "no principal for you at this provider", owner
@@ -302,7 +301,7 @@ def alert_unproven(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
             channel=request.approval_channel or loaded.flow.channel_for(request.target),
             text=(
                 f":rotating_light: Request `{str(request_id)[:8]}` for *{escape(request.target)}* "
-                f"by <@{request.requester_id}> {escape(what)}. Its database row does not match "
+                f"by {mention(request.requester_id)} {escape(what)}. Its database row does not match "
                 "the keyed audit trail: someone may have edited the database."
             ),
         )

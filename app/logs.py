@@ -24,10 +24,12 @@ from pythonjsonlogger.json import JsonFormatter
 _SLASH = r"(?:/|\\\\?/|%2F|%252F|%5C%2F|\\u002[fF])"
 _COLON = r"(?::|%3A|%253A)"
 
-# Slack tokens, response URLs and anything that looks like an AWS secret never reach logs.
+# Slack and API tokens, response URLs and anything that looks like an AWS secret never reach logs.
 _SECRET_PATTERNS = [
     re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
     re.compile(r"xapp-[A-Za-z0-9-]+"),
+    # Service clients' API tokens (app.clients.tokens).
+    re.compile(r"lkc_[A-Za-z0-9_-]{8,}"),
     re.compile(
         rf"(?i)https?{_COLON}{_SLASH}{_SLASH}hooks\.slack(?:-gov)?\.com{_SLASH}[^\s\"'&<>,;)}}\]]*"
     ),

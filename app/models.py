@@ -1,4 +1,4 @@
-"""The domain's tables: AccessRequest, Approval, CardCopy, Grant, AuditEvent."""
+"""The domain's tables: AccessRequest, Approval, CardCopy, Grant, AuditEvent, and their neighbours."""
 
 from __future__ import annotations
 
@@ -330,3 +330,25 @@ class AccountCheckout(SQLModel, table=True):
     resource: str = Field(sa_type=String(700), primary_key=True)
     request_id: uuid.UUID = Field(foreign_key="access_request.id", unique=True)
     taken_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ServiceClient(SQLModel, table=True):
+    """A non-human requester (a CI pipeline, a job) that asks for access over the web's API
+    with a bearer token, scoped to named flows. Only the token's SHA-256 is kept. Like an
+    identity link, the row is trusted only as the keyed `service_client_created` event
+    named by `audit_seq` vouches for it, and not after a keyed `service_client_revoked`
+    (app.clients.store): an insider who edits the row (another token, principal or flow)
+    gets a client that no longer exists."""
+
+    __tablename__ = "service_client"
+
+    name: str = Field(sa_type=String(28), primary_key=True)
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    flows: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Who the client is at the providers (an IAM user, a GCP service account, an email…).
+    principal: str = Field(sa_type=String(320))
+    created_by: str = Field(sa_type=String(64))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_by: str | None = Field(default=None, sa_type=String(64))
+    audit_seq: int = Field(sa_type=BigInteger)

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from app.checkouts import exclusive, place
+from app.clients import is_client, mention, possessive
+from app.clients.eligibility import client_principal
 from app.copies import sync_copies, undecided_approver_copies
 from app.db import utcnow
 from app.escalation import escalation_line, steps_taken
@@ -43,11 +45,11 @@ log = logging.getLogger(__name__)
 
 # Moments the flow's channel hears about with a message of its own (beyond the card).
 _CHANNEL_ALERTS = {
-    "revoke_failed": ":rotating_light: Removing <@{who}>'s access to *{target}* failed: {error}. "
+    "revoke_failed": ":rotating_light: Removing {whose} access to *{target}* failed: {error}. "
     "Latchkey retries with backoff and will not mark it ended until the provider confirms.",
-    "drift_missing": ":warning: Drift: <@{who}>'s access to *{target}* was missing at the "
+    "drift_missing": ":warning: Drift: {whose} access to *{target}* was missing at the "
     "provider while it should be active. Latchkey re-applied it.",
-    "drift_lingering": ":warning: Drift: <@{who}>'s access to *{target}* was still present "
+    "drift_lingering": ":warning: Drift: {whose} access to *{target}* was still present "
     "after it ended. Latchkey revoked it.",
 }
 
@@ -107,7 +109,7 @@ def _queued(session: Session, loaded: LoadedFlow | None, request: AccessRequest)
         return None
     return spot.words(
         f"*{escape(target.account)}*",
-        f"<@{spot.holder}>",
+        mention(spot.holder or ""),
         lambda at: slack_date(at, f"{at:%H:%M} UTC"),
     )
 
@@ -135,6 +137,9 @@ def _principal(
         return grant.principal
     if loaded is None or request.extends_id is not None:
         return None
+    if is_client(request.requester_id):
+        found = client_principal(rt, loaded, request.target, request.requester_id, session)
+        return found.value or f"none ({found.problem})"
     slack_email = rt.directory.user(request.requester_id).email
     email = email_for(rt, loaded.flow, request.requester_id, slack_email, session)
     found = principal_for(
@@ -207,9 +212,12 @@ def notify(rt: Runtime, request_id: uuid.UUID, what: str) -> None:
             _alert_channel(rt, ctx, what)
         if what == "escalated" and ctx.request.approval_message_ts:
             _announce_escalation(rt, ctx)
-        if not unposted:  # "sent for approval" would not be true
+        if not unposted and not is_client(ctx.request.requester_id):
+            # "sent for approval" would not be true while unposted; a service client has no
+            # DM or App Home (it polls the API).
             _tell_requester(rt, ctx, what)
-    refresh_home(rt, ctx.request.requester_id)
+    if not is_client(ctx.request.requester_id):
+        refresh_home(rt, ctx.request.requester_id)
 
 
 # Slack's answers to a card that cannot be posted until someone fixes the channel.
@@ -228,7 +236,7 @@ def _tell_card_unposted(rt: Runtime, ctx: CardContext, channel: str, why: str) -
         first = rt.redis.set(f"latchkey:unposted:{request.id}", 1, nx=True, ex=7 * 86400)
     except RedisError:
         first = True  # telling twice beats not telling
-    if first:
+    if first and not is_client(request.requester_id):
         rt.slack.chat_postMessage(
             channel=request.requester_id,
             text=(
@@ -343,7 +351,7 @@ def _tell_requester(rt: Runtime, ctx: CardContext, what: str) -> None:
 def _alert_channel(rt: Runtime, ctx: CardContext, what: str) -> None:
     request = ctx.request
     text = _CHANNEL_ALERTS[what].format(
-        who=request.requester_id,
+        whose=possessive(request.requester_id),
         target=escape(request.target),
         error=escape(request.failure or "unknown error"),
     )

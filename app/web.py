@@ -1,5 +1,6 @@
-"""The web process: Bolt over HTTP at POST /slack/events, GET /livez (liveness) and GET
-/readyz (readiness; /healthz is its alias), as one WSGI app.
+"""The web process: Bolt over HTTP at POST /slack/events, GET /livez (liveness), GET
+/readyz (readiness; /healthz is its alias) and the service clients' API under /api/, as
+one WSGI app.
 
 Everything a request needs is built when the process (each gunicorn worker) starts, so
 the first `/access` opens its modal well inside Slack's 3-second trigger window. Slack
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from app.api import http as api_http
 from app.config import get_settings
 from app.health import check
 from app.identity_links import pages as identity_pages
@@ -87,6 +89,8 @@ def create_wsgi(rt: Runtime, identity: BotIdentity | None = None) -> Wsgi:
             return passkey_pages.serve(rt, environ, start_response)
         if path and identity_pages.handles(path):
             return identity_pages.serve(rt, environ, start_response)
+        if path and api_http.handles(path):  # service clients (app.api)
+            return api_http.serve(rt, environ, start_response)
         return slack(environ, start_response)
 
     return wsgi

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from app.clients import name_problem
+
 # People and on-call sources live in their own module; flows import them from here.
 from app.flows.people import (  # noqa: F401
     _DOMAIN,
@@ -137,6 +139,10 @@ class Flow(_Strict):
     max_extensions: int = Field(default=2, ge=0, le=20)
     extension_needs_approval: bool = True
     max_total_duration: timedelta | None = None
+    # Service clients (app.clients) that may request this flow over the web's API, by the
+    # name `latchkey clients create` gave them; their token must be scoped to the flow too.
+    # Empty: no machine may. Their requests always wait for a person in Slack.
+    service_clients: tuple[str, ...] = ()
 
     @property
     def total_duration_cap(self) -> timedelta:
@@ -160,6 +166,14 @@ class Flow(_Strict):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("service_clients")
+    @classmethod
+    def _client_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = [p for p in map(name_problem, value) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("principal_domains")

@@ -16,6 +16,7 @@ from typing import Any
 
 from app import lifecycle
 from app import weblinks as links
+from app.clients import possessive
 from app.db import utcnow
 from app.models import AccessRequest, Decision, RequestStatus
 from app.passkeys import ceremony
@@ -49,7 +50,7 @@ def offer_confirmation(
     """What an allowed approver is told instead of a decision: their link, or how to set up
     a passkey first. Nothing is approved until the page's assertion verifies."""
     minutes = max(1, round(rt.settings.link_seconds / 60))
-    what = f"<@{request.requester_id}>'s request for *{escape(request.target)}*"
+    what = f"{possessive(request.requester_id)} request for *{escape(request.target)}*"
     if not _has_passkey(rt, approver_id):
         return (
             f":key: Approving {what} needs a passkey, and you have none set up yet. "

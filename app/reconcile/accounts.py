@@ -15,10 +15,11 @@ import logging
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from app.clients import is_client
 from app.models import AccessRequest, RequestStatus
 from app.reconcile.checks import Tally
 from app.runtime import Runtime
-from app.withdrawal import withdraw_access
+from app.withdrawal import withdraw_access, withdraw_client_access
 
 log = logging.getLogger(__name__)
 ASKED = "latchkey:reconcile:account-asked:{}"
@@ -37,6 +38,11 @@ def check_holders(rt: Runtime, tally: Tally) -> None:
                 ).scalars()
             )
         )
+    # Service clients have no Slack account: their keyed record and scope are asked of
+    # the DB on every pass (a revoked client's grants end here).
+    for client in [h for h in holders if is_client(h)]:
+        tally.access_withdrawn += len(withdraw_client_access(rt, client)["revoked"])
+    holders = [h for h in holders if not is_client(h)]
     if not holders:
         return
     period = max(1, int(rt.settings.account_recheck_seconds))

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from app import granting, lifecycle
+from app.clients import possessive
 from app.db import utcnow
 from app.flows.policy import refuse
 from app.models import AccessRequest, AuditEvent, Decision, RequestStatus
@@ -151,7 +152,7 @@ def finish_deferred_decision(rt: Runtime, request_id: uuid.UUID, seq: int) -> st
             )
         refusal = verdict.reason if outcome is None else outcome.refusal
         _record_resumed(rt, session, request, seq, approver_id, refusal)
-        what = f"<@{request.requester_id}>'s request for *{escape(request.target)}*"
+        what = f"{possessive(request.requester_id)} request for *{escape(request.target)}*"
     text: str | None
     if outcome is not None and refusal is None:
         follow_up(rt, request_id, decision, outcome)

@@ -66,6 +66,9 @@ ENTRA_SECRET = "entra-client-secret-0123456789"
 OKTA_TOKEN = "okta-api-token-0123456789"
 CREDENTIALS_KEY = "local-credentials-key-0123456789"
 IDP_DURATIONS = "timedelta(seconds=5), timedelta(seconds=8), timedelta(hours=1)"
+# The service clients the flows admit (tests/e2e/test_service_clients.py makes them).
+SERVICE_CLIENTS = ("ci-deploy", "ci-other", "ci-revoked", "ci-waiter", "ci-gone")
+DB_CLIENT = "ci-db"
 
 ONCALL_HOOK = """
 
@@ -237,6 +240,7 @@ def _stack_with(
                 f'roles=("{DB_ROLE}",)),)'
             ),
             durations=IDP_DURATIONS,
+            extra=f"service_clients=({DB_CLIENT!r},),",
         )
         # Shared accounts checked out to one holder at a time (issue 18.3): the rotation
         # itself against a server that asks for passwords is in test_postgres_account.py.
@@ -259,6 +263,8 @@ def _stack_with(
         ),
         durations=IDP_DURATIONS,
     )
+    # A CI pipeline's migration window (issue 18.4): service clients over the API.
+    write_flow(flows_dir, name="migrations", extra=f"service_clients={SERVICE_CLIENTS!r},")
     # Google Cloud: a project role and a service account, granted through local stand-ins.
     write_flow(
         flows_dir,

@@ -132,9 +132,13 @@ def test_double_click_and_two_approvers_at_once_give_one_grant(stack: LocalStack
 
 def test_deny_with_a_reason(stack: LocalStack) -> None:
     person, card, request_id = _pending(stack)
+    mark = stack.slack.mark()
     click(stack, SECOND_APPROVER, ids.DENY_ACTION, card)
+    # Since the click: on the shared stack, another module's deny modal may be recorded.
     modal = stack.slack.wait_for(
-        "views.open", lambda a: a.get("view", {}).get("callback_id") == ids.DENY_VIEW
+        "views.open",
+        lambda a: a.get("view", {}).get("callback_id") == ids.DENY_VIEW,
+        since=mark,
     )
     values = {
         ids.DENY_REASON_BLOCK: {ids.DENY_REASON_ACTION: plain_text_value("use the <!here> runbook")}

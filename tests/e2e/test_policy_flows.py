@@ -67,6 +67,8 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         # Written only where there is a PostgreSQL to make logins in (tests/e2e/conftest.py).
         *(["ephemeral-db", "checkout-dba"] if POSTGRES_URL else []),
         "ephemeral-mariadb",
+        # Admits a service client; people in its requesters may ask too (issue 18.4).
+        "migrations",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(

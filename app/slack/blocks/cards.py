@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.clients import client_name, is_client, mention, possessive
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Approval, AuditEvent, Decision, Grant, RequestStatus
 from app.slack import ids
@@ -95,9 +96,17 @@ def _filed_by(request: AccessRequest) -> str:
     return f" (asked by <@{request.requested_by}>)" if request.requested_by else ""
 
 
+def _requester(request: AccessRequest) -> str:
+    """The card's Requester field: a person's mention, or a service client said plainly,
+    so approvers know a machine asks (its approval is theirs alone, never automatic)."""
+    if is_client(request.requester_id):
+        return f":robot_face: Service client *{client_name(request.requester_id)}* (API)"
+    return mention(request.requester_id)
+
+
 def summary(request: AccessRequest) -> str:
     return (
-        f"<@{request.requester_id}> asks for *{escape(request.target)}* "
+        f"{mention(request.requester_id)} asks for *{escape(request.target)}* "
         f"({escape(request.flow)}) for *{format_duration(request.duration)}*"
     )
 
@@ -116,18 +125,18 @@ def fallback_text(request: AccessRequest, break_glass: bool = False) -> str:
     """
     status = status_line(request).split(" ", 1)[1]
     if request.extends_id:
-        return (
-            f"Extension request from <@{request.requester_id}>: {escape(request.target)} — {status}"
-        )
+        return f"Extension request from {mention(request.requester_id)}: {escape(request.target)} — {status}"
     if break_glass:
-        return f"<!here> :rotating_light: BREAK-GLASS by <@{request.requester_id}>: {escape(request.target)} — {status}"
-    return f"Access request from <@{request.requester_id}>: {escape(request.target)} — {status}"
+        return f"<!here> :rotating_light: BREAK-GLASS by {mention(request.requester_id)}: {escape(request.target)} — {status}"
+    return (
+        f"Access request from {mention(request.requester_id)}: {escape(request.target)} — {status}"
+    )
 
 
 def approval_card(ctx: CardContext) -> list[dict[str, Any]]:
     request = ctx.request
     fields = [
-        mrkdwn(f"*Requester*\n<@{request.requester_id}>{_filed_by(request)}"),
+        mrkdwn(f"*Requester*\n{_requester(request)}{_filed_by(request)}"),
         mrkdwn(f"*Flow*\n{escape(request.flow)}"),
         mrkdwn(f"*Access to*\n{escape(request.target)}"),
         mrkdwn(f"*{'Extend by' if request.extends_id else 'Duration'}*\n{_duration(request)}"),
@@ -235,7 +244,7 @@ def _history(ctx: CardContext) -> list[str]:
     lines = []
     if ctx.break_glass:
         lines.append(
-            f"Activated by <@{ctx.request.requester_id}> without approval (break-glass); review required"
+            f"Activated by {mention(ctx.request.requester_id)} without approval (break-glass); review required"
         )
     if ctx.review is not None:
         event, reviewer = ctx.review
@@ -308,7 +317,7 @@ def _utc(moment: datetime) -> str:
 
 def reminder_text(request: AccessRequest, approvers: str, deadline: str) -> str:
     return (
-        f":bell: {approvers} — <@{request.requester_id}>'s request for *{escape(request.target)}* "
+        f":bell: {approvers} — {possessive(request.requester_id)} request for *{escape(request.target)}* "
         f"is still waiting for a decision; it times out {deadline}."
     )
 

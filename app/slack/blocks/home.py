@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.clients import mention
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Grant
 from app.providers.databases import WITH_CREDENTIALS
@@ -122,7 +123,7 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
             {
                 "type": "section",
                 "text": mrkdwn(
-                    f"<@{request.requester_id}> asks to {kind} *{escape(request.target)}* "
+                    f"{mention(request.requester_id)} asks to {kind} *{escape(request.target)}* "
                     f"({escape(request.flow)}) for {format_duration(request.duration)}\n"
                     f">{escape(request.reason) or '_no reason given_'}"
                 ),

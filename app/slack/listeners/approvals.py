@@ -13,7 +13,8 @@ from slack_sdk import WebClient
 
 from app import lifecycle
 from app.access import run_request_hook
-from app.eligibility import approver_verdict, requester_verdict
+from app.clients import mention
+from app.eligibility import approver_verdict, requester_email, requester_verdict
 from app.escalation import escalated_approvers
 from app.flows.loader import LoadedFlow
 from app.flows.policy import Verdict, refuse
@@ -63,7 +64,7 @@ def verdict_for(rt: Runtime, request_id: uuid.UUID, decider_id: str) -> tuple[Fl
         eligible = requester_verdict(rt, loaded, requester_id)
         if not eligible.allowed:
             return flow, refuse(
-                f"<@{requester_id}> may no longer request {flow.name}: {eligible.reason}"
+                f"{mention(requester_id)} may no longer request {flow.name}: {eligible.reason}"
             )
     return flow, verdict
 
@@ -72,7 +73,7 @@ def hook_approvers(rt: Runtime, loaded: LoadedFlow, request: AccessRequest) -> f
     """Approvers the flow's get_approvers hook names for this request; none if it fails."""
     if "get_approvers" not in loaded.hooks:
         return frozenset()
-    email = rt.directory.user(request.requester_id).email
+    email = requester_email(rt, request.requester_id)
     return run_request_hook(rt, loaded, "get_approvers", request, email).names()
 
 
