@@ -320,7 +320,7 @@ def test_the_database_example_flows_check_and_name_what_the_server_lacks(tmp_pat
     assert POSTGRES_URL is not None
     flows = tmp_path / "flows"
     flows.mkdir()
-    for name in ("vendor_db_read.py", "dba_breakglass.py"):
+    for name in ("vendor_db_read.py", "dba_breakglass.py", "ci_migration_window.py"):
         (flows / name).write_text((EXAMPLES / name).read_text())
     env = {"LATCHKEY_FLOWS": str(flows), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     unset = _run(["flows", "check"], env, tmp_path)
@@ -331,7 +331,8 @@ def test_the_database_example_flows_check_and_name_what_the_server_lacks(tmp_pat
     assert _run(["flows", "check"], env, tmp_path).returncode == 0
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         present = conn.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname IN ('dba_breakglass', 'warehouse_read')"
+            "SELECT rolname FROM pg_roles "
+            "WHERE rolname IN ('dba_breakglass', 'warehouse_read', 'app_migrator')"
         ).fetchall()
     if present:
         pytest.fail(f"the machine's PostgreSQL already has {present}: the check needs them absent")
@@ -339,3 +340,4 @@ def test_the_database_example_flows_check_and_name_what_the_server_lacks(tmp_pat
     assert lacking.returncode == 1
     assert "PostgreSQL account 'dba_breakglass' does not exist" in lacking.stdout
     assert "PostgreSQL role 'warehouse_read' does not exist" in lacking.stdout
+    assert "PostgreSQL role 'app_migrator' does not exist" in lacking.stdout
