@@ -76,6 +76,10 @@ def repair_lingering(rt: Runtime, grant: Grant) -> bool:
         lock_holding(session, holding_key(grant))
         if queries.covering_grants(session, grant, utcnow()):
             return False  # a newer grant gives this access now; nothing lingers
+        if held_before(session, rt.audit, grant):
+            # A member before the grant (its keyed `granted` event says): the end left the
+            # membership as it was, and so does every pass after it.
+            return False
     spec = spec_of(rt, grant)
     if spec is None:
         return False
