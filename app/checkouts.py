@@ -68,6 +68,11 @@ def exclusive(target: Any) -> bool:
     return bool(getattr(target, "exclusive", False))
 
 
+def account_of(target: Any) -> str:
+    """How people are told which account: its login, or a custom target's name."""
+    return str(getattr(target, "account", None) or target.name)
+
+
 def take(session: Session, request_id: uuid.UUID, resource: str) -> None:
     """Check the account out to `request_id` (already ours: nothing to do); Busy when
     another request has it. Two takers racing: one insert wins, the other's flush fails
@@ -164,7 +169,7 @@ def wait_turn(rt: Runtime, request_id: uuid.UUID, target: Any) -> str | None:
             who = f"service client {client_name(spot.holder)}"
         else:
             who = rt.directory.user(spot.holder).name
-        said = spot.words(target.account, who, lambda at: f"{at:%Y-%m-%d %H:%M} UTC")
+        said = spot.words(account_of(target), who, lambda at: f"{at:%Y-%m-%d %H:%M} UTC")
         return f"{said}. This flow does not queue: ask again when it is back"
     if first:
         rt.tasks.notify(request_id, "queued")

@@ -16,7 +16,6 @@ from app.access import target_of
 from app.db import utcnow
 from app.models import AccessRequest, Grant, RequestStatus
 from app.providers.base import GrantSpec, ProviderError
-from app.providers.databases import WITH_CREDENTIALS
 from app.queries import grant_of
 from app.runtime import Runtime
 
@@ -46,8 +45,8 @@ def live_grant(rt: Runtime, request: AccessRequest) -> Grant | None:
     return grant
 
 
-def has_login(grant: Grant) -> bool:
-    return grant.provider in WITH_CREDENTIALS
+def has_login(rt: Runtime, grant: Grant) -> bool:
+    return rt.providers.shows_credentials(grant.provider)
 
 
 def view_credentials(
@@ -62,7 +61,7 @@ def view_credentials(
     if grant is None:
         raise NoCredentials("not live", "This access has ended: its login is gone.")
     target = target_of(rt, request.flow, request.target)
-    if not has_login(grant) or target is None:
+    if not has_login(rt, grant) or target is None:
         raise NoCredentials("no credentials", "This access has no login to show.")
     provider: Any = rt.providers.get(grant.provider)
     spec = GrantSpec(principal=grant.principal, target=target, expires_at=grant.expires_at)

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlmodel import Session
 
-from app.checkouts import exclusive, place
+from app.checkouts import account_of, exclusive, place
 from app.clients import is_client, mention, possessive
 from app.clients.eligibility import client_principal
 from app.copies import sync_copies, undecided_approver_copies
@@ -87,6 +87,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         else frozenset(),
         escalations=tuple(escalation_line(e) for e in steps),
         queued=_queued(session, loaded, request),
+        credentials=_shows_credentials(rt, grant_of(session, request_id)),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
@@ -99,6 +100,10 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
     )
 
 
+def _shows_credentials(rt: Runtime, grant: Grant | None) -> bool:
+    return grant is not None and rt.providers.shows_credentials(grant.provider)
+
+
 def _queued(session: Session, loaded: LoadedFlow | None, request: AccessRequest) -> str | None:
     """Who has the shared account this approved request waits for, and until when."""
     target = loaded.flow.target(request.target) if loaded else None
@@ -108,7 +113,7 @@ def _queued(session: Session, loaded: LoadedFlow | None, request: AccessRequest)
     if spot is None:
         return None
     return spot.words(
-        f"*{escape(target.account)}*",
+        f"*{escape(account_of(target))}*",
         mention(spot.holder or ""),
         lambda at: slack_date(at, f"{at:%H:%M} UTC"),
     )

@@ -164,7 +164,7 @@ def status(rt: Runtime, client: Client, raw_id: str) -> tuple[int, dict[str, Any
         )
         raise ApiError(404, f"service client {client.name} has no request {request_id}")
     body = view(request, grant)
-    if grant is not None and has_login(grant) and request.status.value == "active":
+    if grant is not None and has_login(rt, grant) and request.status.value == "active":
         try:
             creds, _ = view_credentials(rt, request, client.requester_id)
             body["credentials"] = creds

@@ -265,6 +265,19 @@ class CustomTarget(Routed):
     # Handed to the provider as is; it checks them (`latchkey flows check` shows its words).
     settings: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+    # A shared account the provider lends (an admin panel's one login): one holder at a
+    # time (app.checkouts), and what an approved request meets while it is out, as for
+    # PostgresAccountTarget. The provider rotates its password in grant and revoke, and
+    # shows it through `credentials(spec)`. None: not exclusive.
+    checkout: Literal["queue", "refuse"] | None = None
+
+    @property
+    def exclusive(self) -> bool:
+        return self.checkout is not None
+
+    @property
+    def when_checked_out(self) -> str:
+        return self.checkout or "queue"
 
     @field_validator("using")
     @classmethod

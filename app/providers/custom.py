@@ -60,6 +60,11 @@ class Guarded:
             self.provisioned = lambda target: self._call(
                 "list what it provisioned", self._inner.provisioned, target
             )
+        if hasattr(self._inner, "credentials"):
+            # A shared account it lends (CustomTarget(checkout=…)): the holder's login.
+            self.credentials = lambda spec: self._call(
+                "show credentials", self._inner.credentials, spec
+            )
         if all(hasattr(self._inner, m) for m in ("member_scope", "members", "lists_own")):
             # Reconciliation reads the scope once for all its grants (see Provider).
             self.member_scope = lambda target: self._call(

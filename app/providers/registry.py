@@ -8,6 +8,7 @@ from typing import Any
 from app.providers import principals
 from app.providers.base import Provider
 from app.providers.custom import CustomProvider, Guarded
+from app.providers.databases import WITH_CREDENTIALS
 
 # The AWS services each built-in AWS provider's clients talk to.
 AWS_SERVICES = {
@@ -68,6 +69,15 @@ class ProviderRegistry:
                 raise KeyError(f"no provider named {name!r}")
             self._built[name] = self._factories[name]()
         return self._built[name]
+
+    def shows_credentials(self, name: str) -> bool:
+        """Whether this provider's grants come with a login and password the holder is shown
+        (Show credentials): the database providers, and a custom provider that defines
+        `credentials(spec)`. Asked of the class, so the web builds nothing to tell."""
+        if name in WITH_CREDENTIALS:
+            return True
+        custom = self._custom.get(name)
+        return custom is not None and callable(getattr(custom, "credentials", None))
 
     def principal_problem(self, name: str, principal: str) -> str | None:
         """Why `principal` cannot be a principal of this provider: format only, from the

@@ -50,6 +50,7 @@ def home_data(rt: Runtime, user_id: str, now: datetime) -> HomeData:
                     grant,
                     can_extend=can_extend,
                     extension_pending=request.id in extending,
+                    credentials=rt.providers.shows_credentials(grant.provider),
                 )
             )
         # Approved, waiting for a shared account someone else has checked out.

@@ -4,6 +4,7 @@ and backend for `module_stack`."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from app.testing.oidc_standin import OidcStandIn
 from app.testing.okta_standin import OktaStandIn
 from app.testing.opsgenie_standin import OpsgenieStandIn
 from app.testing.pagerduty_standin import PagerDutyStandIn
+from app.testing.panel_standin import PanelStandIn
 from app.testing.receiver import AuditReceiver
 from app.testing.stack import LocalStack
 from tests.conftest import (
@@ -65,6 +67,7 @@ ENTRA_TENANT, ENTRA_CLIENT = "72f988bf-86f1-41af-91ab-2d7cd011db47", "latchkey-e
 ENTRA_SECRET = "entra-client-secret-0123456789"
 OKTA_TOKEN = "okta-api-token-0123456789"
 CREDENTIALS_KEY = "local-credentials-key-0123456789"
+PANEL_TOKEN = "panel-operator-token-0123456789"
 IDP_DURATIONS = "timedelta(seconds=5), timedelta(seconds=8), timedelta(hours=1)"
 # The service clients the flows admit (tests/e2e/test_service_clients.py makes them).
 SERVICE_CLIENTS = ("ci-deploy", "ci-other", "ci-revoked", "ci-waiter", "ci-gone")
@@ -255,6 +258,20 @@ def _stack_with(
             ),
             durations=IDP_DURATIONS,
         )
+    # A shared account lent by a custom provider (issue 18.3): the shipped example's, the
+    # one admin login of a console (app/testing/panel_standin.py).
+    examples = Path(__file__).resolve().parents[2] / "flows" / "examples"
+    panel_provider = examples / "provider_panel_account.py"
+    (flows_dir / panel_provider.name).write_text(panel_provider.read_text())
+    write_flow(
+        flows_dir,
+        name="console-admin",
+        targets=(
+            '(CustomTarget(name="console-admin", using="panel_account", '
+            'settings={"account": "admin"}, checkout="queue"),)'
+        ),
+        durations=IDP_DURATIONS,
+    )
     write_flow(
         flows_dir,
         name="ephemeral-mariadb",
@@ -363,6 +380,7 @@ def _stack_with(
         # On-call data (issue 15): PagerDuty and Opsgenie, asked afresh on every decision.
         pagerduty = PagerDutyStandIn(token=PAGERDUTY_TOKEN).start()
         opsgenie = OpsgenieStandIn(api_key=OPSGENIE_KEY).start()
+        panel = PanelStandIn(PANEL_TOKEN, {"admin": secrets.token_urlsafe(24)}).start()
         local = LocalStack(
             workdir=workdir,
             flows_dir=flows_dir,
@@ -389,6 +407,8 @@ def _stack_with(
                 "LATCHKEY_OPSGENIE_URL": opsgenie.url,
                 "LATCHKEY_OPSGENIE_API_KEY": OPSGENIE_KEY,
                 "LATCHKEY_ONCALL_CACHE_SECONDS": "0",
+                "LATCHKEY_PANEL_URL": panel.url,
+                "LATCHKEY_PANEL_TOKEN": PANEL_TOKEN,
                 **idp.env,
             },
         )
@@ -410,6 +430,7 @@ def _stack_with(
         local.google = google  # type: ignore[attr-defined]
         local.pagerduty = pagerduty  # type: ignore[attr-defined]
         local.opsgenie = opsgenie  # type: ignore[attr-defined]
+        local.panel = panel  # type: ignore[attr-defined]
         local.idp = idp  # type: ignore[attr-defined]
         local.mariadb = mariadb  # type: ignore[attr-defined]
         local.shared_accounts = accounts  # type: ignore[attr-defined]
@@ -426,6 +447,7 @@ def _stack_with(
             google.stop()
             pagerduty.stop()
             opsgenie.stop()
+            panel.stop()
             oidc.stop()
             idp.stop()
             redis.Redis.from_url(redis_url).flushdb()

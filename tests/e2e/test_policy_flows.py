@@ -69,6 +69,7 @@ def test_modal_offers_only_flows_the_person_may_request_and_submit_checks_again(
         "ephemeral-mariadb",
         # Admits a service client; people in its requesters may ask too (issue 18.4).
         "migrations",
+        "console-admin",
     }
     # A forged submission for the restricted flow is refused on the server.
     response = submit_request(

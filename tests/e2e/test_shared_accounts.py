@@ -159,3 +159,50 @@ def test_a_target_that_does_not_queue_refuses_while_it_is_out(
     assert _status(stack, first) == RequestStatus.ACTIVE
     held = parse_checkout(_comment(db_role_server, stack.shared_accounts[1]))  # type: ignore[attr-defined]
     assert held is not None and held[1] == ann.email
+
+
+def test_a_custom_provider_lends_an_admin_panel_login_one_holder_at_a_time(
+    stack: LocalStack,
+) -> None:
+    """The shipped example (flows/examples/provider_panel_account.py): a console's one admin
+    login. The holder logs in with what Show credentials shows; the next one waits; at the
+    holder's check-in their password and their session stop working."""
+    panel = stack.panel  # type: ignore[attr-defined]
+    ann, bob = new_person(stack, iam_user=False), new_person(stack, iam_user=False)
+
+    def approved(person: Person) -> uuid.UUID:
+        response = submit_request(
+            stack, person, flow="console-admin", target="console-admin", seconds=HOUR,
+            reason="customer escalation",
+        )  # fmt: skip
+        assert response.status == 200, response.body
+        card = approval_card_for(stack, person)
+        assert click(stack, APPROVER, ids.APPROVE_ACTION, card).status == 200
+        return uuid.UUID(request_id_on(card))
+
+    first = approved(ann)
+    granted = dm_to(stack, ann, "You now have", timeout=30)
+    assert "Show credentials" in json.dumps(granted.args["blocks"])
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, ann, ids.SHOW_CREDENTIALS_ACTION, first).status == 200
+    anns = _shown(stack, mark)
+    assert anns["login"] == "admin" and anns["connection"] == f"{panel.url}/login"
+    session = panel.log_in("admin", anns["password"])
+    assert session is not None and panel.session_works(session)
+
+    second = approved(bob)
+    told = dm_to(stack, bob, "waits its turn", timeout=30)
+    assert f"*console-admin* is checked out to <@{ann.user_id}>" in told.args["text"]
+
+    assert click_in_dm(stack, ann, ids.RELEASE_ACTION, first).status == 200
+    dm_to(stack, bob, "You now have", timeout=30)
+    assert not panel.session_works(session)
+    assert panel.log_in("admin", anns["password"]) is None
+    mark = stack.slack.mark()
+    assert click_in_dm(stack, bob, ids.SHOW_CREDENTIALS_ACTION, second).status == 200
+    bobs = _shown(stack, mark)
+    assert panel.log_in("admin", bobs["password"]) is not None
+    assert click_in_dm(stack, bob, ids.RELEASE_ACTION, second).status == 200
+    wait_until(lambda: panel.note("admin") == CHECKED_IN, 20, "the check-in")
+    assert panel.log_in("admin", bobs["password"]) is None
+    assert bobs["password"] not in stack.all_logs()

@@ -229,3 +229,14 @@ def test_flows_check_says_where_each_flows_cards_go(
     assert "(2 targets, channels C0APPROVALS, C0DBAS, approvers' DMs, 2 watchers)" in out
     flow = load_flows(tmp_path).get("test-admin").flow
     assert flow.channel_for("dba") == "C0DBAS" and flow.channel_for("admins") == "C0APPROVALS"
+
+
+def test_the_example_flows_load_with_their_custom_provider() -> None:
+    """flows/examples/ (copied into a flows folder to be used) is valid as it ships."""
+    registry = load_flows(SHIPPED_FLOWS / "examples")
+    names = {loaded.flow.name for loaded in registry}
+    assert names == {"vendor-db-read", "dba-breakglass", "ci-migrations", "console-admin"}
+    target = registry.get("console-admin").flow.target("console-admin")
+    assert target is not None and getattr(target, "exclusive", False) is True
+    # Never loaded in place: the shipped folder's own flows do not include them.
+    assert not names & {loaded.flow.name for loaded in load_flows(SHIPPED_FLOWS)}

@@ -81,6 +81,8 @@ class CardContext:
     # An approved request for a shared account that is out to someone else: who has it and
     # until when (mrkdwn, app.checkouts.Place.words), while it waits its turn.
     queued: str | None = None
+    # The grant comes with a login the holder is shown (Show credentials on the DM).
+    credentials: bool = False
 
     @property
     def progress(self) -> str:

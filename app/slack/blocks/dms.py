@@ -11,7 +11,6 @@ from typing import Any
 
 from app.flows.schema import format_duration
 from app.models import Decision, RequestStatus
-from app.providers.databases import WITH_CREDENTIALS
 from app.slack import ids
 from app.slack.blocks.cards import CardContext, clamp_line
 from app.slack.blocks.text import (
@@ -251,7 +250,7 @@ def _buttons(ctx: CardContext) -> list[dict[str, Any]]:
         # A login made for the grant: its password is shown in a modal, never in the DM.
         shown = (
             [button(ids.SHOW_CREDENTIALS_ACTION, "Show credentials", value)]
-            if ctx.grant is not None and ctx.grant.provider in WITH_CREDENTIALS
+            if ctx.grant is not None and ctx.credentials
             else []
         )
         return (

@@ -13,7 +13,6 @@ from typing import Any
 from app.clients import mention
 from app.flows.schema import format_duration
 from app.models import AccessRequest, Grant
-from app.providers.databases import WITH_CREDENTIALS
 from app.slack import ids
 from app.slack.blocks.text import EXTEND_LABEL, button, escape, local_time, mrkdwn, plain
 
@@ -27,6 +26,8 @@ class HeldGrant:
     grant: Grant
     can_extend: bool
     extension_pending: bool = False
+    # A login the holder is shown (Show credentials).
+    credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def access_blocks(data: HomeData, now: datetime) -> list[dict[str, Any]]:
         if held.extension_pending:
             text += "\n_An extension is waiting for approval._"
         buttons = []
-        if grant.provider in WITH_CREDENTIALS:
+        if held.credentials:
             buttons.append(button(ids.SHOW_CREDENTIALS_ACTION, "Show credentials", value))
         if held.can_extend and not held.extension_pending:
             buttons.append(button(ids.EXTEND_ACTION, EXTEND_LABEL, value, "primary"))
