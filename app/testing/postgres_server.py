@@ -14,9 +14,13 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from app.testing.stack import free_port, wait_until
 
@@ -118,3 +122,22 @@ class PostgresServer:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
         self._process = None
+
+
+@contextmanager
+def private_postgres(database: str, *setup: str) -> Iterator[PostgresServer]:
+    """A private PostgreSQL with `database` created and `setup` run in it as postgres,
+    stopped and removed at the end. Its folder is not under pytest's tmp: PostgreSQL runs
+    as its own user, who cannot enter root's."""
+    workdir = Path(tempfile.mkdtemp(prefix="latchkey-pg-"))
+    pg = PostgresServer(workdir).start()
+    try:
+        with psycopg.connect(pg.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        with psycopg.connect(pg.url(database=database), autocommit=True) as conn:
+            for statement in setup:
+                conn.execute(statement.encode())
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -7,11 +7,9 @@ A private PostgreSQL (app/testing/postgres_server.py) with a least-privilege adm
 from __future__ import annotations
 
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,7 +18,7 @@ from psycopg.conninfo import make_conninfo
 from app.flows.db_targets import PostgresAccountTarget
 from app.providers.base import GrantSpec, ProviderError
 from app.providers.databases.postgres_account import PostgresAccountProvider
-from app.testing.postgres_server import ADMIN, PostgresServer
+from app.testing.postgres_server import ADMIN, PostgresServer, private_postgres
 
 KEY = b"credentials-key-0123456789abcdef"
 DATABASE = "warehouse"
@@ -33,19 +31,13 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    workdir = Path(tempfile.mkdtemp(prefix="latchkey-pg-"))
-    pg = PostgresServer(workdir).start()
-    try:
-        with psycopg.connect(pg.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-            conn.execute("CREATE ROLE root_like SUPERUSER LOGIN")
-        with psycopg.connect(pg.url(database=DATABASE), autocommit=True) as conn:
-            conn.execute("CREATE TABLE orders (id int)")
-            conn.execute("INSERT INTO orders VALUES (1), (2), (3)")
+    with private_postgres(
+        DATABASE,
+        "CREATE ROLE root_like SUPERUSER LOGIN",
+        "CREATE TABLE orders (id int)",
+        "INSERT INTO orders VALUES (1), (2), (3)",
+    ) as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

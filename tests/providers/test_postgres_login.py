@@ -8,12 +8,10 @@ connection, where any password would do. The provider's admin login is least-pri
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,7 +19,7 @@ import pytest
 from app.flows.db_targets import PostgresLoginTarget
 from app.providers.base import GrantSpec, ProviderError
 from app.providers.databases.postgres import PostgresLoginProvider
-from app.testing.postgres_server import ADMIN, PostgresServer
+from app.testing.postgres_server import ADMIN, PostgresServer, private_postgres
 
 KEY = b"credentials-key-0123456789abcdef"
 DATABASE = "warehouse"
@@ -34,22 +32,15 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    # Not under pytest's tmp: PostgreSQL runs as its own user, who cannot enter root's.
-    workdir = Path(tempfile.mkdtemp(prefix="latchkey-pg-"))
-    pg = PostgresServer(workdir).start()
-    try:
-        with psycopg.connect(pg.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-            conn.execute(f"CREATE ROLE {ROLE} NOLOGIN")
-            conn.execute(f"GRANT {ROLE} TO {ADMIN} WITH ADMIN OPTION")
-        with psycopg.connect(pg.url(database=DATABASE), autocommit=True) as conn:
-            conn.execute("CREATE TABLE orders (id int)")
-            conn.execute("INSERT INTO orders VALUES (1), (2)")
-            conn.execute(f"GRANT SELECT ON orders TO {ROLE}")
+    with private_postgres(
+        DATABASE,
+        f"CREATE ROLE {ROLE} NOLOGIN",
+        f"GRANT {ROLE} TO {ADMIN} WITH ADMIN OPTION",
+        "CREATE TABLE orders (id int)",
+        "INSERT INTO orders VALUES (1), (2)",
+        f"GRANT SELECT ON orders TO {ROLE}",
+    ) as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
