@@ -352,3 +352,16 @@ class ServiceClient(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_by: str | None = Field(default=None, sa_type=String(64))
     audit_seq: int = Field(sa_type=BigInteger)
+
+
+class ApiRequestKey(SQLModel, table=True):
+    """A service client's Idempotency-Key for one POST /api/requests: a pipeline that did
+    not hear the answer and sends the same request again gets the first one back, not a
+    second card for the approvers. The key is the client's own (client, key)."""
+
+    __tablename__ = "api_request_key"
+
+    client: str = Field(sa_type=String(28), primary_key=True)
+    key: str = Field(sa_type=String(100), primary_key=True)
+    request_id: uuid.UUID = Field(foreign_key="access_request.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -344,3 +344,48 @@ def test_latchkey_request_needs_its_token_from_the_environment(
     # Nothing listens on port 9 (discard): unreachable, with its own exit code.
     assert run(args, env={"LATCHKEY_CLIENT_TOKEN": new_token()}) == EXIT["unreachable"]
     assert len(set(EXIT.values())) == len(EXIT)
+
+
+def test_latchkey_request_sends_a_post_again_with_the_same_key_until_it_is_answered() -> None:
+    """A real HTTP server that fails the first two POSTs (502, as a proxy in front of a
+    restarting web would): the third carries the same Idempotency-Key, so Latchkey can tell
+    a retry from a new request."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.api.client import submit
+
+    keys: list[str | None] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            keys.append(self.headers.get("Idempotency-Key"))
+            status = 502 if len(keys) < 3 else 202
+            body = json.dumps({"id": "r1", "status": "pending"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/requests"
+        slept: list[float] = []
+        code, body = submit(url, "lkc_x", {"flow": "f"}, sleep=slept.append)
+        assert (code, body["id"]) == (202, "r1")
+        assert len(keys) == 3 and keys[0] is not None and len(set(keys)) == 1
+        assert slept == [1.0, 2.0]
+        # Never answered: it gives up after its tries, and says so.
+        keys.clear()
+        with pytest.raises(Unreachable):
+            submit(url, "lkc_x", {"flow": "f"}, tries=2, sleep=slept.append)
+        assert len(keys) == 2 and len(set(keys)) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

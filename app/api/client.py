@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,8 @@ EXIT = {
 _ENDED = {"cancelled", "expired", "revoked", "revoking", "revoke_failed", "extended"}
 # Polling: the first look soon (an approver may be quick), then less often.
 FIRST_POLL, POLL_FACTOR, MAX_POLL = 1.0, 1.5, 15.0
+# A POST that got no answer is sent again (same key) this many times in all: 1+2+4+8 s.
+POST_TRIES = 5
 
 
 class Unreachable(Exception):
@@ -47,15 +50,21 @@ class Unreachable(Exception):
 
 
 def call(
-    url: str, token: str, method: str = "GET", body: dict[str, Any] | None = None
+    url: str,
+    token: str,
+    method: str = "GET",
+    body: dict[str, Any] | None = None,
+    key: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """One API call: (HTTP status, JSON body)."""
+    """One API call: (HTTP status, JSON body). `key`: the POST's Idempotency-Key."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) checked by main
     request.add_header("Authorization", f"Bearer {token}")
     request.add_header("Accept", "application/json")
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("Idempotency-Key", key)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return response.status, json.loads(response.read() or b"{}")
@@ -68,6 +77,27 @@ def call(
             return error.code, {"error": f"HTTP {error.code}"}
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise Unreachable(str(getattr(error, "reason", error))) from None
+
+
+def submit(
+    url: str,
+    token: str,
+    ask: dict[str, Any],
+    *,
+    tries: int = POST_TRIES,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, dict[str, Any]]:
+    """POST the request, again with the same Idempotency-Key while Latchkey does not answer
+    (a lost answer must not become a second request, and a second card for approvers)."""
+    key = uuid.uuid4().hex
+    for attempt in range(tries):
+        try:
+            return call(url, token, "POST", ask, key=key)
+        except Unreachable:
+            if attempt == tries - 1:
+                raise
+            sleep(FIRST_POLL * 2**attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def wait_for_decision(
@@ -133,11 +163,11 @@ def run(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     else:
         ask["duration"] = args.duration
     try:
-        code, body = call(f"{base}/api/requests", token, "POST", ask)
+        code, body = submit(f"{base}/api/requests", token, ask)
     except Unreachable as error:
         print(f"latchkey request: Latchkey did not answer: {error}", file=sys.stderr)
         return EXIT["unreachable"]
-    if code != 202:
+    if code not in (200, 202):
         print(f"latchkey request: {body.get('error', f'HTTP {code}')}", file=sys.stderr)
         return EXIT["usage"] if code == 400 else EXIT["refused"]
     request_id = body["id"]

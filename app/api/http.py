@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from app.api import requests as endpoints
+from app.api.idempotency import key_problem
 from app.api.requests import ApiError
 from app.clients.store import Client, authenticate
 from app.clients.tokens import bearer_token
@@ -44,6 +45,7 @@ _STATUS = {
     405: "Method Not Allowed",
     411: "Length Required",
     413: "Content Too Large",
+    422: "Unprocessable Content",
     503: "Service Unavailable",
 }
 
@@ -89,9 +91,13 @@ def _route(
         if method != "POST":
             raise ApiError(405, "use POST to make a request")
         client = _client(rt, environ)
+        key = environ.get("HTTP_IDEMPOTENCY_KEY")
+        problem = key_problem(key)
+        if problem:
+            raise ApiError(400, problem, {"Idempotency-Key": problem})
         body = _json_body(rt, environ)
         with log_context(user=client.requester_id):
-            return endpoints.submit(rt, client, body)
+            return endpoints.submit(rt, client, body, key)
     if one is not None:
         if method != "GET":
             raise ApiError(405, "use GET to read a request")

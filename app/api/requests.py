@@ -15,7 +15,11 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
 from app import lifecycle
+from app.api import idempotency
 from app.clients.store import Client
 from app.eligibility import request_problem
 from app.flows.policy import RequestInput, check_request
@@ -105,9 +109,17 @@ def read_ask(body: dict[str, Any]) -> RequestInput:
     return RequestInput(texts["flow"], texts["target"], duration, texts["reason"])
 
 
-def submit(rt: Runtime, client: Client, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """POST /api/requests: store the request and hand it to the worker; 202 and its id."""
+def submit(
+    rt: Runtime, client: Client, body: dict[str, Any], key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """POST /api/requests: store the request and hand it to the worker; 202 and its id.
+    With an Idempotency-Key the client used before, the request it made then (200)."""
     ask = read_ask(body)
+    if key is not None:
+        with rt.db.session() as session:
+            earlier = _earlier(session, client, key, ask)
+        if earlier is not None:
+            return 200, {**_made(earlier), "replayed": True}
     if ask.flow not in client.flows:
         audit_refusal(rt, client, "flow not in the token's scope", flow=ask.flow[:100])
         raise ApiError(
@@ -125,19 +137,40 @@ def submit(rt: Runtime, client: Client, body: dict[str, Any]) -> tuple[int, dict
     if problem is not None:
         audit_refusal(rt, client, problem, flow=ask.flow)
         raise ApiError(403, problem)
-    with rt.db.session() as session:
-        request = lifecycle.submit(
-            session=session,
-            audit=rt.audit,
-            flow=loaded.flow,
-            requester_id=client.requester_id,
-            ask=ask,
-        )
+    try:
+        with rt.db.session() as session:
+            request = lifecycle.submit(
+                session=session,
+                audit=rt.audit,
+                flow=loaded.flow,
+                requester_id=client.requester_id,
+                ask=ask,
+            )
+            if key is not None:  # in the same transaction: one request per key, whatever races
+                idempotency.remember(session, client.name, key, request.id)
+    except IntegrityError:
+        # The same key's other POST stored its request first: that one is the answer.
+        with rt.db.session() as session:
+            earlier = _earlier(session, client, key or "", ask)
+        if earlier is None:
+            raise
+        return 200, {**_made(earlier), "replayed": True}
     # A broker that is down only delays the card: the sweep finds a pending request
     # without one (DESIGN.md, invariant 1).
     rt.tasks.process_submission(request.id)
     log.info("api request stored request=%s flow=%s client=%s", request.id, ask.flow, client.name)
-    return 202, {
+    return 202, _made(request)
+
+
+def _earlier(session: Session, client: Client, key: str, ask: RequestInput) -> AccessRequest | None:
+    try:
+        return idempotency.earlier(session, client.name, key, ask)
+    except idempotency.KeyReused as reused:
+        raise ApiError(422, str(reused), {"Idempotency-Key": "used for another request"}) from None
+
+
+def _made(request: AccessRequest) -> dict[str, Any]:
+    return {
         "id": str(request.id),
         "status": request.status.value,
         "url": f"/api/requests/{request.id}",

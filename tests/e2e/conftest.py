@@ -70,7 +70,7 @@ CREDENTIALS_KEY = "local-credentials-key-0123456789"
 PANEL_TOKEN = "panel-operator-token-0123456789"
 IDP_DURATIONS = "timedelta(seconds=5), timedelta(seconds=8), timedelta(hours=1)"
 # The service clients the flows admit (tests/e2e/test_service_clients.py makes them).
-SERVICE_CLIENTS = ("ci-deploy", "ci-other", "ci-revoked", "ci-waiter", "ci-gone")
+SERVICE_CLIENTS = ("ci-deploy", "ci-other", "ci-revoked", "ci-waiter", "ci-gone", "ci-retry")
 DB_CLIENT = "ci-db"
 
 ONCALL_HOOK = """

@@ -332,3 +332,46 @@ def test_the_cli_refuses_a_client_of_an_unknown_flow(stack: LocalStack, flows: s
         stack, "clients", "create", "ci-typo", "--flows", flows, "--principal", "x", "--by", ADMIN
     )
     assert done.returncode == 2 and "no flow named 'nope'" in done.stderr and not done.stdout
+
+
+def test_a_post_sent_again_with_its_idempotency_key_makes_one_request(stack: LocalStack) -> None:
+    """A pipeline that did not hear the answer sends the same POST again: one request, one
+    card; the same key for another request is a pipeline bug, refused; a bad key named."""
+    token = new_client(stack, "ci-retry", "migrations", "ci-retry@example.com")
+    mark = stack.slack.mark()
+
+    def post(key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        response = requests.post(
+            f"http://127.0.0.1:{stack.port}/api/requests",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+            timeout=30,
+        )
+        return response.status_code, response.json()
+
+    key = uuid.uuid4().hex
+    first_code, first = post(key, ask())
+    again_code, again = post(key, ask())
+    assert (first_code, again_code) == (202, 200)
+    assert again["id"] == first["id"] and again["replayed"] is True
+    other_code, other = post(key, ask(reason="deploy 5678: another migration"))
+    assert other_code == 422 and first["id"] in other["error"]
+    bad_code, bad = post("has spaces in it", ask())
+    assert bad_code == 400 and "Idempotency-Key" in bad["error"]
+    # A new key is a new request.
+    assert post(uuid.uuid4().hex, ask())[0] == 202
+
+    card_of(stack, "ci-retry", since=mark)
+    wait_until(
+        lambda: len(events_of(stack, event="requested", subject="svc:ci-retry")) == 2,
+        10,
+        "the two requests",
+    )
+    stored = [e.request_id for e in events_of(stack, event="requested", subject="svc:ci-retry")]
+    assert uuid.UUID(first["id"]) in stored and len(set(stored)) == 2
+    cards = [
+        c
+        for c in stack.slack.calls("chat.postMessage", since=mark)
+        if "service client *ci-retry*" in c.args.get("text", "")
+    ]
+    assert len(cards) <= 2  # one per request, never one per POST
