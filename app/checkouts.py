@@ -24,7 +24,8 @@ from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
 from app.clients import client_name, is_client
-from app.models import AccessRequest, AccountCheckout, Grant, RequestStatus
+from app.models import AccessRequest, AccountCheckout, RequestStatus
+from app.queries import events_of, grant_of
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -116,9 +117,7 @@ def place(session: Session, request: AccessRequest, resource: str) -> Place | No
     if held is None:
         return Place(None, None, None, int(ahead))
     holder = session.get(AccessRequest, held.request_id)
-    grant = session.execute(
-        select(Grant).where(Grant.request_id == held.request_id)  # type: ignore[arg-type]
-    ).scalar_one_or_none()
+    grant = grant_of(session, held.request_id)
     return Place(
         holder.requester_id if holder else None,
         held.request_id,
@@ -128,8 +127,6 @@ def place(session: Session, request: AccessRequest, resource: str) -> Place | No
 
 
 def told_queued(session: Session, request_id: uuid.UUID) -> bool:
-    from app.queries import events_of
-
     return bool(events_of(session, request_id, (QUEUED_EVENT,)))
 
 

@@ -66,20 +66,20 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         (e.actor, int(e.details["added_seconds"]), datetime.fromisoformat(e.details["expires_at"]))
         for e in events_of(session, request_id, ("extended",))
     )
+    grant = grant_of(session, request_id)  # read once: the card, the DM and the Home use it
     return CardContext(
         extends_grant=grant_of(session, request.extends_id) if request.extends_id else None,
         extended=extended,
-        extensions_allowed=bool(loaded)
-        and extension_offered(session, loaded.flow, request, grant_of(session, request_id)),
+        extensions_allowed=bool(loaded) and extension_offered(session, loaded.flow, request, grant),
         break_glass=bool(events_of(session, request_id, ("break_glass",))),
         review=(reviews[0].event, reviews[0].actor) if reviews else None,
         request=request,
         approvals=approvals_of(session, request_id),
-        grant=grant_of(session, request_id),
+        grant=grant,
         approvals_required=loaded.flow.approvals_required if loaded else 1,
         durations=loaded.flow.durations if loaded else (),
         auto_reason=_auto_reason(session, request_id),
-        principal=_principal(rt, session, loaded, request, grant_of(session, request_id)),
+        principal=_principal(rt, session, loaded, request, grant),
         principal_verified=bool(loaded) and loaded.flow.identity.verified,
         steps=steps,
         passkey_approvers=_passkey_approvers(rt, session, request_id)
@@ -87,7 +87,7 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         else frozenset(),
         escalations=tuple(escalation_line(e) for e in steps),
         queued=_queued(session, loaded, request),
-        credentials=_shows_credentials(rt, grant_of(session, request_id)),
+        credentials=grant is not None and rt.providers.shows_credentials(grant.provider),
         approvers_line=approvers_line(
             loaded.flow.approvers.users,
             loaded.flow.approvers.usergroups,
@@ -98,10 +98,6 @@ def card_context(rt: Runtime, session: Session, request_id: uuid.UUID) -> CardCo
         if loaded
         else "",
     )
-
-
-def _shows_credentials(rt: Runtime, grant: Grant | None) -> bool:
-    return grant is not None and rt.providers.shows_credentials(grant.provider)
 
 
 def _queued(session: Session, loaded: LoadedFlow | None, request: AccessRequest) -> str | None:

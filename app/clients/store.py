@@ -17,11 +17,12 @@ from sqlmodel import Session
 
 from app.audit import AuditLog
 from app.audit.chain import settle
+from app.audit.vouch import undone_after, vouching_event
 from app.clients import name_problem, requester_id_of
 from app.clients.tokens import new_token, same_hash, token_hash
 from app.db import utcnow
 from app.flows.schema import Flow
-from app.models import AuditEvent, ServiceClient
+from app.models import ServiceClient
 
 CREATED = "service_client_created"
 REVOKED = "service_client_revoked"
@@ -146,29 +147,20 @@ def scope_problem(client: Client | None, name: str, flow: Flow) -> str | None:
 
 
 def _vouched(session: Session, audit: AuditLog, row: ServiceClient) -> Client | None:
-    event = session.get(AuditEvent, row.audit_seq)
     subject = requester_id_of(row.name)
-    vouched = (
-        event is not None
-        and event.event == CREATED
-        and audit.authentic(event)
-        and event.subject == subject
-        and event.details.get("token_sha256") == row.token_hash
-        and event.details.get("principal") == row.principal
-        and list(event.details.get("flows") or ()) == list(row.flows)
+    event = vouching_event(
+        session,
+        audit,
+        row.audit_seq,
+        event=CREATED,
+        subject=subject,
+        details={"token_sha256": row.token_hash, "principal": row.principal, "flows": row.flows},
     )
-    if not vouched:
+    if event is None:
         return None
-    assert event is not None
     # A revocation counts when the trail holds it, whatever the row says now.
-    revocations = session.execute(
-        select(AuditEvent).where(
-            AuditEvent.event == REVOKED,  # type: ignore[arg-type]
-            AuditEvent.subject == subject,  # type: ignore[arg-type]
-            AuditEvent.seq > row.audit_seq,  # type: ignore[operator]
-        )
-    ).scalars()
-    revoked = next((e.at for e in revocations if audit.authentic(e)), None)
+    revocation = undone_after(session, audit, row.audit_seq, event=REVOKED, subject=subject)
+    revoked = revocation.at if revocation is not None else None
     return Client(
         name=row.name,
         flows=tuple(row.flows),

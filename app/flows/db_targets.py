@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from app.flows.base_targets import Routed, _matching
 
@@ -19,6 +19,16 @@ _MY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,63}")
 _MY_RESERVED_ROLES = frozenset({"none", "public", "current_role", "current_user"})
 
 
+def _named(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    return AfterValidator(lambda value: _matching(value, pattern, what))
+
+
+# The names the targets below take, each checked where it is declared.
+PgDatabase = Annotated[str, _named(_PG_NAME, "a PostgreSQL database name (a-z, 0-9, _)")]
+PgRole = Annotated[str, _named(_PG_NAME, "a PostgreSQL role name (a-z, 0-9, _)")]
+MyDatabase = Annotated[str, _named(_MY_NAME, "a MariaDB database name (letters, digits, _, $)")]
+
+
 class PostgresLoginTarget(Routed):
     """A PostgreSQL login made for the grant (`lk_…`, random password, `VALID UNTIL` its
     end) and a member of `roles`; dropped at the end with its sessions terminated. The
@@ -27,21 +37,9 @@ class PostgresLoginTarget(Routed):
     provider: Literal["postgres_login"] = "postgres_login"
     name: str
     # The database the holder connects to (and where what the login owned is dropped).
-    database: str
-    roles: tuple[str, ...] = Field(min_length=1)
+    database: PgDatabase
+    roles: tuple[PgRole, ...] = Field(min_length=1)
     description: str = ""
-
-    @field_validator("database")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        return _matching(value, _PG_NAME, "a PostgreSQL database name (a-z, 0-9, _)")
-
-    @field_validator("roles")
-    @classmethod
-    def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for role in value:
-            _matching(role, _PG_NAME, "a PostgreSQL role name (a-z, 0-9, _)")
-        return value
 
     @property
     def resource(self) -> str:
@@ -58,24 +56,14 @@ class PostgresAccountTarget(Routed):
     provider: Literal["postgres_account"] = "postgres_account"
     name: str
     # The login that is checked out; Latchkey sets its password, VALID UNTIL and comment.
-    account: str
+    account: PgRole
     # The database its connection string names.
-    database: str
+    database: PgDatabase
     when_checked_out: Literal["queue", "refuse"] = "queue"
     description: str = ""
 
     # One holder at a time (app.checkouts): the DB, not the provider, decides who is next.
     exclusive: ClassVar[bool] = True
-
-    @field_validator("account")
-    @classmethod
-    def _account(cls, value: str) -> str:
-        return _matching(value, _PG_NAME, "a PostgreSQL role name (a-z, 0-9, _)")
-
-    @field_validator("database")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        return _matching(value, _PG_NAME, "a PostgreSQL database name (a-z, 0-9, _)")
 
     @property
     def resource(self) -> str:
@@ -92,14 +80,9 @@ class MariaDBLoginTarget(Routed):
     name: str
     # The database the holder is told to connect to; what the login may do there is the
     # role's privileges, which the database's admins decide.
-    database: str
+    database: MyDatabase
     role: str
     description: str = ""
-
-    @field_validator("database")
-    @classmethod
-    def _database(cls, value: str) -> str:
-        return _matching(value, _MY_NAME, "a MariaDB database name (letters, digits, _, $)")
 
     @field_validator("role")
     @classmethod

@@ -7,12 +7,12 @@ after an unlink, is not vouched for and counts as no link."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from app.audit import AuditLog
 from app.audit.chain import settle
-from app.models import AuditEvent, IdentityLink
+from app.audit.vouch import undone_after, vouching_event
+from app.models import IdentityLink
 
 LINKED = "identity_linked"
 UNLINKED = "identity_unlinked"
@@ -43,26 +43,14 @@ def linked(session: Session, audit: AuditLog, user_id: str) -> IdentityLink | No
     row = session.get(IdentityLink, user_id)
     if row is None:
         return None
-    event = session.get(AuditEvent, row.audit_seq)
-    vouched = (
-        event is not None
-        and event.event == LINKED
-        and audit.authentic(event)
-        and event.subject == user_id
-        and event.details.get("issuer") == row.issuer
-        and event.details.get("oidc_subject") == row.subject
-        and event.details.get("email") == row.email
-    )
-    if not vouched:
+    made = {"issuer": row.issuer, "oidc_subject": row.subject, "email": row.email}
+    if (
+        vouching_event(session, audit, row.audit_seq, event=LINKED, subject=user_id, details=made)
+        is None
+    ):
         return None
-    later = session.execute(
-        select(AuditEvent).where(
-            AuditEvent.event == UNLINKED,  # type: ignore[arg-type]
-            AuditEvent.subject == user_id,  # type: ignore[arg-type]
-            AuditEvent.seq > row.audit_seq,  # type: ignore[operator]
-        )
-    ).scalars()
-    return None if any(audit.authentic(e) for e in later) else row
+    undone = undone_after(session, audit, row.audit_seq, event=UNLINKED, subject=user_id)
+    return None if undone is not None else row
 
 
 def unlink(session: Session, audit: AuditLog, user_id: str, *, actor: str) -> bool:

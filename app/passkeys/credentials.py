@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from app.audit import AuditLog
 from app.audit.chain import settle
+from app.audit.vouch import vouching_event
 from app.models import AuditEvent, Passkey
 
 REGISTERED = "passkey_registered"
@@ -54,15 +55,14 @@ def register(
 
 def vouched(session: Session, audit: AuditLog, passkey: Passkey) -> bool:
     """Whether the keyed trail registered exactly this credential and key to this person."""
-    event = session.get(AuditEvent, passkey.audit_seq)
-    return (
-        event is not None
-        and event.event == REGISTERED
-        and audit.authentic(event)
-        and event.subject == passkey.user_id
-        and event.details.get("credential_id") == passkey.credential_id
-        and event.details.get("public_key_sha256") == key_digest(passkey.public_key)
+    made = {
+        "credential_id": passkey.credential_id,
+        "public_key_sha256": key_digest(passkey.public_key),
+    }
+    found = vouching_event(
+        session, audit, passkey.audit_seq, event=REGISTERED, subject=passkey.user_id, details=made
     )
+    return found is not None
 
 
 def _removed(session: Session, audit: AuditLog, user_id: str) -> set[str]:

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -48,6 +49,15 @@ class PostgresServer:
         self.workdir = workdir
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
+
+    def valid_until(self, role: str) -> datetime | None:
+        """PostgreSQL's own end of a role's password, as the server holds it."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (role,)
+            ).fetchone()
+        assert row is not None, f"no role {role}"
+        return row[0]  # type: ignore[no-any-return]
 
     def url(self, user: str = "postgres", database: str = "postgres") -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"

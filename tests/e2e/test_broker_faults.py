@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from app.db import utcnow
 from app.models import AccessRequest, AuditEvent, RequestStatus
 from app.providers.databases.credentials import login_name, parse_comment
+from app.providers.databases.pg_admin import comment
 from app.queries import grant_of
 from app.slack import ids
 from app.testing.redis_server import RedisServer
@@ -308,8 +309,8 @@ def test_a_worker_killed_between_making_a_login_and_recording_it_grants_it_once(
         # Its activation will wait for this row; the login is made and committed meanwhile.
         rows.execute("SELECT 1 FROM access_request WHERE id = %s FOR UPDATE", (request_id,))
         gate.execute("SELECT pg_advisory_unlock(hashtext(%s))", (login,))
-        wait_until(lambda: _comment(gate, login) is not None, 20, "the login to be made")
-        made = parse_comment(_comment(gate, login))
+        wait_until(lambda: comment(gate, login) is not None, 20, "the login to be made")
+        made = parse_comment(comment(gate, login))
         stack.kill_process("worker")
         rows.rollback()
     assert made is not None and made[1] == person.email
@@ -318,7 +319,7 @@ def test_a_worker_killed_between_making_a_login_and_recording_it_grants_it_once(
     stack.start_process("worker")
     dm_to(stack, person, "You now have", timeout=60)
     with psycopg.connect(POSTGRES_URL or "", autocommit=True) as conn:
-        assert parse_comment(_comment(conn, login)) == made  # the same login, same nonce
+        assert parse_comment(comment(conn, login)) == made  # the same login, same nonce
         others = conn.execute(
             "SELECT count(*) FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE %s",
             (f"latchkey login % for {person.email}",),
@@ -331,11 +332,4 @@ def test_a_worker_killed_between_making_a_login_and_recording_it_grants_it_once(
     # Given back: dropped, so no login outlives the test.
     assert click_in_dm(stack, person, ids.RELEASE_ACTION, request_id).status == 200
     with psycopg.connect(POSTGRES_URL or "", autocommit=True) as conn:
-        wait_until(lambda: _comment(conn, login) is None, 30, "the login to be dropped")
-
-
-def _comment(conn: psycopg.Connection, role: str) -> str | None:
-    row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
-    ).fetchone()
-    return row[0] if row else None
+        wait_until(lambda: comment(conn, login) is None, 30, "the login to be dropped")

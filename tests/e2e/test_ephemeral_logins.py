@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -168,15 +169,7 @@ def test_a_latchkey_login_that_no_grant_holds_is_dropped_by_reconciliation(
         60,
         "the orphaned login to be dropped",
     )
-    with stack.database().session() as session:
-        repaired = [
-            e.details
-            for e in session.execute(
-                select(AuditEvent).where(AuditEvent.event == "drift_repaired")  # type: ignore[arg-type]
-            ).scalars()
-            if e.details.get("principal") == person.email
-        ]
-    assert len(repaired) == 1 and repaired[0]["result"]["login"] == login
+    assert [d["result"]["login"] for d in _repaired(stack, person.email)] == [login]
 
 
 def _mariadb_login_of(stack: LocalStack, email: str) -> tuple[str, bool] | None:
@@ -264,12 +257,16 @@ def test_a_mariadb_login_that_no_grant_holds_is_dropped_by_reconciliation(
         60,
         "the orphaned login to be dropped",
     )
+    assert [d["result"]["login"] for d in _repaired(stack, person.email)] == [login]
+
+
+def _repaired(stack: LocalStack, email: str) -> list[dict[str, Any]]:
+    """What reconciliation's drift repairs of this person's access say."""
     with stack.database().session() as session:
-        repaired = [
+        return [
             e.details
             for e in session.execute(
                 select(AuditEvent).where(AuditEvent.event == "drift_repaired")  # type: ignore[arg-type]
             ).scalars()
-            if e.details.get("principal") == person.email
+            if e.details.get("principal") == email
         ]
-    assert len(repaired) == 1 and repaired[0]["result"]["login"] == login

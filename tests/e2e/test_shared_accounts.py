@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from app.models import AccessRequest, AccountCheckout, AuditEvent, RequestStatus
 from app.providers.databases.credentials import CHECKED_IN, parse_checkout
+from app.providers.databases.pg_admin import comment
 from app.slack import ids
 from app.testing.scenes import (
     Person,
@@ -47,14 +48,6 @@ def _approved(stack: LocalStack, person: Person, target: str, seconds: int) -> u
     return uuid.UUID(request_id_on(card))
 
 
-def _comment(conn: psycopg.Connection, account: str) -> str | None:
-    row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (account,)
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
 def _status(stack: LocalStack, request_id: uuid.UUID) -> RequestStatus:
     with stack.database().session() as session:
         request = session.get(AccessRequest, request_id)
@@ -74,7 +67,7 @@ def test_the_second_requester_waits_told_who_has_it_and_gets_it_when_it_is_back(
     assert click_in_dm(stack, ann, ids.SHOW_CREDENTIALS_ACTION, first).status == 200
     anns = _shown(stack, mark)
     assert anns["login"] == account
-    held = parse_checkout(_comment(db_role_server, account))
+    held = parse_checkout(comment(db_role_server, account))
     assert held is not None and held[1] == ann.email
 
     # Bob is approved while Ann has it: he waits, and hears who has it and until when.
@@ -104,7 +97,7 @@ def test_the_second_requester_waits_told_who_has_it_and_gets_it_when_it_is_back(
     # Ann gives it back: rotated, and Bob has it at once with a password of his own.
     assert click_in_dm(stack, ann, ids.RELEASE_ACTION, first).status == 200
     dm_to(stack, bob, "You now have", timeout=30)
-    held = parse_checkout(_comment(db_role_server, account))
+    held = parse_checkout(comment(db_role_server, account))
     assert held is not None and held[1] == bob.email
     mark = stack.slack.mark()
     assert click_in_dm(stack, bob, ids.SHOW_CREDENTIALS_ACTION, second).status == 200
@@ -116,7 +109,7 @@ def test_the_second_requester_waits_told_who_has_it_and_gets_it_when_it_is_back(
 
     # Bob's time runs out: checked in, nobody holds it, Eve (who left) never had it.
     dm_to(stack, bob, "expired", timeout=30)
-    wait_until(lambda: _comment(db_role_server, account) == CHECKED_IN, 15, "the check-in")
+    wait_until(lambda: comment(db_role_server, account) == CHECKED_IN, 15, "the check-in")
     with stack.database().session() as session:
         assert session.get(AccountCheckout, f"postgres-account/{account}") is None
         events = session.execute(
@@ -157,7 +150,7 @@ def test_a_target_that_does_not_queue_refuses_while_it_is_out(
     assert "is checked out to" in text and "does not queue" in text
     # Ann's check-out is untouched by Bob's refusal.
     assert _status(stack, first) == RequestStatus.ACTIVE
-    held = parse_checkout(_comment(db_role_server, stack.shared_accounts[1]))  # type: ignore[attr-defined]
+    held = parse_checkout(comment(db_role_server, stack.shared_accounts[1]))  # type: ignore[attr-defined]
     assert held is not None and held[1] == ann.email
 
 

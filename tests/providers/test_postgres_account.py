@@ -74,15 +74,6 @@ def _orders(server: PostgresServer, user: str, password: str) -> int:
     return int(row[0])
 
 
-def _valid_until(server: PostgresServer, account: str) -> datetime | None:
-    with psycopg.connect(server.url(), autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (account,)
-        ).fetchone()
-    assert row is not None
-    return row[0]
-
-
 def test_a_checkout_rotates_the_password_and_the_check_in_rotates_it_again(
     provider: PostgresAccountProvider, server: PostgresServer, account: str
 ) -> None:
@@ -98,7 +89,7 @@ def test_a_checkout_rotates_the_password_and_the_check_in_rotates_it_again(
     assert _orders(server, account, creds["password"]) == 3
     with psycopg.connect(creds["connection"], connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (account,)
-    assert _valid_until(server, account) == spec.expires_at
+    assert server.valid_until(account) == spec.expires_at
     assert provider.check(spec) and provider.provisioned(spec.target) == ["ann@example.com"]
 
     held_open = psycopg.connect(creds["connection"], autocommit=True)
@@ -127,7 +118,7 @@ def test_an_extension_moves_valid_until_and_keeps_the_password(
     before = provider.credentials(spec)
     later = GrantSpec(spec.principal, spec.target, spec.expires_at + timedelta(hours=2))
     assert provider.grant(later)["rotated"] is False
-    assert _valid_until(server, account) == later.expires_at
+    assert server.valid_until(account) == later.expires_at
     assert provider.credentials(later) == before
     assert before is not None and _orders(server, account, before["password"]) == 3
     provider.revoke(later)

@@ -97,15 +97,15 @@ def test_a_login_works_during_its_grant_and_its_open_session_is_ended_with_it(
 
 
 def test_valid_until_is_the_grants_end_and_an_extension_moves_it_keeping_the_password(
-    provider: PostgresLoginProvider,
+    provider: PostgresLoginProvider, server: PostgresServer
 ) -> None:
     spec = _spec(_person())
-    provider.grant(spec)
-    assert provider.valid_until(spec) == spec.expires_at
+    login = provider.grant(spec)["login"]
+    assert server.valid_until(login) == spec.expires_at
     before = provider.credentials(spec)
     later = GrantSpec(spec.principal, TARGET, spec.expires_at + timedelta(hours=2))
     assert provider.grant(later)["created"] is False
-    assert provider.valid_until(spec) == later.expires_at
+    assert server.valid_until(login) == later.expires_at
     after = provider.credentials(spec)
     assert before is not None and after == before
     assert _orders(after["connection"]) == 2

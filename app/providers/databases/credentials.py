@@ -48,7 +48,11 @@ def comment(nonce: str, principal: str) -> str:
 
 def parse_comment(text: str | None) -> tuple[str, str] | None:
     """(nonce, principal) of a comment Latchkey wrote; None for any other."""
-    match = COMMENT.fullmatch(text or "")
+    return _nonce_and_person(COMMENT, text)
+
+
+def _nonce_and_person(pattern: re.Pattern[str], text: str | None) -> tuple[str, str] | None:
+    match = pattern.fullmatch(text or "")
     return (match["nonce"], match["principal"]) if match else None
 
 
@@ -65,5 +69,4 @@ def checkout_comment(nonce: str, principal: str) -> str:
 
 def parse_checkout(text: str | None) -> tuple[str, str] | None:
     """(nonce, holder) while the account is out; None when it is in (or never was)."""
-    match = CHECKOUT.fullmatch(text or "")
-    return (match["nonce"], match["principal"]) if match else None
+    return _nonce_and_person(CHECKOUT, text)

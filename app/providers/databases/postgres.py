@@ -19,7 +19,6 @@ superuser.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -53,7 +52,7 @@ class PostgresLoginProvider:
             # One grant of a login at a time: two overlapping grants may make it together.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (login,))
             held = _comment_of(conn, login)
-            if (held is None and _exists(conn, login)) or (
+            if (held is None and exists(conn, login)) or (
                 held is not None and held[1] != spec.principal
             ):
                 # The name is derived from the person: a role of that name without Latchkey's
@@ -106,7 +105,7 @@ class PostgresLoginProvider:
         with self._connect() as conn:
             held = _comment_of(conn, login)
             if held is None:
-                if not _exists(conn, login):
+                if not exists(conn, login):
                     return {"login": login, "already_absent": True}
                 raise ProviderError(
                     f"PostgreSQL role {login} is not a Latchkey login: left as it is",
@@ -137,14 +136,6 @@ class PostgresLoginProvider:
                 "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (self.login(spec),)
             ).fetchone()
         return bool(row and row[0])
-
-    def valid_until(self, spec: GrantSpec) -> datetime | None:
-        """PostgreSQL's own end of the login's password (None: no login, or no end)."""
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (self.login(spec),)
-            ).fetchone()
-        return row[0] if row else None
 
     def credentials(self, spec: GrantSpec) -> dict[str, str] | None:
         """What the holder needs to connect, derived from the login's nonce as the database
@@ -180,7 +171,7 @@ class PostgresLoginProvider:
         problems = []
         with self._connect() as conn:
             for role in target.roles:
-                if not _exists(conn, role):
+                if not exists(conn, role):
                     problems.append(f"PostgreSQL role {role!r} does not exist")
             row = conn.execute(
                 "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
@@ -191,10 +182,6 @@ class PostgresLoginProvider:
 
     def _connect(self, database: str | None = None) -> psycopg.Connection[Any]:
         return self._admin.connect(database)
-
-
-def _exists(conn: psycopg.Connection[Any], role: str) -> bool:
-    return exists(conn, role)
 
 
 def _comment_of(conn: psycopg.Connection[Any], login: str) -> tuple[str, str] | None:
